@@ -1,0 +1,43 @@
+//! Connecting to Postgres and migrating it (both services use this).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+
+/// The migrations of `migrations/`, embedded in the binaries.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Connects, retrying with backoff for up to `patience` (a database that
+/// starts after the service is normal in a cluster). The URL never reaches
+/// a log line.
+pub async fn connect(
+    url: &SecretString,
+    max_connections: u32,
+    patience: Duration,
+) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match options.clone().connect(url.expose_secret()).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => anyhow::bail!("could not connect to the database (DATABASE_URL): {err}"),
+        }
+    }
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

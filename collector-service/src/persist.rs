@@ -1,0 +1,211 @@
+//! Finishing a run: one fenced transaction that upserts the results, evicts
+//! what completed sweeps no longer return, records the run in the history
+//! and clears the lease.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::domain::{Outcome, Provider, ProviderStatus, Recommendation};
+use crate::engine::Collected;
+use crate::lease::{Lease, fenced};
+
+/// Rows per upsert statement: bounds the size of one message to Postgres.
+const UPSERT_CHUNK: usize = 5_000;
+
+/// Why a finish wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FinishError {
+    /// The run no longer holds the lease; a newer run owns the results.
+    #[error("the run no longer holds the lease")]
+    LeaseLost,
+    /// The database failed; the transaction was rolled back.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a finished run recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Recommendations written.
+    pub written: u64,
+    /// Rows evicted from completed sweeps.
+    pub evicted: u64,
+}
+
+/// Writes a run's results and ends it, all or nothing. The fence is checked
+/// last, under the state row's lock, so a run that lost its lease at any
+/// point before the commit writes nothing.
+pub async fn finish_run(
+    pool: &PgPool,
+    lease: &Lease,
+    collected: Collected,
+) -> Result<Finished, FinishError> {
+    if !crate::lease::holds_lease(pool, lease).await? {
+        return Err(FinishError::LeaseLost);
+    }
+    let (outcome, error) = collected.outcome();
+    let mut keyed: Vec<(String, Recommendation)> = collected
+        .recommendations
+        .into_iter()
+        .map(|r| (r.natural_id(), r))
+        .collect();
+    // Sorted by id so that concurrent writers lock rows in the same order;
+    // the stable sort keeps the first of any duplicate in merge order.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.dedup_by(|a, b| a.0 == b.0);
+
+    let mut tx = pool.begin().await?;
+    let mut written = 0;
+    for chunk in keyed.chunks(UPSERT_CHUNK) {
+        written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
+    }
+    let evicted = evict_unreturned(&mut tx, lease.generation, &collected.complete_accounts).await?;
+    let ended = end_run(
+        &mut tx,
+        lease,
+        outcome,
+        error.as_deref(),
+        &collected.providers,
+        written,
+    )
+    .await?;
+    if !ended {
+        tx.rollback().await?;
+        return Err(FinishError::LeaseLost);
+    }
+    tx.commit().await?;
+    Ok(Finished {
+        outcome,
+        written,
+        evicted,
+    })
+}
+
+/// Bulk upsert of `(id, recommendation)` pairs with distinct ids: one
+/// statement, the columns sent as arrays.
+pub async fn upsert_recommendations(
+    tx: &mut Transaction<'_, Postgres>,
+    generation: i64,
+    recs: &[(String, Recommendation)],
+) -> Result<u64, sqlx::Error> {
+    fn col<'a, T>(
+        recs: &'a [(String, Recommendation)],
+        f: impl Fn(&'a Recommendation) -> T,
+    ) -> Vec<T> {
+        recs.iter().map(|(_, r)| f(r)).collect()
+    }
+    let done = sqlx::query(
+        "INSERT INTO recommendations (id, provider, account_id, account_name, service, region,
+             resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
+             upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
+             savings_percentage, break_even_months, collected_at, generation)
+         SELECT u.*, now(), $19
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::float8[],
+                     $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
+                     $18::float8[]) AS u
+         ON CONFLICT (id) DO UPDATE SET
+             account_name = EXCLUDED.account_name,
+             recommended_count = EXCLUDED.recommended_count,
+             upfront_cost = EXCLUDED.upfront_cost,
+             recurring_monthly_cost = EXCLUDED.recurring_monthly_cost,
+             on_demand_monthly_cost = EXCLUDED.on_demand_monthly_cost,
+             estimated_monthly_savings = EXCLUDED.estimated_monthly_savings,
+             savings_percentage = EXCLUDED.savings_percentage,
+             break_even_months = EXCLUDED.break_even_months,
+             collected_at = EXCLUDED.collected_at,
+             generation = EXCLUDED.generation",
+    )
+    .bind(recs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(col(recs, |r| r.provider.as_str()))
+    .bind(col(recs, |r| r.account_id.as_str()))
+    .bind(col(recs, |r| r.account_name.as_str()))
+    .bind(col(recs, |r| r.service.as_str()))
+    .bind(col(recs, |r| r.region.as_str()))
+    .bind(col(recs, |r| r.resource_type.as_str()))
+    .bind(col(recs, |r| r.platform.as_str()))
+    .bind(col(recs, |r| r.commitment_type.as_str()))
+    .bind(col(recs, |r| r.term_months))
+    .bind(col(recs, |r| r.payment_option.as_str()))
+    .bind(col(recs, |r| r.recommended_count))
+    .bind(col(recs, |r| r.upfront_cost))
+    .bind(col(recs, |r| r.recurring_monthly_cost))
+    .bind(col(recs, |r| r.on_demand_monthly_cost))
+    .bind(col(recs, |r| r.estimated_monthly_savings))
+    .bind(col(recs, |r| r.savings_percentage))
+    .bind(col(recs, |r| r.break_even_months))
+    .bind(generation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes the rows of completed (provider, account) sweeps that this run
+/// did not write. Accounts that failed or swept partially keep their rows.
+async fn evict_unreturned(
+    tx: &mut Transaction<'_, Postgres>,
+    generation: i64,
+    complete: &[(Provider, String)],
+) -> Result<u64, sqlx::Error> {
+    if complete.is_empty() {
+        return Ok(0);
+    }
+    let providers: Vec<&str> = complete.iter().map(|(p, _)| p.as_str()).collect();
+    let accounts: Vec<&str> = complete.iter().map(|(_, a)| a.as_str()).collect();
+    let done = sqlx::query(
+        "DELETE FROM recommendations r
+         USING UNNEST($1::text[], $2::text[]) AS c(provider, account_id)
+         WHERE r.provider = c.provider AND r.account_id = c.account_id AND r.generation <> $3",
+    )
+    .bind(providers)
+    .bind(accounts)
+    .bind(generation)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Ends the run on the state row (fenced) and in the history. `false`: the
+/// fence failed.
+async fn end_run(
+    tx: &mut Transaction<'_, Postgres>,
+    lease: &Lease,
+    outcome: Outcome,
+    error: Option<&str>,
+    providers: &[ProviderStatus],
+    written: u64,
+) -> Result<bool, sqlx::Error> {
+    let written = i64::try_from(written).unwrap_or(i64::MAX);
+    let collected_something = matches!(outcome, Outcome::Succeeded | Outcome::PartiallySucceeded);
+    let done = sqlx::query(fenced!(
+        "UPDATE collection_state SET lease_expires_at = NULL, finished_at = now(), outcome = $3,
+                error = $4, last_collection_error = $4, providers = $5, recommendation_count = $6,
+                last_collected_at = CASE WHEN $7 THEN now() ELSE last_collected_at END"
+    ))
+    .bind(lease.collection_id)
+    .bind(lease.generation)
+    .bind(outcome.as_str())
+    .bind(error)
+    .bind(sqlx::types::Json(providers))
+    .bind(written)
+    .bind(collected_something)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE collection_runs SET finished_at = now(), outcome = $2, error = $3, providers = $4,
+                recommendation_count = $5
+         WHERE id = $1",
+    )
+    .bind(lease.collection_id)
+    .bind(outcome.as_str())
+    .bind(error)
+    .bind(sqlx::types::Json(providers))
+    .bind(written)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}

@@ -1,0 +1,201 @@
+//! One run from start to end: heartbeat the lease, collect, publish progress,
+//! and finish (or release the lease when cancelled, or write nothing when the
+//! lease was lost).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::accounts::enabled_accounts;
+use crate::domain::{Outcome, ProviderStatus};
+use crate::engine::{self, EngineConfig};
+use crate::lease::{self, Lease};
+use crate::persist::{self, FinishError};
+use crate::providers::Backends;
+
+/// What every run of a collector shares.
+pub struct RunContext {
+    /// The database.
+    pub pool: PgPool,
+    /// The clouds, in provider order.
+    pub backends: Backends,
+    /// Fan-out caps.
+    pub engine: EngineConfig,
+    /// Lease time-to-live; the lease is renewed every third of it.
+    pub lease_ttl: Duration,
+    /// Minimum time between two progress writes.
+    pub progress_interval: Duration,
+}
+
+/// How a run ended, as seen by its collector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// Results written, lease cleared.
+    Finished(persist::Finished),
+    /// Cancelled (shutdown): lease released with the error recorded.
+    Released,
+    /// The lease was lost: nothing written.
+    LeaseLost,
+    /// The database failed; the lease will expire and be taken over.
+    Failed(String),
+}
+
+/// The error recorded when a collector stops its runs to shut down.
+pub const SHUTTING_DOWN: &str = "collector shutting down";
+
+/// Runs one collection until it finishes, loses its lease or `cancel` fires.
+pub async fn run_collection(
+    ctx: Arc<RunContext>,
+    lease: Lease,
+    cancel: CancellationToken,
+) -> RunEnd {
+    let span = tracing::info_span!("collection", run_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
+    async move {
+        let started = Instant::now();
+        let end = run(&ctx, lease, &cancel).await;
+        match &end {
+            RunEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
+            RunEnd::Released => tracing::info!("run cancelled, lease released"),
+            RunEnd::LeaseLost => tracing::warn!("lease lost, run stopped without writing"),
+            RunEnd::Failed(e) => tracing::error!(error = %e, "run failed; its lease will expire"),
+        }
+        end
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunEnd {
+    // The run's own token: cancelled by the caller (shutdown) or by losing
+    // the lease; `lost` tells the two apart.
+    let run_cancel = cancel.child_token();
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn(heartbeat(
+        ctx.pool.clone(),
+        lease,
+        ctx.lease_ttl,
+        run_cancel.clone(),
+        lost.clone(),
+    ));
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
+
+    let accounts = match enabled_accounts(&ctx.pool).await {
+        Ok(accounts) => accounts,
+        Err(err) => return RunEnd::Failed(format!("loading accounts: {err}")),
+    };
+    let (progress_tx, progress_rx) = watch::channel(Vec::new());
+    let progress = tokio::spawn(publish_progress(
+        ctx.pool.clone(),
+        lease,
+        progress_rx,
+        ctx.progress_interval,
+    ));
+    let _stop_progress = AbortOnDrop(progress);
+
+    let collected = run_cancel
+        .run_until_cancelled(engine::collect(
+            &ctx.backends,
+            &accounts,
+            &ctx.engine,
+            &progress_tx,
+        ))
+        .await;
+    if lost.load(Ordering::SeqCst) {
+        return RunEnd::LeaseLost;
+    }
+    match collected {
+        Some(collected) => match persist::finish_run(&ctx.pool, &lease, collected).await {
+            Ok(finished) => RunEnd::Finished(finished),
+            Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
+            Err(FinishError::Database(err)) => RunEnd::Failed(format!("writing results: {err}")),
+        },
+        None => {
+            let providers = progress_tx.borrow().clone();
+            match lease::release_lease(
+                &ctx.pool,
+                &lease,
+                Outcome::Cancelled,
+                SHUTTING_DOWN,
+                &providers,
+            )
+            .await
+            {
+                Ok(true) => RunEnd::Released,
+                Ok(false) => RunEnd::LeaseLost,
+                Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
+            }
+        }
+    }
+}
+
+/// Renews the lease every TTL/3. Cancels the run when the lease is gone, or
+/// when no renewal succeeded before the lease would have expired (e.g. the
+/// database is unreachable): by then another collector may own it.
+async fn heartbeat(
+    pool: PgPool,
+    lease: Lease,
+    ttl: Duration,
+    run: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut valid_until = Instant::now() + ttl;
+    let mut tick = tokio::time::interval_at(Instant::now() + ttl / 3, ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = run.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let attempt = Instant::now();
+        let renewed = tokio::time::timeout(ttl / 3, lease::renew_lease(&pool, &lease, ttl)).await;
+        match renewed {
+            Ok(Ok(true)) => valid_until = attempt + ttl,
+            Ok(Ok(false)) => {
+                tracing::warn!("lease no longer held; cancelling the run");
+                break;
+            }
+            Ok(Err(err)) => tracing::warn!(error = %err, "lease renewal failed; retrying"),
+            Err(_) => tracing::warn!("lease renewal timed out; retrying"),
+        }
+        if Instant::now() >= valid_until {
+            tracing::warn!("lease not renewed before it expired; cancelling the run");
+            break;
+        }
+    }
+    lost.store(true, Ordering::SeqCst);
+    run.cancel();
+}
+
+/// Writes progress at most once per `interval`, always including the latest.
+async fn publish_progress(
+    pool: PgPool,
+    lease: Lease,
+    mut rx: watch::Receiver<Vec<ProviderStatus>>,
+    interval: Duration,
+) {
+    while rx.changed().await.is_ok() {
+        let snapshot = rx.borrow_and_update().clone();
+        match lease::write_progress(&pool, &lease, &snapshot).await {
+            Ok(true) => {}
+            // The heartbeat notices too and cancels the run.
+            Ok(false) => return,
+            Err(err) => tracing::warn!(error = %err, "writing progress failed"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Aborts a helper task when the run ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

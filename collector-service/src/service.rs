@@ -1,0 +1,205 @@
+//! The collector: takes delivered runs, checks they hold the lease, runs
+//! them in the background, and stops them on shutdown. Plus its thin gRPC
+//! adapter.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cudly_proto::collector::v1::collector_service_server::CollectorService;
+use cudly_proto::collector::v1::{CollectRequest, CollectResponse};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::Trigger;
+use crate::error::Error;
+use crate::lease::{Lease, holds_lease};
+use crate::run::{RunContext, RunEnd, run_collection};
+
+/// Runs collections in the background, one task per delivered run.
+pub struct Collector {
+    ctx: Arc<RunContext>,
+    /// Runs in flight here, by id, with their generation.
+    running: Arc<Mutex<HashMap<Uuid, i64>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+    ends: broadcast::Sender<(Lease, RunEnd)>,
+}
+
+/// How a delivery was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// The run was already running here; this delivery was ignored.
+    pub duplicate: bool,
+}
+
+impl Collector {
+    /// A collector running with `ctx`.
+    pub fn new(ctx: RunContext) -> Self {
+        Collector {
+            ctx: Arc::new(ctx),
+            running: Arc::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            ends: broadcast::channel(64).0,
+        }
+    }
+
+    /// Takes a delivered run: acknowledges a duplicate, refuses a run that
+    /// does not hold the lease, else starts it in the background.
+    pub async fn accept(&self, lease: Lease) -> Result<Accepted, Error> {
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        if self.is_running(&lease) {
+            return Ok(Accepted { duplicate: true });
+        }
+        if !holds_lease(&self.ctx.pool, &lease).await? {
+            return Err(Error::NotLeaseHolder {
+                collection_id: lease.collection_id,
+                generation: lease.generation,
+            });
+        }
+        {
+            let mut running = self.running.lock().unwrap();
+            if running.get(&lease.collection_id) == Some(&lease.generation) {
+                return Ok(Accepted { duplicate: true });
+            }
+            running.insert(lease.collection_id, lease.generation);
+        }
+        let (ctx, running, ends, cancel) = (
+            self.ctx.clone(),
+            self.running.clone(),
+            self.ends.clone(),
+            self.shutdown.clone(),
+        );
+        self.tasks.spawn(async move {
+            let end = run_collection(ctx, lease, cancel).await;
+            running.lock().unwrap().remove(&lease.collection_id);
+            let _ = ends.send((lease, end));
+        });
+        Ok(Accepted { duplicate: false })
+    }
+
+    fn is_running(&self, lease: &Lease) -> bool {
+        self.running.lock().unwrap().get(&lease.collection_id) == Some(&lease.generation)
+    }
+
+    /// How each run ends, as it ends (for benchmarks, tests and tooling).
+    pub fn subscribe_run_ends(&self) -> broadcast::Receiver<(Lease, RunEnd)> {
+        self.ends.subscribe()
+    }
+
+    /// Cancels every run (each releases its lease with "collector shutting
+    /// down") and waits up to `timeout` for them to do so.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?timeout,
+                "runs did not stop in time; their leases will expire"
+            );
+        }
+    }
+}
+
+/// `cudly.collector.v1.CollectorService` over a [`Collector`].
+pub struct CollectorGrpc(pub Arc<Collector>);
+
+#[tonic::async_trait]
+impl CollectorService for CollectorGrpc {
+    #[tracing::instrument(skip_all, fields(run_id = %request.get_ref().collection_id, generation = request.get_ref().generation))]
+    async fn collect(
+        &self,
+        request: Request<CollectRequest>,
+    ) -> Result<Response<CollectResponse>, Status> {
+        let lease = parse_collect(request.into_inner())?;
+        let accepted = self.0.accept(lease).await?;
+        if accepted.duplicate {
+            tracing::info!("duplicate delivery acknowledged and ignored");
+        } else {
+            tracing::info!("run accepted");
+        }
+        Ok(Response::new(CollectResponse {
+            duplicate: accepted.duplicate,
+        }))
+    }
+}
+
+fn parse_collect(req: CollectRequest) -> Result<Lease, Error> {
+    let collection_id = Uuid::parse_str(&req.collection_id).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "collection_id: {:?} is not a UUID",
+            req.collection_id
+        ))
+    })?;
+    if req.generation <= 0 {
+        return Err(Error::InvalidArgument(format!(
+            "generation: must be positive, got {}",
+            req.generation
+        )));
+    }
+    let trigger = Trigger::parse(&req.trigger).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "trigger: {:?} is not one of user, cold_start, stale, schedule",
+            req.trigger
+        ))
+    })?;
+    Ok(Lease {
+        collection_id,
+        generation: req.generation,
+        trigger,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_deliveries_name_the_bad_field() {
+        let ok = CollectRequest {
+            collection_id: Uuid::new_v4().to_string(),
+            generation: 3,
+            trigger: "user".into(),
+        };
+        assert!(parse_collect(ok.clone()).is_ok());
+        let bad_id = CollectRequest {
+            collection_id: "x".into(),
+            ..ok.clone()
+        };
+        assert!(
+            parse_collect(bad_id)
+                .unwrap_err()
+                .to_string()
+                .starts_with("collection_id")
+        );
+        let bad_gen = CollectRequest {
+            generation: 0,
+            ..ok.clone()
+        };
+        assert!(
+            parse_collect(bad_gen)
+                .unwrap_err()
+                .to_string()
+                .starts_with("generation")
+        );
+        let bad_trigger = CollectRequest {
+            trigger: "USER".into(),
+            ..ok
+        };
+        assert!(
+            parse_collect(bad_trigger)
+                .unwrap_err()
+                .to_string()
+                .starts_with("trigger")
+        );
+    }
+}

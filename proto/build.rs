@@ -1,0 +1,24 @@
+//! Generates the tonic/prost code and the encoded descriptor set used for
+//! server reflection. protoc comes from `protoc-bin-vendored`, so a build
+//! needs nothing but cargo.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let includes = vec![PathBuf::from("proto"), protoc_bin_vendored::include_path()?];
+    let files = vec![
+        PathBuf::from("proto/cudly/recommendations/v1/recommendations.proto"),
+        PathBuf::from("proto/cudly/collector/v1/collector.proto"),
+    ];
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("cudly_descriptor.bin"))
+        .compile_with_config(config, &files, &includes)?;
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    Ok(())
+}
