@@ -1,1 +1,15 @@
+//! api-service: answers RefreshRecommendations at once by taking the
+//! collection lease and handing the run to collector-service; streams the
+//! collection state with WatchFreshness; serves recommendations.
 
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod grpc;
+pub mod hub;
+pub mod lease;
+pub mod page_token;
+pub mod recommendations;
+pub mod refresh;
+pub mod startup;
+pub mod state;

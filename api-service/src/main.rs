@@ -1,1 +1,24 @@
-fn main() {}
+//! api-service binary: parse config, init telemetry, migrate or serve.
+
+use clap::Parser;
+use cudly_api::config::{Command, Config};
+use cudly_api::startup;
+use cudly_collector::{db, serving, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let _telemetry = telemetry::init("api-service", config.common.log_format)?;
+    let pool = config.common.connect().await?;
+    match config.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Migrate => {
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Serve => {
+            let app = startup::build(startup::Settings::from_config(&config), pool).await?;
+            app.run(serving::shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}

@@ -16,11 +16,7 @@ pub async fn enabled_accounts(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error
     Ok(rows
         .into_iter()
         .filter_map(|(provider, external_id, display_name)| {
-            Some(Account {
-                provider: Provider::parse(&provider)?,
-                external_id,
-                display_name,
-            })
+            Some(Account { provider: Provider::parse(&provider)?, external_id, display_name })
         })
         .collect())
 }
@@ -35,19 +31,12 @@ impl FromStr for SeedSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, count) = part
-                .split_once('=')
-                .ok_or_else(|| format!("expected PROVIDER=COUNT, got {part:?}"))?;
+            let (name, count) = part.split_once('=').ok_or_else(|| format!("expected PROVIDER=COUNT, got {part:?}"))?;
             let provider = Provider::parse(name.trim())
                 .ok_or_else(|| format!("unknown provider {name:?} (expected aws, azure or gcp)"))?;
-            let count: u32 = count
-                .trim()
-                .parse()
-                .map_err(|_| format!("{count:?} is not a count"))?;
+            let count: u32 = count.trim().parse().map_err(|_| format!("{count:?} is not a count"))?;
             if count > 10_000 {
-                return Err(format!(
-                    "{count} {provider} accounts is more than the 10000 a seed may create"
-                ));
+                return Err(format!("{count} {provider} accounts is more than the 10000 a seed may create"));
             }
             out.push((provider, count));
         }
@@ -68,21 +57,14 @@ pub fn simulated_account(provider: Provider, n: u32) -> Account {
         Provider::Azure => "Azure subscription",
         Provider::Gcp => "GCP project",
     };
-    Account {
-        provider,
-        external_id,
-        display_name: format!("Simulated {name} {n:03}"),
-    }
+    Account { provider, external_id, display_name: format!("Simulated {name} {n:03}") }
 }
 
 /// Upserts the simulated accounts `spec` asks for (enabling them). Returns
 /// how many it wrote.
 pub async fn seed_simulated_accounts(pool: &PgPool, spec: &SeedSpec) -> Result<usize, sqlx::Error> {
-    let accounts: Vec<Account> = spec
-        .0
-        .iter()
-        .flat_map(|&(provider, count)| (1..=count).map(move |n| simulated_account(provider, n)))
-        .collect();
+    let accounts: Vec<Account> =
+        spec.0.iter().flat_map(|&(provider, count)| (1..=count).map(move |n| simulated_account(provider, n))).collect();
     if accounts.is_empty() {
         return Ok(0);
     }
@@ -92,24 +74,9 @@ pub async fn seed_simulated_accounts(pool: &PgPool, spec: &SeedSpec) -> Result<u
          ON CONFLICT (provider, external_id) DO UPDATE
              SET display_name = EXCLUDED.display_name, enabled = true, updated_at = now()",
     )
-    .bind(
-        accounts
-            .iter()
-            .map(|a| a.provider.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        accounts
-            .iter()
-            .map(|a| a.external_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        accounts
-            .iter()
-            .map(|a| a.display_name.as_str())
-            .collect::<Vec<_>>(),
-    )
+    .bind(accounts.iter().map(|a| a.provider.as_str()).collect::<Vec<_>>())
+    .bind(accounts.iter().map(|a| a.external_id.as_str()).collect::<Vec<_>>())
+    .bind(accounts.iter().map(|a| a.display_name.as_str()).collect::<Vec<_>>())
     .execute(pool)
     .await?;
     Ok(accounts.len())
@@ -121,39 +88,17 @@ mod tests {
 
     #[test]
     fn seed_specs_parse_and_reject_nonsense_clearly() {
-        assert_eq!(
-            "aws=3, gcp=1".parse::<SeedSpec>().unwrap(),
-            SeedSpec(vec![(Provider::Aws, 3), (Provider::Gcp, 1)])
-        );
+        assert_eq!("aws=3, gcp=1".parse::<SeedSpec>().unwrap(), SeedSpec(vec![(Provider::Aws, 3), (Provider::Gcp, 1)]));
         assert_eq!("".parse::<SeedSpec>().unwrap(), SeedSpec::default());
-        assert!(
-            "oracle=2"
-                .parse::<SeedSpec>()
-                .unwrap_err()
-                .contains("unknown provider")
-        );
-        assert!(
-            "aws"
-                .parse::<SeedSpec>()
-                .unwrap_err()
-                .contains("PROVIDER=COUNT")
-        );
-        assert!(
-            "aws=-1"
-                .parse::<SeedSpec>()
-                .unwrap_err()
-                .contains("not a count")
-        );
+        assert!("oracle=2".parse::<SeedSpec>().unwrap_err().contains("unknown provider"));
+        assert!("aws".parse::<SeedSpec>().unwrap_err().contains("PROVIDER=COUNT"));
+        assert!("aws=-1".parse::<SeedSpec>().unwrap_err().contains("not a count"));
     }
 
     #[test]
     fn simulated_ids_have_the_shape_of_the_providers_ids() {
         assert_eq!(simulated_account(Provider::Aws, 7).external_id.len(), 12);
         assert_eq!(simulated_account(Provider::Azure, 7).external_id.len(), 36);
-        assert!(
-            simulated_account(Provider::Gcp, 7)
-                .display_name
-                .starts_with("Simulated")
-        );
+        assert!(simulated_account(Provider::Gcp, 7).display_name.starts_with("Simulated"));
     }
 }

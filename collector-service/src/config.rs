@@ -20,34 +20,12 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub database_url: Option<SecretString>,
-
-    /// Maximum database connections in the pool.
-    #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
-    pub db_max_connections: u32,
-
-    /// How long to keep retrying the first database connection at start-up.
-    #[arg(long, env = "CUDLY_DB_CONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
-    pub db_connect_timeout: Duration,
-
-    /// Log line format.
-    #[arg(
-        long,
-        env = "CUDLY_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
-    pub log_format: LogFormat,
+    /// Database and logging.
+    #[command(flatten)]
+    pub common: CommonArgs,
 
     /// Address the gRPC server listens on (port 0 picks a free port).
-    #[arg(
-        long,
-        env = "CUDLY_COLLECTOR_LISTEN",
-        default_value = "127.0.0.1:50052"
-    )]
+    #[arg(long, env = "CUDLY_COLLECTOR_LISTEN", default_value = "127.0.0.1:50052")]
     pub listen: SocketAddr,
 
     /// Lease time-to-live. The lease is renewed every third of it; a crashed
@@ -138,12 +116,35 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-impl Config {
-    /// The database URL, or an error naming the variable.
-    pub fn database_url(&self) -> anyhow::Result<&SecretString> {
-        self.database_url
+/// Database and logging flags both services take.
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Maximum database connections in the pool.
+    #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_max_connections: u32,
+
+    /// How long to keep retrying the first database connection at start-up.
+    #[arg(long, env = "CUDLY_DB_CONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub db_connect_timeout: Duration,
+
+    /// Log line format (the filter comes from RUST_LOG, default info).
+    #[arg(long, env = "CUDLY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+impl CommonArgs {
+    /// Connects to the database these flags name, retrying for
+    /// `--db-connect-timeout`.
+    pub async fn connect(&self) -> anyhow::Result<sqlx::PgPool> {
+        let url = self
+            .database_url
             .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))
+            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
+        crate::db::connect(url, self.db_max_connections, self.db_connect_timeout).await
     }
 }
 
@@ -154,9 +155,7 @@ mod tests {
     #[test]
     fn help_and_defaults_parse() {
         Config::command_for_tests().debug_assert();
-        let config =
-            Config::try_parse_from(["collector-service", "--database-url", "postgres://x"])
-                .unwrap();
+        let config = Config::try_parse_from(["collector-service", "--database-url", "postgres://x"]).unwrap();
         assert_eq!(config.lease_ttl, Duration::from_secs(30));
         assert_eq!(config.providers, Provider::ALL);
         assert_eq!(config.max_account_parallelism, 20);
@@ -164,17 +163,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_reason() {
-        let err = Config::try_parse_from(["collector-service", "--lease-ttl", "10ms"])
-            .unwrap_err()
-            .to_string();
+        let err = Config::try_parse_from(["collector-service", "--lease-ttl", "10ms"]).unwrap_err().to_string();
         assert!(err.contains("at least 300ms"), "{err}");
-        let err = Config::try_parse_from(["collector-service", "--sim-failure-rate", "2"])
-            .unwrap_err()
-            .to_string();
+        let err = Config::try_parse_from(["collector-service", "--sim-failure-rate", "2"]).unwrap_err().to_string();
         assert!(err.contains("probability"), "{err}");
-        let err = Config::try_parse_from(["collector-service", "--providers", "aws,oracle"])
-            .unwrap_err()
-            .to_string();
+        let err = Config::try_parse_from(["collector-service", "--providers", "aws,oracle"]).unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
     }
 

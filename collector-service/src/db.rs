@@ -13,14 +13,8 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// Connects, retrying with backoff for up to `patience` (a database that
 /// starts after the service is normal in a cluster). The URL never reaches
 /// a log line.
-pub async fn connect(
-    url: &SecretString,
-    max_connections: u32,
-    patience: Duration,
-) -> anyhow::Result<PgPool> {
-    let options = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5));
+pub async fn connect(url: &SecretString, max_connections: u32, patience: Duration) -> anyhow::Result<PgPool> {
+    let options = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5));
     let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = Duration::from_millis(250);
     loop {

@@ -282,11 +282,7 @@ impl Recommendation {
             self.service,
             self.region,
             self.resource_type,
-            if self.platform.is_empty() {
-                "-"
-            } else {
-                &self.platform
-            },
+            if self.platform.is_empty() { "-" } else { &self.platform },
             self.commitment_type,
             self.term_months,
             self.payment_option,
@@ -296,10 +292,7 @@ impl Recommendation {
 
 /// Converts a database timestamp to protobuf.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
+    prost_types::Timestamp { seconds: at.timestamp(), nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0) }
 }
 
 #[cfg(test)]

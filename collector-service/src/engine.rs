@@ -14,9 +14,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
-use crate::domain::{
-    Account, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation,
-};
+use crate::domain::{Account, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation};
 use crate::providers::{Backends, CloudBackend, Query};
 
 /// The caps of the fan-out.
@@ -30,10 +28,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            max_account_parallelism: 20,
-            region_parallelism: 10,
-        }
+        EngineConfig { max_account_parallelism: 20, region_parallelism: 10 }
     }
 }
 
@@ -65,11 +60,8 @@ pub fn run_outcome(providers: &[ProviderStatus]) -> (Outcome, Option<String>) {
             Some("no enabled accounts to collect: register accounts or seed them with --seed-accounts".into()),
         );
     }
-    let errors: Vec<String> = providers
-        .iter()
-        .filter(|p| !p.error.is_empty())
-        .map(|p| format!("{}: {}", p.provider, p.error))
-        .collect();
+    let errors: Vec<String> =
+        providers.iter().filter(|p| !p.error.is_empty()).map(|p| format!("{}: {}", p.provider, p.error)).collect();
     let succeeded: u32 = providers.iter().map(|p| p.accounts_succeeded).sum();
     let outcome = if errors.is_empty() {
         Outcome::Succeeded
@@ -98,10 +90,7 @@ pub async fn collect(
     let per_provider: Vec<Vec<&Account>> = backends
         .iter()
         .map(|b| {
-            let mut mine: Vec<&Account> = accounts
-                .iter()
-                .filter(|a| a.provider == b.provider())
-                .collect();
+            let mut mine: Vec<&Account> = accounts.iter().filter(|a| a.provider == b.provider()).collect();
             mine.sort_by(|a, b| a.external_id.cmp(&b.external_id));
             mine
         })
@@ -119,27 +108,18 @@ pub async fn collect(
     );
     progress.send_replace(status.lock().unwrap().clone());
 
-    let tracker = Tracker {
-        status: &status,
-        progress,
-    };
+    let tracker = Tracker { status: &status, progress };
     let results = join_all(backends.iter().zip(&per_provider).enumerate().map(|(i, (backend, accts))| {
         let span = tracing::info_span!("provider", provider = %backend.provider(), accounts = accts.len());
         collect_provider(i, backend.as_ref(), accts, config, &tracker).instrument(span)
     }))
     .await;
 
-    let mut collected = Collected {
-        recommendations: Vec::new(),
-        providers: Vec::new(),
-        complete_accounts: Vec::new(),
-    };
+    let mut collected = Collected { recommendations: Vec::new(), providers: Vec::new(), complete_accounts: Vec::new() };
     for ((backend, accts), results) in backends.iter().zip(&per_provider).zip(results) {
         for (account, result) in accts.iter().zip(results) {
             if result.failures.is_empty() {
-                collected
-                    .complete_accounts
-                    .push((backend.provider(), account.external_id.clone()));
+                collected.complete_accounts.push((backend.provider(), account.external_id.clone()));
             }
             collected.recommendations.extend(result.recommendations);
         }
@@ -174,8 +154,7 @@ impl Tracker<'_> {
             } else {
                 p.accounts_failed += 1;
                 let room = ProviderStatus::MAX_FAILURES.saturating_sub(p.failures.len());
-                p.failures
-                    .extend(result.failures.iter().take(room).cloned());
+                p.failures.extend(result.failures.iter().take(room).cloned());
                 let first = &p.failures[0];
                 p.error = format!(
                     "{} of {} accounts failed (first: account {}: {})",
@@ -200,10 +179,7 @@ async fn collect_provider(
     join_all(accounts.iter().map(|account| {
         let span = tracing::info_span!("account", account = %account.external_id);
         async {
-            let _permit = permits
-                .acquire()
-                .await
-                .expect("the semaphore is never closed");
+            let _permit = permits.acquire().await.expect("the semaphore is never closed");
             let result = collect_account(backend, account, config).await;
             tracker.account_done(index, account, &result);
             result
@@ -213,11 +189,7 @@ async fn collect_provider(
     .await
 }
 
-async fn collect_account(
-    backend: &dyn CloudBackend,
-    account: &Account,
-    config: &EngineConfig,
-) -> AccountResult {
+async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: &EngineConfig) -> AccountResult {
     let regions = match backend.regions(account).await {
         Ok(Some(mut regions)) => {
             regions.sort();
@@ -233,10 +205,7 @@ async fn collect_account(
                 region: String::new(),
                 error: format!("listing regions: {err}"),
             };
-            return AccountResult {
-                recommendations: Vec::new(),
-                failures: vec![failure],
-            };
+            return AccountResult { recommendations: Vec::new(), failures: vec![failure] };
         }
     };
     let per_service = join_all(backend.services().iter().map(|&service| {
@@ -247,10 +216,7 @@ async fn collect_account(
                 Some(regions) => {
                     let permits = Semaphore::new(config.region_parallelism.max(1));
                     join_all(regions.iter().map(|region| async {
-                        let _permit = permits
-                            .acquire()
-                            .await
-                            .expect("the semaphore is never closed");
+                        let _permit = permits.acquire().await.expect("the semaphore is never closed");
                         sweep(backend, account, service, Some(region)).await
                     }))
                     .await
@@ -260,10 +226,7 @@ async fn collect_account(
         .instrument(tracing::info_span!("service", service))
     }))
     .await;
-    let mut result = AccountResult {
-        recommendations: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut result = AccountResult { recommendations: Vec::new(), failures: Vec::new() };
     for part in per_service.into_iter().flatten() {
         result.recommendations.extend(part.recommendations);
         result.failures.extend(part.failures);
@@ -279,25 +242,13 @@ async fn sweep(
     service: &'static str,
     region: Option<&str>,
 ) -> AccountResult {
-    let mut result = AccountResult {
-        recommendations: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut result = AccountResult { recommendations: Vec::new(), failures: Vec::new() };
     for sweep in backend.sweeps(service) {
-        let query = Query {
-            account,
-            service,
-            region,
-            sweep,
-        };
+        let query = Query { account, service, region, sweep };
         match backend.fetch(query).await {
             Ok(mut recs) => {
                 recs.sort_by(|a, b| {
-                    (&a.region, &a.resource_type, &a.platform).cmp(&(
-                        &b.region,
-                        &b.resource_type,
-                        &b.platform,
-                    ))
+                    (&a.region, &a.resource_type, &a.platform).cmp(&(&b.region, &b.resource_type, &b.platform))
                 });
                 result.recommendations.extend(recs);
             }
@@ -343,16 +294,9 @@ mod tests {
     }
 
     fn fleet(config: SimulatedConfig) -> (Backends, Vec<Arc<SimulatedBackend>>) {
-        let sims: Vec<Arc<SimulatedBackend>> = Provider::ALL
-            .iter()
-            .map(|&p| Arc::new(SimulatedBackend::new(p, config.clone())))
-            .collect();
-        (
-            sims.iter()
-                .map(|s| s.clone() as Arc<dyn CloudBackend>)
-                .collect(),
-            sims,
-        )
+        let sims: Vec<Arc<SimulatedBackend>> =
+            Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, config.clone()))).collect();
+        (sims.iter().map(|s| s.clone() as Arc<dyn CloudBackend>).collect(), sims)
     }
 
     #[tokio::test(start_paused = true)]
@@ -390,31 +334,12 @@ mod tests {
         let collected = collect(&backends, &all, &EngineConfig::default(), &tx).await;
         let aws = &collected.providers[0];
         let azure = &collected.providers[1];
-        assert_eq!(
-            (aws.state, aws.accounts_succeeded),
-            (ProviderState::Succeeded, 3)
-        );
-        assert_eq!(
-            (azure.state, azure.accounts_failed),
-            (ProviderState::Failed, 3)
-        );
-        assert!(
-            azure.error.contains("3 of 3 accounts failed"),
-            "{}",
-            azure.error
-        );
-        assert!(
-            collected
-                .complete_accounts
-                .iter()
-                .all(|(p, _)| *p == Provider::Aws)
-        );
+        assert_eq!((aws.state, aws.accounts_succeeded), (ProviderState::Succeeded, 3));
+        assert_eq!((azure.state, azure.accounts_failed), (ProviderState::Failed, 3));
+        assert!(azure.error.contains("3 of 3 accounts failed"), "{}", azure.error);
+        assert!(collected.complete_accounts.iter().all(|(p, _)| *p == Provider::Aws));
         assert_eq!(collected.outcome().0, Outcome::PartiallySucceeded);
-        assert_eq!(
-            *rx.borrow(),
-            collected.providers,
-            "the last progress is the final status"
-        );
+        assert_eq!(*rx.borrow(), collected.providers, "the last progress is the final status");
     }
 
     #[test]

@@ -40,18 +40,11 @@ impl From<Error> for Status {
 /// else is `INTERNAL`.
 pub fn database_status(err: &sqlx::Error) -> Status {
     match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
             tracing::warn!(error = %err, "database unavailable");
             Status::unavailable("database unavailable, try again")
         }
-        sqlx::Error::Database(db)
-            if db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
-        {
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
             tracing::warn!(error = %err, "database unavailable");
             Status::unavailable("database unavailable, try again")
         }

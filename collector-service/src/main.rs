@@ -7,13 +7,8 @@ use cudly_collector::{accounts, db, serving, startup, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let _telemetry = telemetry::init("collector-service", config.log_format)?;
-    let pool = db::connect(
-        config.database_url()?,
-        config.db_max_connections,
-        config.db_connect_timeout,
-    )
-    .await?;
+    let _telemetry = telemetry::init("collector-service", config.common.log_format)?;
+    let pool = config.common.connect().await?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Migrate => {
             db::migrate(&pool).await?;
@@ -25,8 +20,7 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!(accounts = seeded, "simulated accounts seeded");
             }
             let backends = startup::backends_from_config(&config);
-            let app =
-                startup::build(startup::Settings::from_config(&config), pool, backends).await?;
+            let app = startup::build(startup::Settings::from_config(&config), pool, backends).await?;
             app.run(serving::shutdown_signal()).await?;
         }
     }

@@ -36,20 +36,13 @@ pub struct Finished {
 /// Writes a run's results and ends it, all or nothing. The fence is checked
 /// last, under the state row's lock, so a run that lost its lease at any
 /// point before the commit writes nothing.
-pub async fn finish_run(
-    pool: &PgPool,
-    lease: &Lease,
-    collected: Collected,
-) -> Result<Finished, FinishError> {
+pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> Result<Finished, FinishError> {
     if !crate::lease::holds_lease(pool, lease).await? {
         return Err(FinishError::LeaseLost);
     }
     let (outcome, error) = collected.outcome();
-    let mut keyed: Vec<(String, Recommendation)> = collected
-        .recommendations
-        .into_iter()
-        .map(|r| (r.natural_id(), r))
-        .collect();
+    let mut keyed: Vec<(String, Recommendation)> =
+        collected.recommendations.into_iter().map(|r| (r.natural_id(), r)).collect();
     // Sorted by id so that concurrent writers lock rows in the same order;
     // the stable sort keeps the first of any duplicate in merge order.
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -61,25 +54,13 @@ pub async fn finish_run(
         written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
     }
     let evicted = evict_unreturned(&mut tx, lease.generation, &collected.complete_accounts).await?;
-    let ended = end_run(
-        &mut tx,
-        lease,
-        outcome,
-        error.as_deref(),
-        &collected.providers,
-        written,
-    )
-    .await?;
+    let ended = end_run(&mut tx, lease, outcome, error.as_deref(), &collected.providers, written).await?;
     if !ended {
         tx.rollback().await?;
         return Err(FinishError::LeaseLost);
     }
     tx.commit().await?;
-    Ok(Finished {
-        outcome,
-        written,
-        evicted,
-    })
+    Ok(Finished { outcome, written, evicted })
 }
 
 /// Bulk upsert of `(id, recommendation)` pairs with distinct ids: one
@@ -89,10 +70,7 @@ pub async fn upsert_recommendations(
     generation: i64,
     recs: &[(String, Recommendation)],
 ) -> Result<u64, sqlx::Error> {
-    fn col<'a, T>(
-        recs: &'a [(String, Recommendation)],
-        f: impl Fn(&'a Recommendation) -> T,
-    ) -> Vec<T> {
+    fn col<'a, T>(recs: &'a [(String, Recommendation)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
         recs.iter().map(|(_, r)| f(r)).collect()
     }
     let done = sqlx::query(

@@ -50,11 +50,7 @@ pub enum RunEnd {
 pub const SHUTTING_DOWN: &str = "collector shutting down";
 
 /// Runs one collection until it finishes, loses its lease or `cancel` fires.
-pub async fn run_collection(
-    ctx: Arc<RunContext>,
-    lease: Lease,
-    cancel: CancellationToken,
-) -> RunEnd {
+pub async fn run_collection(ctx: Arc<RunContext>, lease: Lease, cancel: CancellationToken) -> RunEnd {
     let span = tracing::info_span!("collection", run_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
     async move {
         let started = Instant::now();
@@ -76,13 +72,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
     // the lease; `lost` tells the two apart.
     let run_cancel = cancel.child_token();
     let lost = Arc::new(AtomicBool::new(false));
-    let heartbeat = tokio::spawn(heartbeat(
-        ctx.pool.clone(),
-        lease,
-        ctx.lease_ttl,
-        run_cancel.clone(),
-        lost.clone(),
-    ));
+    let heartbeat = tokio::spawn(heartbeat(ctx.pool.clone(), lease, ctx.lease_ttl, run_cancel.clone(), lost.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
 
     let accounts = match enabled_accounts(&ctx.pool).await {
@@ -90,22 +80,11 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
         Err(err) => return RunEnd::Failed(format!("loading accounts: {err}")),
     };
     let (progress_tx, progress_rx) = watch::channel(Vec::new());
-    let progress = tokio::spawn(publish_progress(
-        ctx.pool.clone(),
-        lease,
-        progress_rx,
-        ctx.progress_interval,
-    ));
+    let progress = tokio::spawn(publish_progress(ctx.pool.clone(), lease, progress_rx, ctx.progress_interval));
     let _stop_progress = AbortOnDrop(progress);
 
-    let collected = run_cancel
-        .run_until_cancelled(engine::collect(
-            &ctx.backends,
-            &accounts,
-            &ctx.engine,
-            &progress_tx,
-        ))
-        .await;
+    let collected =
+        run_cancel.run_until_cancelled(engine::collect(&ctx.backends, &accounts, &ctx.engine, &progress_tx)).await;
     if lost.load(Ordering::SeqCst) {
         return RunEnd::LeaseLost;
     }
@@ -117,15 +96,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
         },
         None => {
             let providers = progress_tx.borrow().clone();
-            match lease::release_lease(
-                &ctx.pool,
-                &lease,
-                Outcome::Cancelled,
-                SHUTTING_DOWN,
-                &providers,
-            )
-            .await
-            {
+            match lease::release_lease(&ctx.pool, &lease, Outcome::Cancelled, SHUTTING_DOWN, &providers).await {
                 Ok(true) => RunEnd::Released,
                 Ok(false) => RunEnd::LeaseLost,
                 Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
@@ -137,13 +108,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
 /// Renews the lease every TTL/3. Cancels the run when the lease is gone, or
 /// when no renewal succeeded before the lease would have expired (e.g. the
 /// database is unreachable): by then another collector may own it.
-async fn heartbeat(
-    pool: PgPool,
-    lease: Lease,
-    ttl: Duration,
-    run: CancellationToken,
-    lost: Arc<AtomicBool>,
-) {
+async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, run: CancellationToken, lost: Arc<AtomicBool>) {
     let mut valid_until = Instant::now() + ttl;
     let mut tick = tokio::time::interval_at(Instant::now() + ttl / 3, ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -58,10 +58,7 @@ impl Collector {
             return Ok(Accepted { duplicate: true });
         }
         if !holds_lease(&self.ctx.pool, &lease).await? {
-            return Err(Error::NotLeaseHolder {
-                collection_id: lease.collection_id,
-                generation: lease.generation,
-            });
+            return Err(Error::NotLeaseHolder { collection_id: lease.collection_id, generation: lease.generation });
         }
         {
             let mut running = self.running.lock().unwrap();
@@ -70,12 +67,8 @@ impl Collector {
             }
             running.insert(lease.collection_id, lease.generation);
         }
-        let (ctx, running, ends, cancel) = (
-            self.ctx.clone(),
-            self.running.clone(),
-            self.ends.clone(),
-            self.shutdown.clone(),
-        );
+        let (ctx, running, ends, cancel) =
+            (self.ctx.clone(), self.running.clone(), self.ends.clone(), self.shutdown.clone());
         self.tasks.spawn(async move {
             let end = run_collection(ctx, lease, cancel).await;
             running.lock().unwrap().remove(&lease.collection_id);
@@ -98,14 +91,8 @@ impl Collector {
     pub async fn shutdown(&self, timeout: Duration) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(timeout, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?timeout,
-                "runs did not stop in time; their leases will expire"
-            );
+        if tokio::time::timeout(timeout, self.tasks.wait()).await.is_err() {
+            tracing::warn!(?timeout, "runs did not stop in time; their leases will expire");
         }
     }
 }
@@ -116,10 +103,7 @@ pub struct CollectorGrpc(pub Arc<Collector>);
 #[tonic::async_trait]
 impl CollectorService for CollectorGrpc {
     #[tracing::instrument(skip_all, fields(run_id = %request.get_ref().collection_id, generation = request.get_ref().generation))]
-    async fn collect(
-        &self,
-        request: Request<CollectRequest>,
-    ) -> Result<Response<CollectResponse>, Status> {
+    async fn collect(&self, request: Request<CollectRequest>) -> Result<Response<CollectResponse>, Status> {
         let lease = parse_collect(request.into_inner())?;
         let accepted = self.0.accept(lease).await?;
         if accepted.duplicate {
@@ -127,36 +111,20 @@ impl CollectorService for CollectorGrpc {
         } else {
             tracing::info!("run accepted");
         }
-        Ok(Response::new(CollectResponse {
-            duplicate: accepted.duplicate,
-        }))
+        Ok(Response::new(CollectResponse { duplicate: accepted.duplicate }))
     }
 }
 
 fn parse_collect(req: CollectRequest) -> Result<Lease, Error> {
-    let collection_id = Uuid::parse_str(&req.collection_id).map_err(|_| {
-        Error::InvalidArgument(format!(
-            "collection_id: {:?} is not a UUID",
-            req.collection_id
-        ))
-    })?;
+    let collection_id = Uuid::parse_str(&req.collection_id)
+        .map_err(|_| Error::InvalidArgument(format!("collection_id: {:?} is not a UUID", req.collection_id)))?;
     if req.generation <= 0 {
-        return Err(Error::InvalidArgument(format!(
-            "generation: must be positive, got {}",
-            req.generation
-        )));
+        return Err(Error::InvalidArgument(format!("generation: must be positive, got {}", req.generation)));
     }
     let trigger = Trigger::parse(&req.trigger).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "trigger: {:?} is not one of user, cold_start, stale, schedule",
-            req.trigger
-        ))
+        Error::InvalidArgument(format!("trigger: {:?} is not one of user, cold_start, stale, schedule", req.trigger))
     })?;
-    Ok(Lease {
-        collection_id,
-        generation: req.generation,
-        trigger,
-    })
+    Ok(Lease { collection_id, generation: req.generation, trigger })
 }
 
 #[cfg(test)]
@@ -165,41 +133,13 @@ mod tests {
 
     #[test]
     fn malformed_deliveries_name_the_bad_field() {
-        let ok = CollectRequest {
-            collection_id: Uuid::new_v4().to_string(),
-            generation: 3,
-            trigger: "user".into(),
-        };
+        let ok = CollectRequest { collection_id: Uuid::new_v4().to_string(), generation: 3, trigger: "user".into() };
         assert!(parse_collect(ok.clone()).is_ok());
-        let bad_id = CollectRequest {
-            collection_id: "x".into(),
-            ..ok.clone()
-        };
-        assert!(
-            parse_collect(bad_id)
-                .unwrap_err()
-                .to_string()
-                .starts_with("collection_id")
-        );
-        let bad_gen = CollectRequest {
-            generation: 0,
-            ..ok.clone()
-        };
-        assert!(
-            parse_collect(bad_gen)
-                .unwrap_err()
-                .to_string()
-                .starts_with("generation")
-        );
-        let bad_trigger = CollectRequest {
-            trigger: "USER".into(),
-            ..ok
-        };
-        assert!(
-            parse_collect(bad_trigger)
-                .unwrap_err()
-                .to_string()
-                .starts_with("trigger")
-        );
+        let bad_id = CollectRequest { collection_id: "x".into(), ..ok.clone() };
+        assert!(parse_collect(bad_id).unwrap_err().to_string().starts_with("collection_id"));
+        let bad_gen = CollectRequest { generation: 0, ..ok.clone() };
+        assert!(parse_collect(bad_gen).unwrap_err().to_string().starts_with("generation"));
+        let bad_trigger = CollectRequest { trigger: "USER".into(), ..ok };
+        assert!(parse_collect(bad_trigger).unwrap_err().to_string().starts_with("trigger"));
     }
 }

@@ -7,12 +7,8 @@ use tonic::transport::server::TcpIncoming;
 /// Server reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha) over
 /// the cudly protos and the health service.
 pub fn reflection() -> anyhow::Result<(
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 )> {
     let builder = || {
         tonic_reflection::server::Builder::configure()
@@ -25,9 +21,8 @@ pub fn reflection() -> anyhow::Result<(
 /// Binds `addr` (port 0 picks a free port) with TCP_NODELAY on accepted
 /// sockets: without it a streamed message can wait ~40 ms for Nagle.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<(TcpIncoming, SocketAddr)> {
-    let incoming = TcpIncoming::bind(addr)
-        .map_err(|err| anyhow::anyhow!("binding {addr}: {err}"))?
-        .with_nodelay(Some(true));
+    let incoming =
+        TcpIncoming::bind(addr).map_err(|err| anyhow::anyhow!("binding {addr}: {err}"))?.with_nodelay(Some(true));
     let local = incoming.local_addr()?;
     Ok((incoming, local))
 }
@@ -51,11 +46,7 @@ pub async fn shutdown_signal() {
 
 /// Reports NOT_SERVING for service `S` and for the server as a whole (the
 /// empty service name that Kubernetes probes ask about by default).
-pub async fn report_not_serving<S: tonic::server::NamedService>(
-    health: &tonic_health::server::HealthReporter,
-) {
+pub async fn report_not_serving<S: tonic::server::NamedService>(health: &tonic_health::server::HealthReporter) {
     health.set_not_serving::<S>().await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
 }

@@ -62,11 +62,7 @@ pub fn backends_from_config(config: &Config) -> Backends {
                 jitter: config.sim_jitter,
                 failure_rate: config.sim_failure_rate,
             };
-            config
-                .providers
-                .iter()
-                .map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _)
-                .collect()
+            config.providers.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect()
         }
     }
 }
@@ -91,13 +87,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
         progress_interval: settings.progress_interval,
     }));
     let health = HealthReporter::new();
-    Ok(App {
-        incoming,
-        addr,
-        collector,
-        health,
-        settings,
-    })
+    Ok(App { incoming, addr, collector, health, settings })
 }
 
 impl App {
@@ -113,21 +103,10 @@ impl App {
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops the
     /// runs (releasing their leases) and drains.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let App {
-            incoming,
-            addr,
-            collector,
-            health,
-            settings,
-        } = self;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let App { incoming, addr, collector, health, settings } = self;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
-        health
-            .set_serving::<CollectorServiceServer<CollectorGrpc>>()
-            .await;
+        health.set_serving::<CollectorServiceServer<CollectorGrpc>>().await;
         let (reflection_v1, reflection_v1alpha) = serving::reflection()?;
         let stopping = collector.clone();
         let drain = async move {

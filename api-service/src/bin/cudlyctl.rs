@@ -1,1 +1,289 @@
-fn main() {}
+//! cudlyctl: a small command-line client of api-service, for operators and
+//! the local demo.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use cudly_proto::recommendations::v1 as pb;
+use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
+use tonic::transport::Channel;
+
+/// Talks to api-service: refresh, watch freshness, list recommendations and
+/// the run history.
+#[derive(Debug, Parser)]
+#[command(name = "cudlyctl", version)]
+struct Cli {
+    /// api-service URL.
+    #[arg(long, env = "CUDLY_API_URL", default_value = "http://127.0.0.1:50051", global = true)]
+    api: String,
+
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a collection (or join the one in flight).
+    Refresh {
+        /// Mark it as a scheduled refresh rather than a user's.
+        #[arg(long)]
+        schedule: bool,
+        /// Then stream its progress until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stream freshness changes until interrupted.
+    Watch {
+        /// Only changes after this version.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+    },
+    /// Print the current freshness.
+    Freshness,
+    /// List recommendations, biggest savings first.
+    List {
+        /// aws, azure or gcp.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Service, e.g. ec2.
+        #[arg(long)]
+        service: Option<String>,
+        /// Region, e.g. us-east-1.
+        #[arg(long)]
+        region: Option<String>,
+        /// Account id (repeatable).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Minimum monthly savings in USD.
+        #[arg(long, default_value_t = 0.0)]
+        min_savings: f64,
+        /// Minimum savings percentage.
+        #[arg(long, default_value_t = 0.0)]
+        min_percentage: f64,
+        /// Rows to print.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// Print the run history, newest first.
+    Collections {
+        /// Runs to print.
+        #[arg(long, default_value_t = 10)]
+        limit: i32,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let channel = Channel::from_shared(cli.api.clone())
+        .with_context(|| format!("--api {:?} is not a URL", cli.api))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach api-service at {}", cli.api))?;
+    let mut client = RecommendationsServiceClient::new(channel);
+    match cli.command {
+        Cmd::Refresh { schedule, watch } => {
+            let trigger = if schedule { pb::Trigger::Schedule } else { pb::Trigger::User };
+            let response =
+                client.refresh_recommendations(pb::RefreshRecommendationsRequest { trigger: trigger as i32 }).await?;
+            let response = response.into_inner();
+            let run = response.collection.unwrap_or_default();
+            println!(
+                "refresh: run {} (generation {}, trigger {}) {}; last collected {}",
+                run.id,
+                run.generation,
+                trigger_name(run.trigger),
+                if response.deduplicated { "already in flight, joined it" } else { "started" },
+                response.last_collected_at.map(|t| format_time(&t)).unwrap_or_else(|| "never".into()),
+            );
+            if watch {
+                follow_run(&mut client, &run.id).await?;
+            }
+        }
+        Cmd::Watch { since } => {
+            let mut stream =
+                client.watch_freshness(pb::WatchFreshnessRequest { since_version: since }).await?.into_inner();
+            while let Some(freshness) = stream.message().await? {
+                println!("{}", describe(&freshness));
+            }
+        }
+        Cmd::Freshness => {
+            let freshness = client.get_freshness(pb::GetFreshnessRequest {}).await?.into_inner();
+            println!("{}", describe(&freshness));
+        }
+        Cmd::List { provider, service, region, accounts, min_savings, min_percentage, limit } => {
+            let provider = match provider.as_deref() {
+                None => 0,
+                Some("aws") => pb::Provider::Aws as i32,
+                Some("azure") => pb::Provider::Azure as i32,
+                Some("gcp") => pb::Provider::Gcp as i32,
+                Some(other) => anyhow::bail!("--provider {other:?} is not one of aws, azure, gcp"),
+            };
+            let response = client
+                .list_recommendations(pb::ListRecommendationsRequest {
+                    provider,
+                    service: service.unwrap_or_default(),
+                    region: region.unwrap_or_default(),
+                    account_ids: accounts,
+                    min_monthly_savings: min_savings,
+                    min_savings_percentage: min_percentage,
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            print_table(&response);
+        }
+        Cmd::Collections { limit } => {
+            let response = client
+                .list_collections(pb::ListCollectionsRequest { page_size: limit, page_token: String::new() })
+                .await?
+                .into_inner();
+            for run in response.collections {
+                println!(
+                    "{}  gen {:>4}  {:<10} {:<20} {:>7} recs  started {}  {}",
+                    run.id,
+                    run.generation,
+                    trigger_name(run.trigger),
+                    outcome_name(run.outcome),
+                    run.recommendation_count,
+                    run.started_at.map(|t| format_time(&t)).unwrap_or_default(),
+                    run.error
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams freshness until the run `id` has ended, one line per change.
+async fn follow_run(client: &mut RecommendationsServiceClient<Channel>, id: &str) -> anyhow::Result<()> {
+    let mut stream = client.watch_freshness(pb::WatchFreshnessRequest { since_version: 0 }).await?.into_inner();
+    let mut last_version = 0;
+    while let Some(freshness) = stream.message().await? {
+        if freshness.version == last_version {
+            continue; // heartbeat
+        }
+        last_version = freshness.version;
+        println!("  {}", describe(&freshness));
+        let run = freshness.collection.as_ref();
+        if run.is_some_and(|r| r.id == id && r.outcome != pb::Outcome::Running as i32) {
+            return Ok(());
+        }
+        if run.is_some_and(|r| r.id != id) && !freshness.collecting {
+            println!("  (the run was superseded)");
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the stream ended before the run did")
+}
+
+fn describe(f: &pb::Freshness) -> String {
+    let Some(run) = &f.collection else {
+        return format!("v{} no collection yet", f.version);
+    };
+    let providers: Vec<String> = run
+        .providers
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {}/{} accounts{} {} recs",
+                provider_name(p.provider),
+                state_name(p.state),
+                p.accounts_succeeded + p.accounts_failed,
+                p.accounts_total,
+                if p.accounts_failed > 0 { format!(" ({} failed)", p.accounts_failed) } else { String::new() },
+                p.recommendation_count
+            )
+        })
+        .collect();
+    let providers = if providers.is_empty() { "starting".to_string() } else { providers.join(" | ") };
+    let state = if f.collecting { "collecting" } else { outcome_name(run.outcome) };
+    let mut line = format!("v{} {state} [{providers}]", f.version);
+    if !f.collecting {
+        line.push_str(&format!(" — {} recommendations", run.recommendation_count));
+        if let (Some(start), Some(end)) = (&run.started_at, &run.finished_at) {
+            let secs = (end.seconds - start.seconds) as f64 + f64::from(end.nanos - start.nanos) / 1e9;
+            line.push_str(&format!(" in {secs:.1}s"));
+        }
+        if !run.error.is_empty() {
+            line.push_str(&format!("; error: {}", run.error));
+        }
+    }
+    line
+}
+
+fn print_table(response: &pb::ListRecommendationsResponse) {
+    println!(
+        "{:>11} {:>6}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>4} {:<15} {:>5} {:>11}",
+        "savings/mo", "%", "cloud", "account", "service", "region", "resource", "term", "payment", "count", "upfront"
+    );
+    for r in &response.recommendations {
+        println!(
+            "{:>11.2} {:>6.1}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>3}m {:<15} {:>5} {:>11.2}",
+            r.estimated_monthly_savings,
+            r.savings_percentage,
+            provider_name(r.provider),
+            truncate(&r.account_name, 38),
+            truncate(&r.service, 26),
+            truncate(&r.region, 14),
+            truncate(&format!("{} {}", r.resource_type, r.platform).trim().to_string(), 26),
+            r.term_months,
+            payment_name(r.payment_option),
+            r.recommended_count,
+            r.upfront_cost
+        );
+    }
+    if let Some(s) = &response.summary {
+        println!(
+            "\n{} recommendations match; total estimated savings {:.2} USD/month; total upfront {:.2} USD",
+            s.count, s.total_monthly_savings, s.total_upfront_cost
+        );
+    }
+    if let Some(f) = &response.freshness {
+        println!("freshness: {}", describe(f));
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).chain(['…']).collect() }
+}
+
+fn format_time(t: &prost_types::Timestamp) -> String {
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+fn trigger_name(v: i32) -> &'static str {
+    pb::Trigger::try_from(v).map(|t| t.as_str_name()).unwrap_or("?").trim_start_matches("TRIGGER_")
+}
+
+fn outcome_name(v: i32) -> &'static str {
+    pb::Outcome::try_from(v).map(|t| t.as_str_name()).unwrap_or("?").trim_start_matches("OUTCOME_")
+}
+
+fn state_name(v: i32) -> &'static str {
+    pb::ProviderState::try_from(v).map(|t| t.as_str_name()).unwrap_or("?").trim_start_matches("PROVIDER_STATE_")
+}
+
+fn provider_name(v: i32) -> &'static str {
+    match pb::Provider::try_from(v) {
+        Ok(pb::Provider::Aws) => "aws",
+        Ok(pb::Provider::Azure) => "azure",
+        Ok(pb::Provider::Gcp) => "gcp",
+        _ => "?",
+    }
+}
+
+fn payment_name(v: i32) -> &'static str {
+    match pb::PaymentOption::try_from(v) {
+        Ok(pb::PaymentOption::NoUpfront) => "no upfront",
+        Ok(pb::PaymentOption::PartialUpfront) => "partial upfront",
+        Ok(pb::PaymentOption::AllUpfront) => "all upfront",
+        Ok(pb::PaymentOption::Monthly) => "monthly",
+        _ => "?",
+    }
+}

@@ -49,16 +49,10 @@ pub trait CloudBackend: Send + Sync + 'static {
 
     /// The regions to sweep for an account, or `None` when the cloud answers
     /// for all regions of an account in one call.
-    fn regions<'a>(
-        &'a self,
-        account: &'a Account,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
+    fn regions<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
 
     /// Fetches the recommendations for one query.
-    fn fetch<'a>(
-        &'a self,
-        query: Query<'a>,
-    ) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>>;
+    fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>>;
 }
 
 /// The backends of one collector, in the configured provider order.

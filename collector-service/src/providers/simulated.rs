@@ -46,12 +46,7 @@ const AWS_SERVICES: &[&str] = &[
     "ec2_instance_savings_plans",
     "sagemaker_savings_plans",
 ];
-const AZURE_SERVICES: &[&str] = &[
-    "virtual_machines",
-    "sql_database",
-    "cosmos_db",
-    "redis_cache",
-];
+const AZURE_SERVICES: &[&str] = &["virtual_machines", "sql_database", "cosmos_db", "redis_cache"];
 const GCP_SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
 
 const AWS_REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-east-2", "us-west-2"];
@@ -82,18 +77,12 @@ impl SimulatedBackend {
     /// A simulated `provider`.
     pub fn new(provider: Provider, config: SimulatedConfig) -> Self {
         let failure_rate = AtomicU64::new(config.failure_rate.to_bits());
-        SimulatedBackend {
-            provider,
-            config,
-            failure_rate,
-            calls: AtomicU64::new(0),
-        }
+        SimulatedBackend { provider, config, failure_rate, calls: AtomicU64::new(0) }
     }
 
     /// Changes the failure rate for later calls (1.0 makes every call fail).
     pub fn set_failure_rate(&self, rate: f64) {
-        self.failure_rate
-            .store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+        self.failure_rate.store(rate.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// What one call takes: sleeps its latency, then fails with the
@@ -106,10 +95,7 @@ impl SimulatedBackend {
         tokio::time::sleep(Duration::from_secs_f64(latency)).await;
         let rate = f64::from_bits(self.failure_rate.load(Ordering::Relaxed));
         if unit(mix(&[roll, 1])) < rate {
-            return Err(BackendError(format!(
-                "simulated {} API error on {what}",
-                self.provider
-            )));
+            return Err(BackendError(format!("simulated {} API error on {what}", self.provider)));
         }
         Ok(())
     }
@@ -125,11 +111,7 @@ impl SimulatedBackend {
             query.sweep.payment as u64,
         ]);
         let (regions, resources, platforms): (&[&str], &[&str], &[&str]) = match self.provider {
-            Provider::Aws => (
-                AWS_REGIONS,
-                aws_resources(query.service),
-                aws_platforms(query.service),
-            ),
+            Provider::Aws => (AWS_REGIONS, aws_resources(query.service), aws_platforms(query.service)),
             Provider::Azure => (AZURE_REGIONS, azure_resources(query.service), &[""]),
             Provider::Gcp => (&[], gcp_resources(query.service), &[""]),
         };
@@ -143,9 +125,7 @@ impl SimulatedBackend {
             };
             let resource_type = resources[((h >> 8) % resources.len() as u64) as usize].to_string();
             let platform = platforms[((h >> 16) % platforms.len() as u64) as usize].to_string();
-            if out.iter().any(|r| {
-                r.region == region && r.resource_type == resource_type && r.platform == platform
-            }) {
+            if out.iter().any(|r| r.region == region && r.resource_type == resource_type && r.platform == platform) {
                 continue;
             }
             out.push(self.price(query, h, region, resource_type, platform));
@@ -162,15 +142,11 @@ impl SimulatedBackend {
         platform: String,
     ) -> Recommendation {
         let term = f64::from(query.sweep.term_months);
-        let count = (1 + (h >> 24) % 12) as f64;
-        let unit_monthly = 40.0 + unit(mix(&[h, 2])) * 900.0;
+        let count = (1 + (h >> 24) % 8) as f64;
+        let unit_monthly = 25.0 + unit(mix(&[h, 2])) * 350.0;
         let on_demand = round2(count * unit_monthly);
         // Longer terms and more upfront buy deeper discounts, as on the clouds.
-        let base = if query.sweep.term_months >= 36 {
-            0.45
-        } else {
-            0.25
-        };
+        let base = if query.sweep.term_months >= 36 { 0.45 } else { 0.25 };
         let upfront_bonus = match query.sweep.payment {
             PaymentOption::AllUpfront => 0.06,
             PaymentOption::PartialUpfront => 0.03,
@@ -186,15 +162,9 @@ impl SimulatedBackend {
         let upfront = round2(effective_monthly * term * upfront_share);
         let recurring = round2(effective_monthly * (1.0 - upfront_share));
         let savings = round2(on_demand - effective_monthly);
-        let break_even = if upfront > 0.0 {
-            round2(upfront / (on_demand - recurring))
-        } else {
-            0.0
-        };
+        let break_even = if upfront > 0.0 { round2(upfront / (on_demand - recurring)) } else { 0.0 };
         let commitment_type = match self.provider {
-            Provider::Aws if query.service.ends_with("savings_plans") => {
-                CommitmentType::SavingsPlan
-            }
+            Provider::Aws if query.service.ends_with("savings_plans") => CommitmentType::SavingsPlan,
             Provider::Aws | Provider::Azure => CommitmentType::ReservedInstance,
             Provider::Gcp => CommitmentType::CommittedUseDiscount,
         };
@@ -235,49 +205,29 @@ impl CloudBackend for SimulatedBackend {
 
     fn sweeps(&self, _service: &'static str) -> Vec<Sweep> {
         let payments: &[PaymentOption] = match self.provider {
-            Provider::Aws => &[
-                PaymentOption::NoUpfront,
-                PaymentOption::PartialUpfront,
-                PaymentOption::AllUpfront,
-            ],
+            Provider::Aws => &[PaymentOption::NoUpfront, PaymentOption::PartialUpfront, PaymentOption::AllUpfront],
             Provider::Azure | Provider::Gcp => &[PaymentOption::Monthly],
         };
         [12, 36]
             .into_iter()
-            .flat_map(|term_months| {
-                payments.iter().map(move |&payment| Sweep {
-                    term_months,
-                    payment,
-                })
-            })
+            .flat_map(|term_months| payments.iter().map(move |&payment| Sweep { term_months, payment }))
             .collect()
     }
 
-    fn regions<'a>(
-        &'a self,
-        account: &'a Account,
-    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+    fn regions<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
         async move {
             if self.provider != Provider::Gcp {
                 return Ok(None);
             }
-            self.call(&format!("regions of {}", account.external_id))
-                .await?;
+            self.call(&format!("regions of {}", account.external_id)).await?;
             Ok(Some(GCP_REGIONS.iter().map(|r| r.to_string()).collect()))
         }
         .boxed()
     }
 
-    fn fetch<'a>(
-        &'a self,
-        query: Query<'a>,
-    ) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
+    fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
         async move {
-            self.call(&format!(
-                "{} of {}",
-                query.service, query.account.external_id
-            ))
-            .await?;
+            self.call(&format!("{} of {}", query.service, query.account.external_id)).await?;
             Ok(self.generate(&query))
         }
         .boxed()
@@ -286,13 +236,7 @@ impl CloudBackend for SimulatedBackend {
 
 fn aws_resources(service: &str) -> &'static [&'static str] {
     match service {
-        "ec2" | "ec2_instance_savings_plans" => &[
-            "c6i.xlarge",
-            "m5.large",
-            "m6i.2xlarge",
-            "r6g.xlarge",
-            "t3.medium",
-        ],
+        "ec2" | "ec2_instance_savings_plans" => &["c6i.xlarge", "m5.large", "m6i.2xlarge", "r6g.xlarge", "t3.medium"],
         "rds" => &["db.m6g.large", "db.r6g.xlarge", "db.t4g.medium"],
         "elasticache" => &["cache.m6g.large", "cache.r6g.large"],
         "opensearch" => &["m6g.large.search", "r6g.xlarge.search"],
@@ -333,10 +277,7 @@ fn gcp_resources(service: &str) -> &'static [&'static str] {
 fn mix(words: &[u64]) -> u64 {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     for w in words {
-        state ^= w
-            .wrapping_add(0x9e37_79b9_7f4a_7c15)
-            .wrapping_add(state << 6)
-            .wrapping_add(state >> 2);
+        state ^= w.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(state << 6).wrapping_add(state >> 2);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -347,9 +288,7 @@ fn mix(words: &[u64]) -> u64 {
 
 fn hash_str(s: &str) -> u64 {
     // FNV-1a: stable, so the same account gets the same data everywhere.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// A value in [0, 1).
@@ -378,10 +317,7 @@ mod tests {
             account,
             service: "ec2",
             region: None,
-            sweep: Sweep {
-                term_months: 36,
-                payment: PaymentOption::AllUpfront,
-            },
+            sweep: Sweep { term_months: 36, payment: PaymentOption::AllUpfront },
         }
     }
 
@@ -391,17 +327,8 @@ mod tests {
         let b = SimulatedBackend::new(Provider::Aws, SimulatedConfig::default());
         let account = account();
         assert_eq!(a.generate(&query(&account)), b.generate(&query(&account)));
-        let other_seed = SimulatedBackend::new(
-            Provider::Aws,
-            SimulatedConfig {
-                seed: 7,
-                ..Default::default()
-            },
-        );
-        assert_ne!(
-            a.generate(&query(&account)),
-            other_seed.generate(&query(&account))
-        );
+        let other_seed = SimulatedBackend::new(Provider::Aws, SimulatedConfig { seed: 7, ..Default::default() });
+        assert_ne!(a.generate(&query(&account)), other_seed.generate(&query(&account)));
     }
 
     #[test]
@@ -411,15 +338,9 @@ mod tests {
         for rec in backend.generate(&query(&account)) {
             assert!(rec.estimated_monthly_savings > 0.0);
             assert!(rec.savings_percentage > 0.0 && rec.savings_percentage < 100.0);
-            assert_eq!(
-                rec.recurring_monthly_cost, 0.0,
-                "all upfront has no recurring cost"
-            );
+            assert_eq!(rec.recurring_monthly_cost, 0.0, "all upfront has no recurring cost");
             assert!(rec.upfront_cost > 0.0 && rec.break_even_months > 0.0);
-            assert!(
-                rec.break_even_months < 36.0,
-                "a recommendation that never pays back is not one"
-            );
+            assert!(rec.break_even_months < 36.0, "a recommendation that never pays back is not one");
         }
     }
 

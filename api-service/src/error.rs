@@ -1,0 +1,34 @@
+//! api-service errors and their one mapping to gRPC statuses.
+
+use tonic::Status;
+
+/// What can go wrong answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid; the message starts with the field's name.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The collector could not take the run; the lease taken for it was
+    /// released, so the next refresh can try again.
+    #[error("collector unavailable: {0}")]
+    CollectorUnavailable(String),
+    /// The lease kept changing hands while we tried to take or join it.
+    #[error("the collection lease is changing hands; try again")]
+    Contended,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidArgument(msg) => Status::invalid_argument(msg),
+            Error::CollectorUnavailable(_) => {
+                Status::unavailable("the collector is unavailable; no collection was started, try again")
+            }
+            Error::Contended => Status::aborted(err.to_string()),
+            Error::Database(db) => cudly_collector::error::database_status(&db),
+        }
+    }
+}

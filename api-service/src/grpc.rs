@@ -1,0 +1,165 @@
+//! The thin gRPC adapter of RecommendationsService: validate, make one
+//! domain call, convert back.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudly_collector::domain::{Trigger, timestamp};
+use cudly_proto::recommendations::v1 as pb;
+use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsService;
+use futures_util::Stream;
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::lease::Acquired;
+use crate::recommendations::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::refresh::{AutoRefresh, Refresher};
+use crate::{page_token, state};
+
+/// RecommendationsService over the database, the refresher and the hub.
+pub struct RecommendationsApi {
+    pool: PgPool,
+    refresher: Arc<Refresher>,
+    hub: Hub,
+    auto: AutoRefresh,
+    watch_heartbeat: Duration,
+}
+
+impl RecommendationsApi {
+    /// Wires the service.
+    pub fn new(
+        pool: PgPool,
+        refresher: Arc<Refresher>,
+        hub: Hub,
+        auto: AutoRefresh,
+        watch_heartbeat: Duration,
+    ) -> Self {
+        RecommendationsApi { pool, refresher, hub, auto, watch_heartbeat }
+    }
+}
+
+type FreshnessStream = Pin<Box<dyn Stream<Item = Result<pb::Freshness, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RecommendationsService for RecommendationsApi {
+    #[tracing::instrument(skip_all, fields(trigger = request.get_ref().trigger))]
+    async fn refresh_recommendations(
+        &self,
+        request: Request<pb::RefreshRecommendationsRequest>,
+    ) -> Result<Response<pb::RefreshRecommendationsResponse>, Status> {
+        let trigger = parse_refresh_trigger(request.into_inner().trigger)?;
+        let acquired = self.refresher.refresh(trigger).await?;
+        let (run, deduplicated) = match acquired {
+            Acquired::Started(run) => (run, false),
+            Acquired::Joined(run) => (run, true),
+        };
+        Ok(Response::new(pb::RefreshRecommendationsResponse {
+            collection: Some(pb::Collection {
+                id: run.collection_id.to_string(),
+                generation: run.generation,
+                trigger: run.trigger.to_proto(),
+                started_at: Some(timestamp(run.started_at)),
+                outcome: pb::Outcome::Running as i32,
+                ..Default::default()
+            }),
+            deduplicated,
+            last_collected_at: run.last_collected_at.map(timestamp),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_freshness(&self, _: Request<pb::GetFreshnessRequest>) -> Result<Response<pb::Freshness>, Status> {
+        let freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?;
+        Ok(Response::new(freshness))
+    }
+
+    type WatchFreshnessStream = FreshnessStream;
+
+    #[tracing::instrument(skip_all, fields(since_version = request.get_ref().since_version))]
+    async fn watch_freshness(
+        &self,
+        request: Request<pb::WatchFreshnessRequest>,
+    ) -> Result<Response<Self::WatchFreshnessStream>, Status> {
+        let since = request.into_inner().since_version;
+        if since < 0 {
+            return Err(Error::InvalidArgument(format!("since_version: must not be negative, got {since}")).into());
+        }
+        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat))))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_recommendations(
+        &self,
+        request: Request<pb::ListRecommendationsRequest>,
+    ) -> Result<Response<pb::ListRecommendationsResponse>, Status> {
+        let query = recommendations::parse_request(request.into_inner())?;
+        if let Err(err) = self.auto.refresh_if_due(&self.refresher).await {
+            // The read still answers; the next one tries again.
+            tracing::warn!(error = %err, "automatic refresh not started");
+        }
+        let page = recommendations::list(&self.pool, &query).await.map_err(Error::from)?;
+        let freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?;
+        Ok(Response::new(pb::ListRecommendationsResponse {
+            recommendations: page.recommendations,
+            next_page_token: page.next_page_token,
+            summary: Some(page.summary),
+            freshness: Some(freshness),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_collections(
+        &self,
+        request: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let req = request.into_inner();
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}")).into()),
+            n => i64::from(n).min(MAX_PAGE_SIZE),
+        };
+        let before = page_token::decode::<i64>(&req.page_token, COLLECTIONS_TOKEN)?;
+        let mut runs = state::list_runs(&self.pool, before, page_size + 1).await.map_err(Error::from)?;
+        let next_page_token = if runs.len() as i64 > page_size {
+            runs.truncate(page_size as usize);
+            page_token::encode(COLLECTIONS_TOKEN, &runs.last().expect("a full page has a last run").generation())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListCollectionsResponse {
+            collections: runs.into_iter().map(state::RunRow::into_proto).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// Tells collection-history tokens from recommendation tokens.
+const COLLECTIONS_TOKEN: u64 = 0xc011_ec71_0500;
+
+fn parse_refresh_trigger(value: i32) -> Result<Trigger, Error> {
+    match Trigger::from_proto(value) {
+        None if value == 0 => Ok(Trigger::User),
+        Some(t @ (Trigger::User | Trigger::Schedule)) => Ok(t),
+        Some(t) => Err(Error::InvalidArgument(format!(
+            "trigger: {} refreshes are started by the service itself; use USER or SCHEDULE",
+            t.as_str().to_uppercase()
+        ))),
+        None => Err(Error::InvalidArgument(format!("trigger: unknown value {value}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_triggers_default_to_user_and_refuse_internal_ones() {
+        assert_eq!(parse_refresh_trigger(0).unwrap(), Trigger::User);
+        assert_eq!(parse_refresh_trigger(pb::Trigger::Schedule as i32).unwrap(), Trigger::Schedule);
+        assert!(parse_refresh_trigger(pb::Trigger::ColdStart as i32).unwrap_err().to_string().contains("COLD_START"));
+        assert!(parse_refresh_trigger(42).unwrap_err().to_string().starts_with("trigger"));
+    }
+}

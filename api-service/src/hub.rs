@@ -1,0 +1,180 @@
+//! The freshness hub: one LISTEN connection per replica wakes it; it reads
+//! the state row once per change and fans the snapshot out to every watcher
+//! through a watch channel. Watchers cost the database nothing each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudly_proto::recommendations::v1 as pb;
+use futures_util::Stream;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::state::read_freshness;
+
+/// The channel the state row's trigger notifies.
+pub const CHANNEL: &str = "collection_state";
+
+/// The latest snapshot, shared by every watcher of this replica.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    snapshots: watch::Receiver<Arc<pb::Freshness>>,
+    shutdown: CancellationToken,
+}
+
+impl Hub {
+    /// Reads the first snapshot and starts listening. `resync` bounds how
+    /// long a missed notification (or a lease that expired without a change)
+    /// can go unseen: the row is re-read that often anyway.
+    pub async fn start(pool: PgPool, resync: Duration, shutdown: CancellationToken) -> Result<Hub, sqlx::Error> {
+        let first = read_freshness(&pool).await?;
+        let (tx, rx) = watch::channel(Arc::new(first));
+        tokio::spawn(listen(pool, tx, resync, shutdown.clone()));
+        Ok(Hub { snapshots: rx, shutdown })
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<pb::Freshness> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// A WatchFreshness stream: the current snapshot first (unless the
+    /// client already has its version), then every newer snapshot, a
+    /// heartbeat re-send every `heartbeat`, and `UNAVAILABLE` at shutdown.
+    pub fn watch(
+        &self,
+        since_version: i64,
+        heartbeat: Duration,
+    ) -> impl Stream<Item = Result<pb::Freshness, Status>> + Send + 'static {
+        let mut rx = self.snapshots.clone();
+        let current = rx.borrow_and_update().clone();
+        let first = (current.version != since_version).then_some(current);
+        let start = tokio::time::Instant::now() + heartbeat;
+        let state = WatchState {
+            rx,
+            first,
+            last_sent: since_version,
+            heartbeat: tokio::time::interval_at(start, heartbeat),
+            shutdown: self.shutdown.clone(),
+            done: false,
+        };
+        futures_util::stream::unfold(state, |mut s| async move {
+            let item = s.next().await?;
+            Some((item, s))
+        })
+    }
+}
+
+struct WatchState {
+    rx: watch::Receiver<Arc<pb::Freshness>>,
+    first: Option<Arc<pb::Freshness>>,
+    last_sent: i64,
+    heartbeat: tokio::time::Interval,
+    shutdown: CancellationToken,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next(&mut self) -> Option<Result<pb::Freshness, Status>> {
+        if self.done {
+            return None;
+        }
+        if let Some(first) = self.first.take() {
+            self.last_sent = first.version;
+            return Some(Ok((*first).clone()));
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.done = true;
+                    return Some(Err(Status::unavailable("server shutting down; reconnect with since_version")));
+                }
+                changed = self.rx.changed() => {
+                    if changed.is_err() {
+                        self.done = true;
+                        return Some(Err(Status::unavailable("freshness hub stopped; reconnect with since_version")));
+                    }
+                    let snapshot = self.rx.borrow_and_update().clone();
+                    if snapshot.version > self.last_sent {
+                        self.last_sent = snapshot.version;
+                        self.heartbeat.reset();
+                        return Some(Ok((*snapshot).clone()));
+                    }
+                }
+                _ = self.heartbeat.tick() => {
+                    let snapshot = self.rx.borrow().clone();
+                    self.last_sent = self.last_sent.max(snapshot.version);
+                    return Some(Ok((*snapshot).clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Keeps one LISTEN connection and publishes a snapshot after every
+/// notification, every reconnect and every `resync`.
+async fn listen(pool: PgPool, tx: watch::Sender<Arc<pb::Freshness>>, resync: Duration, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let mut listener = match connect(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "freshness listener cannot connect");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        // LISTEN first, then read: a change in between is both read and
+        // notified, never lost.
+        publish(&pool, &tx).await;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => publish(&pool, &tx).await,
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => publish(&pool, &tx).await,
+                    Ok(None) => {
+                        tracing::warn!("freshness listener lost its connection; reconnecting");
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "freshness listener failed; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Reads the row and publishes it unless it is older than what watchers have.
+async fn publish(pool: &PgPool, tx: &watch::Sender<Arc<pb::Freshness>>) {
+    match read_freshness(pool).await {
+        Ok(snapshot) => {
+            tx.send_if_modified(|current| {
+                if snapshot.version < current.version || **current == snapshot {
+                    return false;
+                }
+                *current = Arc::new(snapshot);
+                true
+            });
+        }
+        Err(err) => tracing::warn!(error = %err, "reading the collection state failed"),
+    }
+}

@@ -1,0 +1,123 @@
+//! api-service's side of the lease: acquiring it for a new run (or joining
+//! the run that holds it), and releasing it when dispatch failed.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cudly_collector::domain::Trigger;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::Error;
+
+/// A run as the refresh caller sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    /// The run id.
+    pub collection_id: Uuid,
+    /// Its lease generation.
+    pub generation: i64,
+    /// Why it was started.
+    pub trigger: Trigger,
+    /// When it started (database clock).
+    pub started_at: DateTime<Utc>,
+    /// When data was last collected, if ever.
+    pub last_collected_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a call started a run or joined the one in flight.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Acquired {
+    /// This call took the lease for a new run.
+    Started(RunInfo),
+    /// A run already held the lease; this call joins it.
+    Joined(RunInfo),
+}
+
+type RunRow = (Uuid, i64, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+fn run_info((collection_id, generation, trigger, started_at, last_collected_at): RunRow) -> RunInfo {
+    RunInfo {
+        collection_id,
+        generation,
+        trigger: Trigger::parse(&trigger).unwrap_or(Trigger::User),
+        started_at,
+        last_collected_at,
+    }
+}
+
+/// Takes the lease for a new run when none is held or the held one expired
+/// (one conditional UPDATE, database clock), recording the run in the
+/// history and any expired run as abandoned. Otherwise joins the run that
+/// holds it.
+pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Result<Acquired, Error> {
+    // The lease can be released between our failed UPDATE and the read that
+    // follows it; then we simply try again.
+    for _ in 0..5 {
+        let started: Option<RunRow> = sqlx::query_as(
+            "WITH acquired AS (
+                 UPDATE collection_state
+                 SET generation = generation + 1, collection_id = $1, trigger = $2,
+                     started_at = now(), finished_at = NULL, outcome = NULL, error = NULL,
+                     recommendation_count = 0, providers = '[]',
+                     lease_expires_at = now() + make_interval(secs => $3)
+                 WHERE id = 1 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                 RETURNING collection_id, generation, trigger, started_at, last_collected_at
+             ),
+             abandoned AS (
+                 UPDATE collection_runs
+                 SET outcome = 'abandoned', finished_at = now(),
+                     error = 'the collector stopped heartbeating; its lease expired and was taken over'
+                 WHERE outcome = 'running' AND generation < (SELECT generation FROM acquired)
+             ),
+             recorded AS (
+                 INSERT INTO collection_runs (id, generation, trigger, started_at)
+                 SELECT collection_id, generation, trigger, started_at FROM acquired
+             )
+             SELECT collection_id, generation, trigger, started_at, last_collected_at FROM acquired",
+        )
+        .bind(Uuid::new_v4())
+        .bind(trigger.as_str())
+        .bind(ttl.as_secs_f64())
+        .fetch_optional(pool)
+        .await?;
+        if let Some(row) = started {
+            return Ok(Acquired::Started(run_info(row)));
+        }
+        let held: Option<RunRow> = sqlx::query_as(
+            "SELECT collection_id, generation, trigger, started_at, last_collected_at
+             FROM collection_state
+             WHERE id = 1 AND lease_expires_at > now()",
+        )
+        .fetch_optional(pool)
+        .await?;
+        if let Some(row) = held {
+            return Ok(Acquired::Joined(run_info(row)));
+        }
+    }
+    Err(Error::Contended)
+}
+
+/// Releases the lease of a run that could not be dispatched (compare and
+/// clear on id and generation), recording why. Returns whether it was still
+/// held.
+pub async fn release_undispatched(pool: &PgPool, run: &RunInfo, error: &str) -> Result<bool, sqlx::Error> {
+    let released: Option<Uuid> = sqlx::query_scalar(
+        "WITH cleared AS (
+             UPDATE collection_state
+             SET lease_expires_at = NULL, finished_at = now(), outcome = 'failed',
+                 error = $3, last_collection_error = $3
+             WHERE id = 1 AND collection_id = $1 AND generation = $2 AND lease_expires_at IS NOT NULL
+             RETURNING collection_id
+         )
+         UPDATE collection_runs SET outcome = 'failed', finished_at = now(), error = $3
+         WHERE id = (SELECT collection_id FROM cleared)
+         RETURNING id",
+    )
+    .bind(run.collection_id)
+    .bind(run.generation)
+    .bind(error)
+    .fetch_optional(pool)
+    .await?;
+    Ok(released.is_some())
+}
