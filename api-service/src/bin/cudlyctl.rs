@@ -229,7 +229,7 @@ fn print_table(response: &pb::ListRecommendationsResponse) {
             truncate(&r.account_name, 38),
             truncate(&r.service, 26),
             truncate(&r.region, 14),
-            truncate(&format!("{} {}", r.resource_type, r.platform).trim().to_string(), 26),
+            truncate(format!("{} {}", r.resource_type, r.platform).trim(), 26),
             r.term_months,
             payment_name(r.payment_option),
             r.recommended_count,

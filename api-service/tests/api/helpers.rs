@@ -1,0 +1,225 @@
+//! Spawns the real pair, collector-service and api-service, on port 0
+//! against the test's own database, and a real tonic client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudly_api::refresh::AutoRefresh;
+use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts};
+use cudly_collector::domain::Provider;
+use cudly_collector::engine::EngineConfig;
+use cudly_collector::providers::Backends;
+use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
+use cudly_collector::service::Collector;
+use cudly_proto::recommendations::v1 as pb;
+use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub(crate) type Client = RecommendationsServiceClient<Channel>;
+
+/// How a test wants the pair.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub(crate) sim: SimulatedConfig,
+    pub(crate) seed: &'static str,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) watch_heartbeat: Duration,
+    pub(crate) stale_after: Duration,
+    pub(crate) auto_refresh_backoff: Duration,
+    pub(crate) progress_interval: Duration,
+    /// Start a collector with the API.
+    pub(crate) with_collector: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sim: SimulatedConfig {
+                latency: Duration::from_millis(20),
+                jitter: Duration::from_millis(10),
+                ..SimulatedConfig::default()
+            },
+            seed: "aws=3,azure=2,gcp=2",
+            lease_ttl: Duration::from_secs(5),
+            watch_heartbeat: Duration::from_secs(15),
+            stale_after: Duration::from_secs(24 * 3600),
+            auto_refresh_backoff: Duration::from_secs(60),
+            progress_interval: Duration::from_millis(50),
+            with_collector: true,
+        }
+    }
+}
+
+/// A running collector-service.
+pub(crate) struct TestCollector {
+    pub(crate) addr: SocketAddr,
+    pub(crate) collector: Arc<Collector>,
+    /// The simulated clouds, in provider order (aws, azure, gcp).
+    pub(crate) sims: Vec<Arc<SimulatedBackend>>,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestCollector {
+    /// Stops it as SIGTERM would (runs release their leases) and waits.
+    pub(crate) async fn shutdown(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Starts a collector on `addr` (port 0 for any).
+pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketAddr) -> TestCollector {
+    let sims: Vec<Arc<SimulatedBackend>> =
+        Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, opts.sim.clone()))).collect();
+    let backends: Backends = sims.iter().map(|s| s.clone() as _).collect();
+    let settings = cudly_collector::startup::Settings {
+        listen: addr,
+        lease_ttl: opts.lease_ttl,
+        engine: EngineConfig::default(),
+        progress_interval: opts.progress_interval,
+        shutdown_timeout: Duration::from_secs(5),
+    };
+    let app = cudly_collector::startup::build(settings, pool.clone(), backends).await.unwrap();
+    let (addr, collector) = (app.local_addr(), app.collector());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+    TestCollector { addr, collector, sims, stop, task }
+}
+
+/// The pair and a client.
+pub(crate) struct TestApp {
+    pub(crate) pool: PgPool,
+    pub(crate) client: Client,
+    pub(crate) addr: SocketAddr,
+    pub(crate) collector: Option<TestCollector>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Seeds accounts, starts the collector (unless told not to) and the API.
+pub(crate) async fn spawn_app(pool: PgPool, opts: Options) -> TestApp {
+    seed_simulated_accounts(&pool, &opts.seed.parse::<SeedSpec>().unwrap()).await.unwrap();
+    let collector = if opts.with_collector {
+        Some(spawn_collector(&pool, &opts, "127.0.0.1:0".parse().unwrap()).await)
+    } else {
+        None
+    };
+    let collector_addr = match &collector {
+        Some(c) => c.addr,
+        None => unused_addr(),
+    };
+    spawn_api(pool, &opts, collector_addr, collector).await
+}
+
+/// Starts api-service delivering to `collector_addr`.
+pub(crate) async fn spawn_api(
+    pool: PgPool,
+    opts: &Options,
+    collector_addr: SocketAddr,
+    collector: Option<TestCollector>,
+) -> TestApp {
+    let settings = cudly_api::startup::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        collector_url: format!("http://{collector_addr}"),
+        dispatch_timeout: Duration::from_secs(2),
+        lease_ttl: opts.lease_ttl,
+        auto_refresh: AutoRefresh { stale_after: opts.stale_after, backoff: opts.auto_refresh_backoff },
+        watch_heartbeat: opts.watch_heartbeat,
+        cors_allowed_origins: vec!["*".into()],
+        shutdown_timeout: Duration::from_secs(5),
+    };
+    let app = cudly_api::startup::build(settings, pool.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+    let client = Client::connect(format!("http://{addr}")).await.unwrap();
+    TestApp { pool, client, addr, collector, stop, task: Some(task) }
+}
+
+/// An address nothing listens on.
+pub(crate) fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+impl TestApp {
+    pub(crate) async fn refresh(&self) -> Result<pb::RefreshRecommendationsResponse, tonic::Status> {
+        self.client
+            .clone()
+            .refresh_recommendations(pb::RefreshRecommendationsRequest::default())
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub(crate) async fn freshness(&self) -> pb::Freshness {
+        self.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.unwrap().into_inner()
+    }
+
+    pub(crate) async fn list(
+        &self,
+        req: pb::ListRecommendationsRequest,
+    ) -> Result<pb::ListRecommendationsResponse, tonic::Status> {
+        self.client.clone().list_recommendations(req).await.map(|r| r.into_inner())
+    }
+
+    /// Polls until run `id` has ended (bounded), returning that freshness.
+    pub(crate) async fn wait_for_end(&self, id: &str) -> pb::Freshness {
+        for _ in 0..600 {
+            let f = self.freshness().await;
+            let run = f.collection.as_ref().unwrap();
+            assert!(run.id == id || f.collecting, "run {id} was replaced by {}", run.id);
+            if run.id == id && run.outcome != pb::Outcome::Running as i32 {
+                return f;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {id} did not end within 30 s");
+    }
+
+    /// Refreshes and waits for that run to end.
+    pub(crate) async fn collect(&self) -> pb::Freshness {
+        let run = self.refresh().await.unwrap().collection.unwrap();
+        self.wait_for_end(&run.id).await
+    }
+
+    /// Stops api-service as SIGTERM would and waits for it.
+    pub(crate) async fn shutdown_api(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops the collector as SIGTERM would and waits for it.
+    pub(crate) async fn shutdown_collector(&mut self) {
+        if let Some(c) = self.collector.take() {
+            c.shutdown().await;
+        }
+    }
+
+    pub(crate) fn sim(&self, provider: Provider) -> Arc<SimulatedBackend> {
+        let idx = Provider::ALL.iter().position(|&p| p == provider).unwrap();
+        self.collector.as_ref().unwrap().sims[idx].clone()
+    }
+
+    /// (outcome, error) of every run in the history, oldest first.
+    pub(crate) async fn history(&self) -> Vec<(i64, String, Option<String>)> {
+        sqlx::query_as("SELECT generation, outcome, error FROM collection_runs ORDER BY generation")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Whether any lease is held (expired or not).
+    pub(crate) async fn lease_held(&self) -> bool {
+        sqlx::query_scalar("SELECT lease_expires_at IS NOT NULL FROM collection_state")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,149 @@
+//! collector-service integration tests: a real server on port 0 against a
+//! real database per test, called with a real tonic client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cudly_collector::accounts::seed_simulated_accounts;
+use cudly_collector::domain::Provider;
+use cudly_collector::engine::EngineConfig;
+use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
+use cudly_collector::run::RunEnd;
+use cudly_collector::service::Collector;
+use cudly_collector::startup::{Settings, build};
+use cudly_proto::collector::v1::CollectRequest;
+use cudly_proto::collector::v1::collector_service_client::CollectorServiceClient;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+struct TestCollector {
+    client: CollectorServiceClient<Channel>,
+    health: HealthClient<Channel>,
+    collector: Arc<Collector>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
+    seed_simulated_accounts(pool, &"aws=2,gcp=1".parse().unwrap()).await.unwrap();
+    let sim = SimulatedConfig { latency, jitter: Duration::ZERO, ..SimulatedConfig::default() };
+    let backends = Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect();
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        lease_ttl: Duration::from_secs(5),
+        engine: EngineConfig::default(),
+        progress_interval: Duration::from_millis(50),
+        shutdown_timeout: Duration::from_secs(5),
+    };
+    let app = build(settings, pool.clone(), backends).await.unwrap();
+    let (addr, collector) = (app.local_addr(), app.collector());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    TestCollector {
+        client: CollectorServiceClient::new(channel.clone()),
+        health: HealthClient::new(channel),
+        collector,
+        stop,
+        task,
+    }
+}
+
+/// Takes the lease as api-service does, returning (run id, generation).
+async fn take_lease(pool: &PgPool) -> (Uuid, i64) {
+    let id = Uuid::new_v4();
+    let generation: i64 = sqlx::query_scalar(
+        "UPDATE collection_state SET generation = generation + 1, collection_id = $1, trigger = 'user',
+             started_at = now(), finished_at = NULL, outcome = NULL, lease_expires_at = now() + interval '5 s'
+         WHERE id = 1 RETURNING generation",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO collection_runs (id, generation, trigger, started_at) VALUES ($1, $2, 'user', now())")
+        .bind(id)
+        .bind(generation)
+        .execute(pool)
+        .await
+        .unwrap();
+    (id, generation)
+}
+
+fn request(id: Uuid, generation: i64) -> CollectRequest {
+    CollectRequest { collection_id: id.to_string(), generation, trigger: "user".into() }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_duplicate_delivery_is_acknowledged_and_ignored(pool: PgPool) {
+    let c = spawn_collector(&pool, Duration::from_millis(200)).await;
+    let mut ends = c.collector.subscribe_run_ends();
+    let (id, generation) = take_lease(&pool).await;
+    let first = c.client.clone().collect(request(id, generation)).await.unwrap().into_inner();
+    let second = c.client.clone().collect(request(id, generation)).await.unwrap().into_inner();
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+
+    let (lease, end) = tokio::time::timeout(Duration::from_secs(20), ends.recv()).await.unwrap().unwrap();
+    assert_eq!(lease.collection_id, id);
+    assert!(matches!(end, RunEnd::Finished(_)), "{end:?}");
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT generation) FROM recommendations").fetch_one(&pool).await.unwrap();
+    assert_eq!(written, 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), ends.recv()).await.is_err(),
+        "the duplicate did not start a second run"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_delivery_that_does_not_hold_the_lease_is_refused(pool: PgPool) {
+    let c = spawn_collector(&pool, Duration::from_millis(5)).await;
+    let (old_id, old_generation) = take_lease(&pool).await;
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let (_, generation) = take_lease(&pool).await;
+    assert_eq!(generation, old_generation + 1);
+
+    let err = c.client.clone().collect(request(old_id, old_generation)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("does not hold the collection lease"), "{}", err.message());
+
+    let err = c
+        .client
+        .clone()
+        .collect(CollectRequest { collection_id: "nope".into(), generation: 1, trigger: "user".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("collection_id"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn health_serves_and_shutdown_releases_the_running_lease_with_a_reason(pool: PgPool) {
+    let c = spawn_collector(&pool, Duration::from_secs(5)).await;
+    let status = c.health.clone().check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+    let named = HealthCheckRequest { service: "cudly.collector.v1.CollectorService".into() };
+    assert_eq!(c.health.clone().check(named).await.unwrap().into_inner().status, ServingStatus::Serving as i32);
+
+    let (id, generation) = take_lease(&pool).await;
+    c.client.clone().collect(request(id, generation)).await.unwrap();
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
+
+    let (lease, outcome, error): (Option<chrono::DateTime<chrono::Utc>>, String, String) =
+        sqlx::query_as("SELECT lease_expires_at, outcome, error FROM collection_state").fetch_one(&pool).await.unwrap();
+    assert_eq!((lease, outcome.as_str(), error.as_str()), (None, "cancelled", "collector shutting down"));
+    let run: String = sqlx::query_scalar("SELECT outcome FROM collection_runs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(run, "cancelled");
+}
