@@ -74,8 +74,20 @@ enum Cmd {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("cudlyctl: {:?}: {}", status.code(), status.message()),
+                None => eprintln!("cudlyctl: {err:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let channel = Channel::from_shared(cli.api.clone())
         .with_context(|| format!("--api {:?} is not a URL", cli.api))?
         .connect_timeout(Duration::from_secs(5))
@@ -161,19 +173,23 @@ async fn main() -> anyhow::Result<()> {
 /// Streams freshness until the run `id` has ended, one line per change.
 async fn follow_run(client: &mut RecommendationsServiceClient<Channel>, id: &str) -> anyhow::Result<()> {
     let mut stream = client.watch_freshness(pb::WatchFreshnessRequest { since_version: 0 }).await?.into_inner();
-    let mut last_version = 0;
+    let (mut last_version, mut seen) = (0, false);
     while let Some(freshness) = stream.message().await? {
         if freshness.version == last_version {
             continue; // heartbeat
         }
         last_version = freshness.version;
+        let run = freshness.collection.as_ref().filter(|r| r.id == id);
+        let Some(run) = run else {
+            if seen {
+                println!("  (another run has replaced it)");
+                return Ok(());
+            }
+            continue; // a snapshot from before the run started
+        };
+        seen = true;
         println!("  {}", describe(&freshness));
-        let run = freshness.collection.as_ref();
-        if run.is_some_and(|r| r.id == id && r.outcome != pb::Outcome::Running as i32) {
-            return Ok(());
-        }
-        if run.is_some_and(|r| r.id != id) && !freshness.collecting {
-            println!("  (the run was superseded)");
+        if run.outcome != pb::Outcome::Running as i32 {
             return Ok(());
         }
     }

@@ -147,3 +147,22 @@ async fn health_serves_and_shutdown_releases_the_running_lease_with_a_reason(poo
         .unwrap();
     assert_eq!(run, "cancelled");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
+    let (id, generation) = take_lease(&pool).await;
+    let lease = cudly_collector::lease::Lease {
+        collection_id: id,
+        generation,
+        trigger: cudly_collector::domain::Trigger::User,
+    };
+    let version = || async {
+        sqlx::query_scalar::<_, i64>("SELECT version FROM collection_state").fetch_one(&pool).await.unwrap()
+    };
+    let before = version().await;
+    assert!(cudly_collector::lease::renew_lease(&pool, &lease, Duration::from_secs(5)).await.unwrap());
+    assert_eq!(version().await, before, "a heartbeat is not a visible change");
+    let progress = [cudly_collector::domain::ProviderStatus::pending(Provider::Aws, 2)];
+    assert!(cudly_collector::lease::write_progress(&pool, &lease, &progress).await.unwrap());
+    assert_eq!(version().await, before + 1, "progress is");
+}
