@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use cudly_collector::config::CommonArgs;
+use clap::Parser;
+use cudly_collector::config::{Command, CommonArgs};
 
 /// Answers RefreshRecommendations at once (the collection runs in
 /// collector-service), streams freshness with WatchFreshness, and serves
@@ -60,15 +60,6 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls to finish.
     #[arg(long, env = "CUDLY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the API (the default).
-    Serve,
-    /// Apply the database migrations and exit.
-    Migrate,
 }
 
 #[cfg(test)]

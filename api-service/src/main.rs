@@ -1,8 +1,9 @@
 //! api-service binary: parse config, init telemetry, migrate or serve.
 
 use clap::Parser;
-use cudly_api::config::{Command, Config};
+use cudly_api::config::Config;
 use cudly_api::startup;
+use cudly_collector::config::Command;
 use cudly_collector::{db, serving, telemetry};
 
 #[tokio::main]

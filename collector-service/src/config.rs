@@ -81,10 +81,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-/// Subcommands.
+/// Subcommands (both services take the same).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve CollectorService (the default).
+    /// Serve (the default).
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
