@@ -39,6 +39,16 @@ impl RecommendationsApi {
     ) -> Self {
         RecommendationsApi { pool, refresher, hub, auto, watch_heartbeat }
     }
+
+    /// The freshness hub behind WatchFreshness.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 type FreshnessStream = Pin<Box<dyn Stream<Item = Result<pb::Freshness, Status>> + Send>>;
@@ -87,7 +97,7 @@ impl RecommendationsService for RecommendationsApi {
         if since < 0 {
             return Err(Error::InvalidArgument(format!("since_version: must not be negative, got {since}")).into());
         }
-        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat))))
+        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat)?)))
     }
 
     #[tracing::instrument(skip_all)]

@@ -26,14 +26,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Reads the first snapshot and starts listening. `resync` bounds how
-    /// long a missed notification (or a lease that expired without a change)
-    /// can go unseen: the row is re-read that often anyway.
-    pub async fn start(pool: PgPool, resync: Duration, shutdown: CancellationToken) -> Result<Hub, sqlx::Error> {
-        let first = read_freshness(&pool).await?;
-        let (tx, rx) = watch::channel(Arc::new(first));
+    /// Starts listening; the first snapshot arrives once the database
+    /// answers (see [`Hub::is_synced`]). `resync` bounds how long a missed
+    /// notification (or a lease that expired without a change) can go
+    /// unseen: the row is re-read that often anyway.
+    pub fn start(pool: PgPool, resync: Duration, shutdown: CancellationToken) -> Hub {
+        // Version 0 never exists in the database (the row starts at 1).
+        let (tx, rx) = watch::channel(Arc::new(pb::Freshness::default()));
         tokio::spawn(listen(pool, tx, resync, shutdown.clone()));
-        Ok(Hub { snapshots: rx, shutdown })
+        Hub { snapshots: rx, shutdown }
     }
 
     /// The current snapshot.
@@ -41,14 +42,23 @@ impl Hub {
         self.snapshots.borrow().clone()
     }
 
+    /// Whether the hub has read the state row at least once.
+    pub fn is_synced(&self) -> bool {
+        self.snapshots.borrow().version > 0
+    }
+
     /// A WatchFreshness stream: the current snapshot first (unless the
     /// client already has its version), then every newer snapshot, a
     /// heartbeat re-send every `heartbeat`, and `UNAVAILABLE` at shutdown.
+    /// `UNAVAILABLE` at once while the hub has never read the state.
     pub fn watch(
         &self,
         since_version: i64,
         heartbeat: Duration,
-    ) -> impl Stream<Item = Result<pb::Freshness, Status>> + Send + 'static {
+    ) -> Result<impl Stream<Item = Result<pb::Freshness, Status>> + Send + 'static, Status> {
+        if !self.is_synced() {
+            return Err(Status::unavailable("freshness not available yet: the database is unreachable"));
+        }
         let mut rx = self.snapshots.clone();
         let current = rx.borrow_and_update().clone();
         let first = (current.version != since_version).then_some(current);
@@ -61,10 +71,10 @@ impl Hub {
             shutdown: self.shutdown.clone(),
             done: false,
         };
-        futures_util::stream::unfold(state, |mut s| async move {
+        Ok(futures_util::stream::unfold(state, |mut s| async move {
             let item = s.next().await?;
             Some((item, s))
-        })
+        }))
     }
 }
 

@@ -10,13 +10,13 @@ use cudly_collector::{db, serving, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = telemetry::init("api-service", config.common.log_format)?;
-    let pool = config.common.connect().await?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Migrate => {
-            db::migrate(&pool).await?;
+            db::migrate(&config.common.connect().await?).await?;
             tracing::info!("migrations applied");
         }
         Command::Serve => {
+            let pool = config.common.connect_lazy()?;
             let app = startup::build(startup::Settings::from_config(&config), pool).await?;
             app.run(serving::shutdown_signal()).await?;
         }

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -77,7 +78,7 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     let dispatcher = Dispatcher::new(&settings.collector_url, settings.dispatch_timeout)?;
     let refresher = Arc::new(Refresher::new(pool.clone(), dispatcher, settings.lease_ttl));
     let shutdown = CancellationToken::new();
-    let hub = Hub::start(pool.clone(), settings.watch_heartbeat, shutdown.clone()).await?;
+    let hub = Hub::start(pool.clone(), settings.watch_heartbeat, shutdown.clone());
     let api = RecommendationsApi::new(pool, refresher, hub, settings.auto_refresh, settings.watch_heartbeat);
     Ok(App { incoming, addr, api, cors, shutdown, shutdown_timeout: settings.shutdown_timeout })
 }
@@ -93,16 +94,27 @@ impl App {
     /// calls for at most the shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { incoming, addr, api, cors, shutdown: stop_streams, shutdown_timeout } = self;
+        type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
-        health.set_serving::<RecommendationsServiceServer<RecommendationsApi>>().await;
+        serving::report::<Named>(&health, ServingStatus::NotServing).await;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+        let stop_tracking = CancellationToken::new();
+        let hub = api.hub().clone();
+        let tracker = tokio::spawn(serving::track_readiness::<Named>(
+            health.clone(),
+            api.pool().clone(),
+            move || hub.is_synced(),
+            stop_tracking.clone(),
+        ));
         let (reflection_v1, reflection_v1alpha) = serving::reflection()?;
         let draining = CancellationToken::new();
         let signal = {
             let draining = draining.clone();
             async move {
                 shutdown.await;
-                serving::report_not_serving::<RecommendationsServiceServer<RecommendationsApi>>(&health).await;
+                stop_tracking.cancel();
+                let _ = tracker.await;
+                serving::report::<Named>(&health, ServingStatus::NotServing).await;
                 stop_streams.cancel();
                 draining.cancel();
             }

@@ -82,6 +82,23 @@ pub async fn seed_simulated_accounts(pool: &PgPool, spec: &SeedSpec) -> Result<u
     Ok(accounts.len())
 }
 
+/// Seeds `spec` as soon as the database answers (it may start after the
+/// service), retrying every second.
+pub async fn seed_when_reachable(pool: PgPool, spec: SeedSpec) {
+    loop {
+        match seed_simulated_accounts(&pool, &spec).await {
+            Ok(seeded) => {
+                tracing::info!(accounts = seeded, "simulated accounts seeded");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "seeding accounts failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,7 +127,8 @@ pub struct CommonArgs {
     #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub db_max_connections: u32,
 
-    /// How long to keep retrying the first database connection at start-up.
+    /// How long `migrate` keeps retrying its database connection (`serve`
+    /// starts at once and reports NOT_SERVING until the database answers).
     #[arg(long, env = "CUDLY_DB_CONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub db_connect_timeout: Duration,
 
@@ -140,11 +141,16 @@ impl CommonArgs {
     /// Connects to the database these flags name, retrying for
     /// `--db-connect-timeout`.
     pub async fn connect(&self) -> anyhow::Result<sqlx::PgPool> {
-        let url = self
-            .database_url
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))?;
-        crate::db::connect(url, self.db_max_connections, self.db_connect_timeout).await
+        crate::db::connect(self.url()?, self.db_max_connections, self.db_connect_timeout).await
+    }
+
+    /// A pool that connects on first use (see [`crate::db::connect_lazy`]).
+    pub fn connect_lazy(&self) -> anyhow::Result<sqlx::PgPool> {
+        crate::db::connect_lazy(self.url()?, self.db_max_connections)
+    }
+
+    fn url(&self) -> anyhow::Result<&SecretString> {
+        self.database_url.as_ref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))
     }
 }
 

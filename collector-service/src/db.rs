@@ -10,11 +10,24 @@ use sqlx::postgres::PgPoolOptions;
 /// The migrations of `migrations/`, embedded in the binaries.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
+/// A pool that connects on first use, so a service can start (and report
+/// NOT_SERVING) while the database is still down. A request that finds the
+/// database unreachable fails within the acquire timeout.
+pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
+    pool_options(max_connections)
+        .connect_lazy(url.expose_secret())
+        .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {err}"))
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(3))
+}
+
 /// Connects, retrying with backoff for up to `patience` (a database that
 /// starts after the service is normal in a cluster). The URL never reaches
 /// a log line.
 pub async fn connect(url: &SecretString, max_connections: u32, patience: Duration) -> anyhow::Result<PgPool> {
-    let options = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5));
+    let options = pool_options(max_connections);
     let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = Duration::from_millis(250);
     loop {

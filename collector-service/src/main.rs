@@ -8,16 +8,15 @@ use cudly_collector::{accounts, db, serving, startup, telemetry};
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = telemetry::init("collector-service", config.common.log_format)?;
-    let pool = config.common.connect().await?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Migrate => {
-            db::migrate(&pool).await?;
+            db::migrate(&config.common.connect().await?).await?;
             tracing::info!("migrations applied");
         }
         Command::Serve => {
-            let seeded = accounts::seed_simulated_accounts(&pool, &config.seed_accounts).await?;
-            if seeded > 0 {
-                tracing::info!(accounts = seeded, "simulated accounts seeded");
+            let pool = config.common.connect_lazy()?;
+            if !config.seed_accounts.0.is_empty() {
+                tokio::spawn(accounts::seed_when_reachable(pool.clone(), config.seed_accounts.clone()));
             }
             let backends = startup::backends_from_config(&config);
             let app = startup::build(startup::Settings::from_config(&config), pool, backends).await?;

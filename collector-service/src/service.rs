@@ -77,6 +77,11 @@ impl Collector {
         Ok(Accepted { duplicate: false })
     }
 
+    /// The database the collector writes to.
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.ctx.pool
+    }
+
     fn is_running(&self, lease: &Lease) -> bool {
         self.running.lock().unwrap().get(&lease.collection_id) == Some(&lease.generation)
     }

@@ -1,8 +1,15 @@
-//! What both gRPC servers share: reflection, listeners and signals.
+//! What both gRPC servers share: reflection, listeners, readiness and
+//! signals.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// Server reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha) over
 /// the cudly protos and the health service.
@@ -44,9 +51,40 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-/// Reports NOT_SERVING for service `S` and for the server as a whole (the
+/// Reports `status` for service `S` and for the server as a whole (the
 /// empty service name that Kubernetes probes ask about by default).
-pub async fn report_not_serving<S: tonic::server::NamedService>(health: &tonic_health::server::HealthReporter) {
-    health.set_not_serving::<S>().await;
-    health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+pub async fn report<S: NamedService>(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status(S::NAME, status).await;
+    health.set_service_status("", status).await;
+}
+
+/// Keeps health in step with the database until `stop`: SERVING while it
+/// answers (and `ready()` holds), NOT_SERVING while it does not, checking
+/// every few seconds (more often while down, to come back quickly).
+pub async fn track_readiness<S: NamedService>(
+    health: HealthReporter,
+    pool: PgPool,
+    ready: impl Fn() -> bool + Send,
+    stop: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let reachable = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        let now = reachable && ready();
+        if serving != Some(now) {
+            if now {
+                tracing::info!("database reachable; serving");
+            } else {
+                tracing::warn!(database_reachable = reachable, "not ready; reporting NOT_SERVING");
+            }
+            let status = if now { ServingStatus::Serving } else { ServingStatus::NotServing };
+            report::<S>(&health, status).await;
+            serving = Some(now);
+        }
+        let pause = if now { Duration::from_secs(5) } else { Duration::from_millis(500) };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use cudly_proto::collector::v1::collector_service_server::CollectorServiceServer;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
@@ -105,13 +107,23 @@ impl App {
     /// runs (releasing their leases) and drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App { incoming, addr, collector, health, settings } = self;
+        type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
-        health.set_serving::<CollectorServiceServer<CollectorGrpc>>().await;
+        serving::report::<Named>(&health, ServingStatus::NotServing).await;
+        let stop_tracking = CancellationToken::new();
+        let tracker = tokio::spawn(serving::track_readiness::<Named>(
+            health.clone(),
+            collector.pool().clone(),
+            || true,
+            stop_tracking.clone(),
+        ));
         let (reflection_v1, reflection_v1alpha) = serving::reflection()?;
         let stopping = collector.clone();
         let drain = async move {
             shutdown.await;
-            serving::report_not_serving::<CollectorServiceServer<CollectorGrpc>>(&health).await;
+            stop_tracking.cancel();
+            let _ = tracker.await;
+            serving::report::<Named>(&health, ServingStatus::NotServing).await;
             stopping.shutdown(settings.shutdown_timeout).await;
         };
         tracing::info!(%addr, "collector-service listening");

@@ -32,7 +32,7 @@ start_services() {
   "$bin/api-service" >"$SERVICE_LOGS/api.log" 2>&1 &
   service_pids+=($!)
   for _ in $(seq 1 100); do
-    if "$bin/cudlyctl" freshness >/dev/null 2>&1; then return 0; fi
+    if "$bin/cudlyctl" health >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   echo "services did not come up; logs:" >&2

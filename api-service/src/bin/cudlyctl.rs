@@ -41,6 +41,8 @@ enum Cmd {
     },
     /// Print the current freshness.
     Freshness,
+    /// Check grpc.health.v1 (exit status 0 only when SERVING).
+    Health,
     /// List recommendations, biggest savings first.
     List {
         /// aws, azure or gcp.
@@ -94,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("cannot reach api-service at {}", cli.api))?;
-    let mut client = RecommendationsServiceClient::new(channel);
+    let mut client = RecommendationsServiceClient::new(channel.clone());
     match cli.command {
         Cmd::Refresh { schedule, watch } => {
             let trigger = if schedule { pb::Trigger::Schedule } else { pb::Trigger::User };
@@ -119,6 +121,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 client.watch_freshness(pb::WatchFreshnessRequest { since_version: since }).await?.into_inner();
             while let Some(freshness) = stream.message().await? {
                 println!("{}", describe(&freshness));
+            }
+        }
+        Cmd::Health => {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            let status = health.check(request).await?.into_inner().status();
+            println!("{}", status.as_str_name());
+            if status != tonic_health::pb::health_check_response::ServingStatus::Serving {
+                anyhow::bail!("api-service is not serving");
             }
         }
         Cmd::Freshness => {

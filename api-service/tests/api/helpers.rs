@@ -138,7 +138,24 @@ pub(crate) async fn spawn_api(
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
     let client = Client::connect(format!("http://{addr}")).await.unwrap();
+    wait_until_serving(addr).await;
     TestApp { pool, client, addr, collector, stop, task: Some(task) }
+}
+
+/// Waits (bounded) until the server's health reports SERVING.
+pub(crate) async fn wait_until_serving(addr: SocketAddr) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for _ in 0..200 {
+        let status = health.check(HealthCheckRequest::default()).await.unwrap().into_inner().status;
+        if status == ServingStatus::Serving as i32 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{addr} did not become SERVING within 5 s");
 }
 
 /// An address nothing listens on.

@@ -127,8 +127,16 @@ async fn a_delivery_that_does_not_hold_the_lease_is_refused(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn health_serves_and_shutdown_releases_the_running_lease_with_a_reason(pool: PgPool) {
     let c = spawn_collector(&pool, Duration::from_secs(5)).await;
-    let status = c.health.clone().check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
-    assert_eq!(status.status, ServingStatus::Serving as i32);
+    let mut serving = false;
+    for _ in 0..100 {
+        let status = c.health.clone().check(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+        serving = status.status == ServingStatus::Serving as i32;
+        if serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(serving, "SERVING once the database answered");
     let named = HealthCheckRequest { service: "cudly.collector.v1.CollectorService".into() };
     assert_eq!(c.health.clone().check(named).await.unwrap().into_inner().status, ServingStatus::Serving as i32);
 
