@@ -138,7 +138,7 @@ async fn listen(pool: PgPool, tx: watch::Sender<Arc<pb::Freshness>>, resync: Dur
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
