@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::lease::Acquired;
-use crate::recommendations::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::recommendations::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SummaryCache};
 use crate::refresh::{AutoRefresh, Refresher};
 use crate::{page_token, state};
 
@@ -26,6 +26,7 @@ pub struct RecommendationsApi {
     hub: Hub,
     auto: AutoRefresh,
     watch_heartbeat: Duration,
+    summaries: SummaryCache,
 }
 
 impl RecommendationsApi {
@@ -37,7 +38,7 @@ impl RecommendationsApi {
         auto: AutoRefresh,
         watch_heartbeat: Duration,
     ) -> Self {
-        RecommendationsApi { pool, refresher, hub, auto, watch_heartbeat }
+        RecommendationsApi { pool, refresher, hub, auto, watch_heartbeat, summaries: SummaryCache::default() }
     }
 
     /// The freshness hub behind WatchFreshness.
@@ -106,12 +107,20 @@ impl RecommendationsService for RecommendationsApi {
         request: Request<pb::ListRecommendationsRequest>,
     ) -> Result<Response<pb::ListRecommendationsResponse>, Status> {
         let query = recommendations::parse_request(request.into_inner())?;
-        if let Err(err) = self.auto.refresh_if_due(&self.refresher).await {
-            // The read still answers; the next one tries again.
-            tracing::warn!(error = %err, "automatic refresh not started");
+        let state = state::read_state(&self.pool, Some(&self.auto)).await.map_err(Error::from)?;
+        let mut freshness = state.freshness;
+        if let Some(due) = state.due {
+            match self.auto.start_due(&self.refresher, due).await {
+                // Show the run just started.
+                Ok(true) => freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?,
+                Ok(false) => {}
+                // The read still answers; the next one tries again.
+                Err(err) => tracing::warn!(error = %err, trigger = %due, "automatic refresh not started"),
+            }
         }
-        let page = recommendations::list(&self.pool, &query).await.map_err(Error::from)?;
-        let freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?;
+        let page = recommendations::list(&self.pool, &query, &self.summaries, state.data_version)
+            .await
+            .map_err(Error::from)?;
         Ok(Response::new(pb::ListRecommendationsResponse {
             recommendations: page.recommendations,
             next_page_token: page.next_page_token,

@@ -51,9 +51,14 @@ fn run_info((collection_id, generation, trigger, started_at, last_collected_at):
 /// history and any expired run as abandoned. Otherwise joins the run that
 /// holds it.
 pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Result<Acquired, Error> {
-    // The lease can be released between our failed UPDATE and the read that
-    // follows it; then we simply try again.
+    // While a run is in flight (the common case under load) one read
+    // answers. Otherwise try to take the lease; if another caller took it
+    // first, join that run. The lease can also be released between two of
+    // these statements; then we simply go round again.
     for _ in 0..5 {
+        if let Some(row) = held_lease(pool).await? {
+            return Ok(Acquired::Joined(run_info(row)));
+        }
         let started: Option<RunRow> = sqlx::query_as(
             "WITH acquired AS (
                  UPDATE collection_state
@@ -84,18 +89,19 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
         if let Some(row) = started {
             return Ok(Acquired::Started(run_info(row)));
         }
-        let held: Option<RunRow> = sqlx::query_as(
-            "SELECT collection_id, generation, trigger, started_at, last_collected_at
-             FROM collection_state
-             WHERE id = 1 AND lease_expires_at > now()",
-        )
-        .fetch_optional(pool)
-        .await?;
-        if let Some(row) = held {
-            return Ok(Acquired::Joined(run_info(row)));
-        }
     }
     Err(Error::Contended)
+}
+
+/// The run holding an unexpired lease, if any.
+async fn held_lease(pool: &PgPool) -> Result<Option<RunRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT collection_id, generation, trigger, started_at, last_collected_at
+         FROM collection_state
+         WHERE id = 1 AND lease_expires_at > now()",
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// Releases the lease of a run that could not be dispatched (compare and

@@ -1,6 +1,9 @@
 //! Listing recommendations: validated filters, keyset pagination in a stable
 //! order (savings descending, then id), and a summary over all matches.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, timestamp};
 use cudly_proto::recommendations::v1 as pb;
@@ -196,8 +199,42 @@ impl Row {
     }
 }
 
-/// One page of matches and the summary over all of them.
-pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page, sqlx::Error> {
+/// Summaries by filter, valid while the data version they were computed at
+/// is current: paging through a large result costs the aggregate once.
+#[derive(Debug, Default)]
+pub struct SummaryCache {
+    entries: Mutex<HashMap<u64, (i64, pb::Summary)>>,
+}
+
+impl SummaryCache {
+    /// Filters remembered at most; beyond that the cache starts over.
+    const CAPACITY: usize = 1024;
+
+    fn get(&self, filters: u64, data_version: i64) -> Option<pb::Summary> {
+        let entries = self.entries.lock().unwrap();
+        entries.get(&filters).filter(|(v, _)| *v == data_version).map(|(_, s)| *s)
+    }
+
+    /// Remembers `summary`, computed after `data_version` was read: if the
+    /// data changed in between, the next read sees a newer version and
+    /// recomputes.
+    fn put(&self, filters: u64, data_version: i64, summary: pb::Summary) {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.len() >= Self::CAPACITY && !entries.contains_key(&filters) {
+            entries.clear();
+        }
+        entries.insert(filters, (data_version, summary));
+    }
+}
+
+/// One page of matches and the summary over all of them (from `cache` when
+/// the data has not changed since it was computed).
+pub async fn list(
+    pool: &PgPool,
+    query: &ListQuery,
+    cache: &SummaryCache,
+    data_version: i64,
+) -> Result<Page, sqlx::Error> {
     let mut q = QueryBuilder::new(
         "SELECT id, provider, account_id, account_name, service, region, resource_type, platform,
                 commitment_type, term_months, payment_option, recommended_count, upfront_cost,
@@ -226,19 +263,24 @@ pub async fn list(pool: &PgPool, query: &ListQuery) -> Result<Page, sqlx::Error>
         String::new()
     };
 
-    let mut s = QueryBuilder::new(
-        "SELECT count(*), coalesce(sum(estimated_monthly_savings), 0), coalesce(sum(upfront_cost), 0)
-         FROM recommendations",
-    );
-    query.filters.push_where(&mut s);
-    let (count, total_monthly_savings, total_upfront_cost): (i64, f64, f64) =
-        s.build_query_as().fetch_one(pool).await?;
+    let fingerprint = query.filters.fingerprint();
+    let summary = match cache.get(fingerprint, data_version) {
+        Some(summary) => summary,
+        None => {
+            let mut s = QueryBuilder::new(
+                "SELECT count(*), coalesce(sum(estimated_monthly_savings), 0), coalesce(sum(upfront_cost), 0)
+                 FROM recommendations",
+            );
+            query.filters.push_where(&mut s);
+            let (count, total_monthly_savings, total_upfront_cost): (i64, f64, f64) =
+                s.build_query_as().fetch_one(pool).await?;
+            let summary = pb::Summary { count, total_monthly_savings, total_upfront_cost };
+            cache.put(fingerprint, data_version, summary);
+            summary
+        }
+    };
 
-    Ok(Page {
-        recommendations: rows.into_iter().map(Row::into_proto).collect(),
-        next_page_token,
-        summary: pb::Summary { count, total_monthly_savings, total_upfront_cost },
-    })
+    Ok(Page { recommendations: rows.into_iter().map(Row::into_proto).collect(), next_page_token, summary })
 }
 
 #[cfg(test)]

@@ -76,31 +76,10 @@ pub struct AutoRefresh {
 }
 
 impl AutoRefresh {
-    /// Starts a COLD_START run when nothing was ever collected, or a STALE
-    /// run when the data is older than `stale_after`, unless a run is in
-    /// flight or one ended within `backoff`. Judged by the database clock;
-    /// the run takes the same lease as any other and is dispatched in the
-    /// background. Returns the trigger it started a run with.
-    pub async fn refresh_if_due(&self, refresher: &Arc<Refresher>) -> Result<Option<Trigger>, Error> {
-        let due: Option<String> = sqlx::query_scalar(
-            "SELECT CASE
-                 WHEN lease_expires_at > now() THEN NULL
-                 WHEN finished_at > now() - make_interval(secs => $2) THEN NULL
-                 WHEN last_collected_at IS NULL THEN 'cold_start'
-                 WHEN last_collected_at < now() - make_interval(secs => $1) THEN 'stale'
-             END
-             FROM collection_state WHERE id = 1",
-        )
-        .bind(self.stale_after.as_secs_f64())
-        .bind(self.backoff.as_secs_f64())
-        .fetch_one(&refresher.pool)
-        .await?;
-        let Some(trigger) = due.as_deref().and_then(Trigger::parse) else {
-            return Ok(None);
-        };
-        match refresher.refresh_in_background(trigger).await? {
-            Acquired::Started(_) => Ok(Some(trigger)),
-            Acquired::Joined(_) => Ok(None),
-        }
+    /// Starts the run a read found due (see [`crate::state::read_state`])
+    /// through the same lease as any other, dispatched in the background.
+    /// Returns whether this call started it.
+    pub async fn start_due(&self, refresher: &Arc<Refresher>, due: Trigger) -> Result<bool, Error> {
+        Ok(matches!(refresher.refresh_in_background(due).await?, Acquired::Started(_)))
     }
 }

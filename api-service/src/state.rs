@@ -8,6 +8,8 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use crate::refresh::AutoRefresh;
+
 /// The state row, as read.
 #[derive(Debug, FromRow)]
 struct StateRow {
@@ -25,18 +27,49 @@ struct StateRow {
     last_collected_at: Option<DateTime<Utc>>,
     last_collection_error: Option<String>,
     collecting: bool,
+    data_version: i64,
+    due: Option<String>,
+}
+
+/// The state as one read sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    /// What the API shows.
+    pub freshness: pb::Freshness,
+    /// Changes whenever the recommendations table does.
+    pub data_version: i64,
+    /// The trigger a read should start a run with, when asked to judge.
+    pub due: Option<Trigger>,
 }
 
 /// The current freshness snapshot (one query).
 pub async fn read_freshness(pool: &PgPool) -> Result<pb::Freshness, sqlx::Error> {
+    read_state(pool, None).await.map(|s| s.freshness)
+}
+
+/// The state row in one query. With `auto`, also judges (by the database
+/// clock) whether a read is due to start a run: COLD_START when nothing
+/// was ever collected, STALE when the data is older than `stale_after`;
+/// never while a run holds the lease or within `backoff` of the last end.
+pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<State, sqlx::Error> {
     let row: StateRow = sqlx::query_as(
         "SELECT version, generation, collection_id, trigger, started_at, finished_at, lease_expires_at,
                 outcome, error, recommendation_count, providers, last_collected_at, last_collection_error,
-                coalesce(lease_expires_at > now(), false) AS collecting
+                coalesce(lease_expires_at > now(), false) AS collecting, data_version,
+                CASE
+                    WHEN $1::float8 IS NULL THEN NULL
+                    WHEN lease_expires_at > now() THEN NULL
+                    WHEN finished_at > now() - make_interval(secs => $2) THEN NULL
+                    WHEN last_collected_at IS NULL THEN 'cold_start'
+                    WHEN last_collected_at < now() - make_interval(secs => $1) THEN 'stale'
+                END AS due
          FROM collection_state WHERE id = 1",
     )
+    .bind(auto.map(|a| a.stale_after.as_secs_f64()))
+    .bind(auto.map(|a| a.backoff.as_secs_f64()))
     .fetch_one(pool)
     .await?;
+    let (data_version, due) = (row.data_version, row.due.as_deref().and_then(Trigger::parse));
     let collection = row.collection_id.map(|id| RunRow {
         id,
         generation: row.generation,
@@ -48,14 +81,15 @@ pub async fn read_freshness(pool: &PgPool) -> Result<pb::Freshness, sqlx::Error>
         recommendation_count: row.recommendation_count,
         providers: row.providers,
     });
-    Ok(pb::Freshness {
+    let freshness = pb::Freshness {
         last_collected_at: row.last_collected_at.map(timestamp),
         last_collection_error: row.last_collection_error.unwrap_or_default(),
         collecting: row.collecting,
         collection: collection.map(RunRow::into_proto),
         version: row.version,
         lease_expires_at: row.lease_expires_at.filter(|_| row.collecting).map(timestamp),
-    })
+    };
+    Ok(State { freshness, data_version, due })
 }
 
 /// One run of the history.

@@ -159,6 +159,7 @@ async fn end_run(
     let done = sqlx::query(fenced!(
         "UPDATE collection_state SET lease_expires_at = NULL, finished_at = now(), outcome = $3,
                 error = $4, last_collection_error = $4, providers = $5, recommendation_count = $6,
+                data_version = data_version + 1,
                 last_collected_at = CASE WHEN $7 THEN now() ELSE last_collected_at END"
     ))
     .bind(lease.collection_id)

@@ -1,0 +1,1 @@
+ALTER TABLE collection_state DROP COLUMN data_version;
