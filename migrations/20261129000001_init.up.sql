@@ -29,6 +29,9 @@ CREATE TABLE collection_state (
     providers             jsonb       NOT NULL DEFAULT '[]',
     last_collected_at     timestamptz,
     last_collection_error text,
+    -- Bumped by every transaction that changes the recommendations table,
+    -- so api-service can cache per-filter summaries until the data changes.
+    data_version          bigint      NOT NULL DEFAULT 0,
     updated_at            timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO collection_state (id) VALUES (1);
@@ -77,8 +80,12 @@ CREATE TABLE collection_runs (
 CREATE INDEX collection_runs_running ON collection_runs (generation) WHERE outcome = 'running';
 
 CREATE TABLE recommendations (
-    -- Derived from the natural key below, so it is stable across runs.
-    id                        text             PRIMARY KEY,
+    -- A name-based (v5) UUID of the natural key (provider, account_id,
+    -- service, region, resource_type, platform, commitment_type,
+    -- term_months, payment_option): stable across runs, and unique exactly
+    -- when the natural key is. A 16-byte key keeps the indexes small; index
+    -- upkeep is most of what writing a run's results costs.
+    id                        uuid             PRIMARY KEY,
     provider                  text             NOT NULL,
     account_id                text             NOT NULL,
     account_name              text             NOT NULL,
@@ -99,13 +106,12 @@ CREATE TABLE recommendations (
     collected_at              timestamptz      NOT NULL,
     -- The generation of the run that last wrote the row: a completed sweep
     -- evicts the rows of its (provider, account) that it did not write.
-    generation                bigint           NOT NULL,
-    CONSTRAINT recommendations_natural_key UNIQUE
-        (provider, account_id, service, region, resource_type, platform, term_months, payment_option, commitment_type)
+    generation                bigint           NOT NULL
 );
 -- The list order (savings descending, then id) and its keyset pagination.
+-- Filters on provider, service, region and minimum savings walk this index
+-- too: each matches a large share of the rows, so a page is found after a
+-- few hundred entries (scripts/bench listing). Accounts are selective
+-- (one of many), so they have their own index; it also serves eviction.
 CREATE INDEX recommendations_by_savings ON recommendations (estimated_monthly_savings DESC, id);
-CREATE INDEX recommendations_by_provider ON recommendations (provider, estimated_monthly_savings DESC, id);
 CREATE INDEX recommendations_by_account ON recommendations (account_id, estimated_monthly_savings DESC, id);
-CREATE INDEX recommendations_by_service ON recommendations (service, estimated_monthly_savings DESC, id);
-CREATE INDEX recommendations_by_region ON recommendations (region, estimated_monthly_savings DESC, id);

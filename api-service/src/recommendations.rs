@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, timestamp};
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
 use crate::error::Error;
 use crate::page_token;
@@ -46,7 +47,7 @@ pub struct ListQuery {
     /// Rows per page.
     pub page_size: i64,
     /// Where the previous page ended.
-    pub after: Option<(f64, String)>,
+    pub after: Option<(f64, Uuid)>,
 }
 
 /// One page and the summary of every match.
@@ -141,7 +142,7 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
         min_monthly_savings: (savings > 0.0).then_some(savings),
         min_savings_percentage: (pct > 0.0).then_some(pct),
     };
-    let after = page_token::decode::<(f64, String)>(&req.page_token, filters.fingerprint())?;
+    let after = page_token::decode::<(f64, Uuid)>(&req.page_token, filters.fingerprint())?;
     if after.as_ref().is_some_and(|(s, _)| !s.is_finite()) {
         return Err(invalid("page_token: not a token this service issued".into()));
     }
@@ -150,7 +151,7 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
 
 #[derive(FromRow)]
 struct Row {
-    id: String,
+    id: Uuid,
     provider: String,
     account_id: String,
     account_name: String,
@@ -174,7 +175,7 @@ struct Row {
 impl Row {
     fn into_proto(self) -> pb::Recommendation {
         pb::Recommendation {
-            id: self.id,
+            id: self.id.to_string(),
             provider: Provider::parse(&self.provider).map(Provider::to_proto).unwrap_or_default(),
             account_id: self.account_id,
             account_name: self.account_name,
@@ -227,6 +228,33 @@ impl SummaryCache {
     }
 }
 
+/// The query of one page (keyset: rows after the previous page's last
+/// savings and id, in list order), behind `prefix` (e.g. `EXPLAIN `).
+pub fn page_query(prefix: &str, query: &ListQuery) -> QueryBuilder<Postgres> {
+    let mut q = QueryBuilder::new(format!(
+        "{prefix}SELECT id, provider, account_id, account_name, service, region, resource_type, platform,
+                commitment_type, term_months, payment_option, recommended_count, upfront_cost,
+                recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
+                savings_percentage, break_even_months, collected_at
+         FROM recommendations"
+    ));
+    query.filters.push_where(&mut q);
+    if let Some((savings, id)) = &query.after {
+        // The order mixes directions (savings descending, id ascending), so
+        // no row comparison fits; `savings <= s` is the index range that
+        // starts the scan at the previous page's end, the rest a filter.
+        q.push(" AND estimated_monthly_savings <= ")
+            .push_bind(*savings)
+            .push(" AND (estimated_monthly_savings < ")
+            .push_bind(*savings)
+            .push(" OR id > ")
+            .push_bind(*id)
+            .push(")");
+    }
+    q.push(" ORDER BY estimated_monthly_savings DESC, id LIMIT ").push_bind(query.page_size + 1);
+    q
+}
+
 /// One page of matches and the summary over all of them (from `cache` when
 /// the data has not changed since it was computed).
 pub async fn list(
@@ -235,24 +263,7 @@ pub async fn list(
     cache: &SummaryCache,
     data_version: i64,
 ) -> Result<Page, sqlx::Error> {
-    let mut q = QueryBuilder::new(
-        "SELECT id, provider, account_id, account_name, service, region, resource_type, platform,
-                commitment_type, term_months, payment_option, recommended_count, upfront_cost,
-                recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-                savings_percentage, break_even_months, collected_at
-         FROM recommendations",
-    );
-    query.filters.push_where(&mut q);
-    if let Some((savings, id)) = &query.after {
-        q.push(" AND (estimated_monthly_savings < ")
-            .push_bind(*savings)
-            .push(" OR (estimated_monthly_savings = ")
-            .push_bind(*savings)
-            .push(" AND id > ")
-            .push_bind(id.clone())
-            .push("))");
-    }
-    q.push(" ORDER BY estimated_monthly_savings DESC, id LIMIT ").push_bind(query.page_size + 1);
+    let mut q = page_query("", query);
     let mut rows: Vec<Row> = q.build_query_as().fetch_all(pool).await?;
 
     let next_page_token = if rows.len() as i64 > query.page_size {
@@ -320,13 +331,14 @@ mod tests {
     #[test]
     fn a_token_only_works_with_the_filters_it_was_issued_for() {
         let aws = Filters { provider: Some(Provider::Aws), ..Filters::default() };
-        let token = page_token::encode(aws.fingerprint(), &(10.0, "x"));
+        let id = Uuid::new_v4();
+        let token = page_token::encode(aws.fingerprint(), &(10.0, id));
         let same = pb::ListRecommendationsRequest {
             provider: Provider::Aws.to_proto(),
             page_token: token.clone(),
             ..request()
         };
-        assert_eq!(parse_request(same).unwrap().after, Some((10.0, "x".to_string())));
+        assert_eq!(parse_request(same).unwrap().after, Some((10.0, id)));
         let other = pb::ListRecommendationsRequest { page_token: token, ..request() };
         assert!(parse_request(other).is_err());
     }

@@ -272,23 +272,29 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
-    /// The stable id: the natural key joined, so the same commitment keeps its
-    /// id across runs.
-    pub fn natural_id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}/{}/{}/{}/{}m/{}",
-            self.provider,
-            self.account_id,
-            self.service,
-            self.region,
-            self.resource_type,
-            if self.platform.is_empty() { "-" } else { &self.platform },
-            self.commitment_type,
-            self.term_months,
-            self.payment_option,
-        )
+    /// The stable id: a name-based (v5) UUID of the natural key, so the
+    /// same commitment keeps its id across runs.
+    pub fn natural_id(&self) -> uuid::Uuid {
+        // Each part escaped, so that joining them is unambiguous ("Linux/UNIX"
+        // is a platform name).
+        let parts = [
+            self.provider.as_str(),
+            &self.account_id,
+            &self.service,
+            &self.region,
+            &self.resource_type,
+            &self.platform,
+            self.commitment_type.as_str(),
+            &self.term_months.to_string(),
+            self.payment_option.as_str(),
+        ];
+        let key: Vec<String> = parts.iter().map(|p| p.replace('%', "%25").replace('/', "%2F")).collect();
+        uuid::Uuid::new_v5(&RECOMMENDATION_NAMESPACE, key.join("/").as_bytes())
     }
 }
+
+/// The namespace of recommendation ids (a fixed, random UUID).
+const RECOMMENDATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1b_1f0e_9d3a_4b7e_8f21_5a4c_d2e8_7b90);
 
 /// Converts a database timestamp to protobuf.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -310,6 +316,34 @@ mod tests {
         }
         assert_eq!(Provider::from_proto(0), None);
         assert_eq!(Provider::parse("AWS"), None);
+    }
+
+    #[test]
+    fn natural_ids_are_stable_and_unambiguous() {
+        let rec = Recommendation {
+            provider: Provider::Aws,
+            account_id: "123456789012".into(),
+            account_name: "a".into(),
+            service: "ec2".into(),
+            region: "us-east-1".into(),
+            resource_type: "m5.large".into(),
+            platform: "Linux/UNIX".into(),
+            commitment_type: CommitmentType::ReservedInstance,
+            term_months: 12,
+            payment_option: PaymentOption::NoUpfront,
+            recommended_count: 1.0,
+            upfront_cost: 0.0,
+            recurring_monthly_cost: 1.0,
+            on_demand_monthly_cost: 2.0,
+            estimated_monthly_savings: 1.0,
+            savings_percentage: 50.0,
+            break_even_months: 0.0,
+        };
+        let cheaper = Recommendation { estimated_monthly_savings: 0.5, account_name: "b".into(), ..rec.clone() };
+        assert_eq!(rec.natural_id(), cheaper.natural_id(), "figures and names are not part of the key");
+        let shifted = Recommendation { resource_type: "m5.large/Linux".into(), platform: "UNIX".into(), ..rec.clone() };
+        assert_ne!(rec.natural_id(), shifted.natural_id());
+        assert_eq!(rec.natural_id().get_version_num(), 5);
     }
 
     #[test]

@@ -41,11 +41,11 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
         return Err(FinishError::LeaseLost);
     }
     let (outcome, error) = collected.outcome();
-    let mut keyed: Vec<(String, Recommendation)> =
+    let mut keyed: Vec<(uuid::Uuid, Recommendation)> =
         collected.recommendations.into_iter().map(|r| (r.natural_id(), r)).collect();
     // Sorted by id so that concurrent writers lock rows in the same order;
     // the stable sort keeps the first of any duplicate in merge order.
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|(id, _)| *id);
     keyed.dedup_by(|a, b| a.0 == b.0);
 
     let mut tx = pool.begin().await?;
@@ -68,9 +68,9 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
 pub async fn upsert_recommendations(
     tx: &mut Transaction<'_, Postgres>,
     generation: i64,
-    recs: &[(String, Recommendation)],
+    recs: &[(uuid::Uuid, Recommendation)],
 ) -> Result<u64, sqlx::Error> {
-    fn col<'a, T>(recs: &'a [(String, Recommendation)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
+    fn col<'a, T>(recs: &'a [(uuid::Uuid, Recommendation)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
         recs.iter().map(|(_, r)| f(r)).collect()
     }
     let done = sqlx::query(
@@ -79,7 +79,7 @@ pub async fn upsert_recommendations(
              upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
              savings_percentage, break_even_months, collected_at, generation)
          SELECT u.*, now(), $19
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::float8[],
                      $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
                      $18::float8[]) AS u
@@ -95,7 +95,7 @@ pub async fn upsert_recommendations(
              collected_at = EXCLUDED.collected_at,
              generation = EXCLUDED.generation",
     )
-    .bind(recs.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(recs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
     .bind(col(recs, |r| r.provider.as_str()))
     .bind(col(recs, |r| r.account_id.as_str()))
     .bind(col(recs, |r| r.account_name.as_str()))

@@ -16,11 +16,13 @@ fn all() -> pb::ListRecommendationsRequest {
 }
 
 async fn ids_of(app: &TestApp, provider: Provider) -> Vec<(String, i64)> {
-    sqlx::query_as("SELECT id, generation FROM recommendations WHERE provider = $1 ORDER BY id")
-        .bind(provider.as_str())
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT resource_type || '@' || id::text, generation FROM recommendations WHERE provider = $1 ORDER BY id",
+    )
+    .bind(provider.as_str())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -35,7 +37,7 @@ async fn a_failing_provider_keeps_its_old_rows_and_the_others_results(pool: PgPo
     // (evicted) and one of the failing provider's (kept).
     for (provider, account) in [("aws", "100000000001"), ("azure", "00000000-0000-4000-8000-000000000001")] {
         sqlx::query(
-            "INSERT INTO recommendations SELECT 'gone-' || provider, provider, $2, account_name, service, region,
+            "INSERT INTO recommendations SELECT gen_random_uuid(), provider, $2, account_name, service, region,
                  'retired-type', platform, commitment_type, term_months, payment_option, recommended_count,
                  upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
                  savings_percentage, break_even_months, collected_at, generation
@@ -64,7 +66,15 @@ async fn a_failing_provider_keeps_its_old_rows_and_the_others_results(pool: PgPo
     let aws = ids_of(&app, Provider::Aws).await;
     assert!(!aws.is_empty());
     assert!(aws.iter().all(|(_, generation)| *generation == 2), "aws rows come from the second run");
-    assert!(aws.iter().all(|(id, _)| id != "gone-aws"), "a completed sweep evicts what it no longer returns");
+    assert!(
+        aws.iter().all(|(key, _)| !key.starts_with("retired-type@")),
+        "a completed sweep evicts what it no longer returns"
+    );
+    assert_eq!(
+        ids_of(&app, Provider::Azure).await.iter().filter(|(key, _)| key.starts_with("retired-type@")).count(),
+        1,
+        "a failed sweep keeps even the rows it would not have returned"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

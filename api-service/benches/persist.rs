@@ -1,0 +1,97 @@
+//! Persisting results: 100,000 recommendations written by the finish
+//! transaction (bulk UNNEST upsert, eviction, history, lease release),
+//! against the same rows inserted with 500-row multi-row INSERTs.
+//!
+//!   scripts/bench persist
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use cudly_collector::persist::finish_run;
+use sqlx::{PgPool, QueryBuilder};
+
+const ROWS: usize = 100_000;
+
+#[tokio::main]
+async fn main() {
+    let pool = support::fresh_database().await;
+    println!("persist: {ROWS} recommendations");
+
+    let (mut fresh, mut update, mut baseline) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        sqlx::query("TRUNCATE recommendations").execute(&pool).await.unwrap();
+        fresh.push(finish(&pool).await);
+        // The same rows again: every one is an update.
+        update.push(finish(&pool).await);
+        baseline.push(multi_row_inserts(&pool).await);
+        println!(
+            "  round {round}: finish into an empty table {:.0} ms, finish with all rows updated {:.0} ms, 500-row INSERTs {:.0} ms",
+            support::ms(fresh[round]),
+            support::ms(update[round]),
+            support::ms(baseline[round])
+        );
+    }
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap();
+    let (fresh, update, baseline) = (best(&fresh), best(&update), best(&baseline));
+    println!("finish transaction, new rows:     {:>7.0} ms (target <= 2000 ms)", support::ms(fresh));
+    println!("finish transaction, all updates:  {:>7.0} ms", support::ms(update));
+    println!("baseline 500-row INSERT batches:  {:>7.0} ms", support::ms(baseline));
+    println!("ratio baseline / finish:          {:>7.1}x (target >= 5x)", baseline.as_secs_f64() / fresh.as_secs_f64());
+}
+
+async fn finish(pool: &PgPool) -> Duration {
+    let lease = support::take_lease(pool).await;
+    let collected = support::synthetic(ROWS);
+    let started = Instant::now();
+    let finished = finish_run(pool, &lease, collected).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(finished.written, ROWS as u64);
+    took
+}
+
+/// The baseline: the same rows into a table of the same shape and indexes,
+/// 500 rows per INSERT statement, in one transaction.
+async fn multi_row_inserts(pool: &PgPool) -> Duration {
+    sqlx::query("DROP TABLE IF EXISTS baseline_recommendations").execute(pool).await.unwrap();
+    sqlx::query("CREATE TABLE baseline_recommendations (LIKE recommendations INCLUDING ALL)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let recs = support::synthetic(ROWS).recommendations;
+    let started = Instant::now();
+    let mut tx = pool.begin().await.unwrap();
+    for chunk in recs.chunks(500) {
+        let mut q = QueryBuilder::new(
+            "INSERT INTO baseline_recommendations (id, provider, account_id, account_name, service, region,
+                 resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
+                 upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
+                 savings_percentage, break_even_months, collected_at, generation) ",
+        );
+        q.push_values(chunk, |mut row, r| {
+            row.push_bind(r.natural_id())
+                .push_bind(r.provider.as_str())
+                .push_bind(r.account_id.clone())
+                .push_bind(r.account_name.clone())
+                .push_bind(r.service.clone())
+                .push_bind(r.region.clone())
+                .push_bind(r.resource_type.clone())
+                .push_bind(r.platform.clone())
+                .push_bind(r.commitment_type.as_str())
+                .push_bind(r.term_months)
+                .push_bind(r.payment_option.as_str())
+                .push_bind(r.recommended_count)
+                .push_bind(r.upfront_cost)
+                .push_bind(r.recurring_monthly_cost)
+                .push_bind(r.on_demand_monthly_cost)
+                .push_bind(r.estimated_monthly_savings)
+                .push_bind(r.savings_percentage)
+                .push_bind(r.break_even_months)
+                .push("now()")
+                .push_bind(1_i64);
+        });
+        q.build().execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    started.elapsed()
+}

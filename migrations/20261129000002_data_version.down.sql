@@ -1,1 +1,0 @@
-ALTER TABLE collection_state DROP COLUMN data_version;
