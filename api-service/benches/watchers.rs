@@ -85,6 +85,7 @@ async fn main() {
     let per_stream = (rss.saturating_sub(base_rss)) as f64 * 1024.0 / args.streams as f64;
 
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await.unwrap();
+    let (server_cpu_before, client_cpu_before) = (cpu_time(pid), cpu_time(std::process::id()));
     let mut last_receiver = Vec::new();
     let mut all = Vec::new();
     for change in 0..args.changes {
@@ -105,6 +106,8 @@ async fn main() {
         all.extend(took);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let server_cpu = (cpu_time(pid) - server_cpu_before) / args.changes as u32;
+    let client_cpu = (cpu_time(std::process::id()) - client_cpu_before) / args.changes as u32;
     let state_reads: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
          WHERE query LIKE '%FROM collection_state WHERE id = 1%' AND query LIKE '%coalesce(lease_expires_at%'",
@@ -137,6 +140,12 @@ async fn main() {
         support::ms(support::percentile(&last_receiver, 99.0)),
         support::percentile(&last_receiver, 99.0).as_secs_f64() / 0.1,
         support::ms(support::percentile(&all, 99.0))
+    );
+    println!(
+        "  CPU per change: api-service {:.1} ms, the 10,000 receiving clients {:.1} ms; on 2 cores the last receiver waits at least {:.1} ms",
+        support::ms(server_cpu),
+        support::ms(client_cpu),
+        support::ms((server_cpu + client_cpu) / 2)
     );
     println!(
         "  database: {:.2} state reads per change ({state_reads} over {} changes; {all_api} statements from the service in all)",
@@ -178,6 +187,16 @@ async fn wait_serving(addr: std::net::SocketAddr) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("api-service did not become SERVING");
+}
+
+/// User plus system CPU time a process has used (Linux clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// Resident set size of a process, KiB.
