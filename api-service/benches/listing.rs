@@ -6,10 +6,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cudly_api::recommendations::{self, page_query};
-use cudly_api::refresh::AutoRefresh;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
 use sqlx::PgPool;
@@ -25,16 +24,7 @@ async fn main() {
     cudly_collector::persist::finish_run(&pool, &lease, support::synthetic(ROWS)).await.unwrap();
     sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
 
-    let settings = cudly_api::startup::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url: "http://127.0.0.1:9".into(),
-        dispatch_timeout: Duration::from_secs(2),
-        lease_ttl: Duration::from_secs(30),
-        auto_refresh: AutoRefresh { stale_after: Duration::from_secs(86_400), backoff: Duration::from_secs(60) },
-        watch_heartbeat: Duration::from_secs(15),
-        cors_allowed_origins: vec!["*".into()],
-        shutdown_timeout: Duration::from_secs(1),
-    };
+    let settings = support::api_settings("http://127.0.0.1:9".into());
     let app = cudly_api::startup::build(settings, pool.clone()).await.unwrap();
     let addr = app.local_addr();
     let stop = CancellationToken::new();

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cudly_api::refresh::AutoRefresh;
 use cudly_collector::engine::EngineConfig;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_proto::recommendations::v1 as pb;
@@ -58,16 +57,7 @@ async fn main() {
     let collector_addr = collector.local_addr();
     let stop = CancellationToken::new();
     tokio::spawn(collector.run(stop.clone().cancelled_owned()));
-    let settings = cudly_api::startup::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url: format!("http://{collector_addr}"),
-        dispatch_timeout: Duration::from_secs(2),
-        lease_ttl: Duration::from_secs(30),
-        auto_refresh: AutoRefresh { stale_after: Duration::from_secs(86_400), backoff: Duration::from_secs(60) },
-        watch_heartbeat: Duration::from_secs(15),
-        cors_allowed_origins: vec!["*".into()],
-        shutdown_timeout: Duration::from_secs(1),
-    };
+    let settings = support::api_settings(format!("http://{collector_addr}"));
     let api = cudly_api::startup::build(settings, db_pool).await.unwrap();
     let addr = api.local_addr();
     tokio::spawn(api.run(stop.clone().cancelled_owned()));

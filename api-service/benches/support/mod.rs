@@ -88,3 +88,20 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// api-service settings for an in-process benchmark server on a free port.
+pub(crate) fn api_settings(collector_url: String) -> cudly_api::startup::Settings {
+    cudly_api::startup::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        collector_url,
+        dispatch_timeout: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(30),
+        auto_refresh: cudly_api::refresh::AutoRefresh {
+            stale_after: Duration::from_secs(86_400),
+            backoff: Duration::from_secs(60),
+        },
+        watch_heartbeat: Duration::from_secs(15),
+        cors_allowed_origins: vec!["*".into()],
+        shutdown_timeout: Duration::from_secs(1),
+    }
+}
