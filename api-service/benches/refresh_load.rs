@@ -162,6 +162,15 @@ async fn main() {
         "  gRPC floor, health Check under the same load: {health_rate:>8.0} req/s (refresh reaches {:.2} of it)",
         closed_rate / health_rate
     );
+    // Client, server and Postgres share the cores: a refresh costs the
+    // machine one pgbench statement plus one gRPC call, so this is the most
+    // any implementation with one database round trip can reach here.
+    let ceiling = 1.0 / (1.0 / pgbench_select + 1.0 / health_rate);
+    println!(
+        "  ceiling on these cores, one statement + one call: {ceiling:>8.0} req/s = {:.2} of pgbench (refresh reaches {:.2} of it)",
+        ceiling / pgbench_select,
+        closed_rate / ceiling
+    );
     println!(
         "  open loop at {} req/s: p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms (target p99 <= 10 ms, ratio {:.2})",
         args.rate,
