@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use cudly_collector::config::{Command, CommonArgs};
+use cudly_collector::config::{Command, CommonArgs, parse_ttl};
 
 /// Answers RefreshRecommendations at once (the collection runs in
 /// collector-service), streams freshness with WatchFreshness, and serves
@@ -35,7 +35,7 @@ pub struct Config {
     pub dispatch_timeout: Duration,
 
     /// Lease time-to-live given to a new run (the collector renews it).
-    #[arg(long, env = "CUDLY_LEASE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CUDLY_LEASE_TTL", default_value = "30s", value_parser = parse_ttl)]
     pub lease_ttl: Duration,
 
     /// Data older than this is refreshed in the background when listed.
@@ -49,7 +49,7 @@ pub struct Config {
 
     /// WatchFreshness re-sends the current snapshot this often when nothing
     /// changed, so proxies and browsers keep idle streams open.
-    #[arg(long, env = "CUDLY_WATCH_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CUDLY_WATCH_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
     pub watch_heartbeat: Duration,
 
     /// Browser origins allowed to call over gRPC-web, comma-separated; `*`
@@ -60,6 +60,14 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls to finish.
     #[arg(long, env = "CUDLY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+}
+
+fn parse_heartbeat(s: &str) -> Result<Duration, String> {
+    let every = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if every < Duration::from_millis(100) {
+        return Err("must be at least 100ms".into());
+    }
+    Ok(every)
 }
 
 #[cfg(test)]
@@ -81,5 +89,9 @@ mod tests {
     fn a_bad_duration_names_the_flag() {
         let err = Config::try_parse_from(["api-service", "--stale-after", "soon"]).unwrap_err().to_string();
         assert!(err.contains("--stale-after"), "{err}");
+        for (flag, value) in [("--lease-ttl", "0s"), ("--watch-heartbeat", "0s"), ("--db-max-connections", "1")] {
+            let err = Config::try_parse_from(["api-service", flag, value]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
     }
 }

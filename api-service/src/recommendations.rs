@@ -62,18 +62,25 @@ pub struct Page {
 }
 
 impl Filters {
-    fn fingerprint(&self) -> u64 {
+    /// The filters as one unambiguous string (fields and account ids
+    /// separated by control characters no filter may contain).
+    fn canonical(&self) -> String {
         let savings = self.min_monthly_savings.map(|v| v.to_string()).unwrap_or_default();
         let pct = self.min_savings_percentage.map(|v| v.to_string()).unwrap_or_default();
-        let accounts = self.account_ids.join("\u{1e}");
-        page_token::fingerprint(&[
+        [
             self.provider.map(Provider::as_str).unwrap_or(""),
             self.service.as_deref().unwrap_or(""),
             self.region.as_deref().unwrap_or(""),
-            &accounts,
+            &self.account_ids.join("\u{1e}"),
             &savings,
             &pct,
-        ])
+        ]
+        .join("\u{1f}")
+    }
+
+    /// Binds page tokens to these filters.
+    fn fingerprint(&self) -> u64 {
+        page_token::fingerprint(&[&self.canonical()])
     }
 
     fn push_where(&self, q: &mut QueryBuilder<Postgres>) {
@@ -110,12 +117,17 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
         if value.len() > MAX_FILTER_LEN {
             return Err(invalid(format!("{name}: longer than {MAX_FILTER_LEN} bytes")));
         }
+        if value.chars().any(char::is_control) {
+            return Err(invalid(format!("{name}: control characters are not allowed")));
+        }
         Ok((!value.is_empty()).then_some(value))
     };
     if req.account_ids.len() > MAX_ACCOUNT_IDS {
         return Err(invalid(format!("account_ids: more than {MAX_ACCOUNT_IDS} ids")));
     }
-    if let Some(bad) = req.account_ids.iter().find(|a| a.is_empty() || a.len() > MAX_FILTER_LEN) {
+    if let Some(bad) =
+        req.account_ids.iter().find(|a| a.is_empty() || a.len() > MAX_FILTER_LEN || a.chars().any(char::is_control))
+    {
         return Err(invalid(format!("account_ids: {bad:?} is not an account id")));
     }
     let savings = req.min_monthly_savings;
@@ -142,7 +154,9 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
         min_monthly_savings: (savings > 0.0).then_some(savings),
         min_savings_percentage: (pct > 0.0).then_some(pct),
     };
-    let after = page_token::decode::<(f64, Uuid)>(&req.page_token, filters.fingerprint())?;
+    // The savings travel as their bits: exact, whatever the value.
+    let after = page_token::decode::<(u64, Uuid)>(&req.page_token, filters.fingerprint())?
+        .map(|(bits, id)| (f64::from_bits(bits), id));
     if after.as_ref().is_some_and(|(s, _)| !s.is_finite()) {
         return Err(invalid("page_token: not a token this service issued".into()));
     }
@@ -204,22 +218,22 @@ impl Row {
 /// is current: paging through a large result costs the aggregate once.
 #[derive(Debug, Default)]
 pub struct SummaryCache {
-    entries: Mutex<HashMap<u64, (i64, pb::Summary)>>,
+    entries: Mutex<HashMap<String, (i64, pb::Summary)>>,
 }
 
 impl SummaryCache {
     /// Filters remembered at most; beyond that the cache starts over.
     const CAPACITY: usize = 1024;
 
-    fn get(&self, filters: u64, data_version: i64) -> Option<pb::Summary> {
+    fn get(&self, filters: &str, data_version: i64) -> Option<pb::Summary> {
         let entries = self.entries.lock().unwrap();
-        entries.get(&filters).filter(|(v, _)| *v == data_version).map(|(_, s)| *s)
+        entries.get(filters).filter(|(v, _)| *v == data_version).map(|(_, s)| *s)
     }
 
     /// Remembers `summary`, computed after `data_version` was read: if the
     /// data changed in between, the next read sees a newer version and
     /// recomputes.
-    fn put(&self, filters: u64, data_version: i64, summary: pb::Summary) {
+    fn put(&self, filters: String, data_version: i64, summary: pb::Summary) {
         let mut entries = self.entries.lock().unwrap();
         if entries.len() >= Self::CAPACITY && !entries.contains_key(&filters) {
             entries.clear();
@@ -269,13 +283,13 @@ pub async fn list(
     let next_page_token = if rows.len() as i64 > query.page_size {
         rows.truncate(query.page_size as usize);
         let last = rows.last().expect("a full page has a last row");
-        page_token::encode(query.filters.fingerprint(), &(last.estimated_monthly_savings, &last.id))
+        page_token::encode(query.filters.fingerprint(), &(last.estimated_monthly_savings.to_bits(), &last.id))
     } else {
         String::new()
     };
 
-    let fingerprint = query.filters.fingerprint();
-    let summary = match cache.get(fingerprint, data_version) {
+    let key = query.filters.canonical();
+    let summary = match cache.get(&key, data_version) {
         Some(summary) => summary,
         None => {
             let mut s = QueryBuilder::new(
@@ -286,7 +300,7 @@ pub async fn list(
             let (count, total_monthly_savings, total_upfront_cost): (i64, f64, f64) =
                 s.build_query_as().fetch_one(pool).await?;
             let summary = pb::Summary { count, total_monthly_savings, total_upfront_cost };
-            cache.put(fingerprint, data_version, summary);
+            cache.put(key, data_version, summary);
             summary
         }
     };
@@ -320,6 +334,8 @@ mod tests {
             (pb::ListRecommendationsRequest { min_monthly_savings: f64::NAN, ..request() }, "min_monthly_savings"),
             (pb::ListRecommendationsRequest { account_ids: vec![String::new()], ..request() }, "account_ids"),
             (pb::ListRecommendationsRequest { region: "x".repeat(300), ..request() }, "region"),
+            (pb::ListRecommendationsRequest { service: "ec2\u{1f}".into(), ..request() }, "service"),
+            (pb::ListRecommendationsRequest { account_ids: vec!["a\nb".into()], ..request() }, "account_ids"),
             (pb::ListRecommendationsRequest { page_token: "garbage".into(), ..request() }, "page_token"),
         ];
         for (req, field) in cases {
@@ -332,7 +348,7 @@ mod tests {
     fn a_token_only_works_with_the_filters_it_was_issued_for() {
         let aws = Filters { provider: Some(Provider::Aws), ..Filters::default() };
         let id = Uuid::new_v4();
-        let token = page_token::encode(aws.fingerprint(), &(10.0, id));
+        let token = page_token::encode(aws.fingerprint(), &(10.0_f64.to_bits(), id));
         let same = pb::ListRecommendationsRequest {
             provider: Provider::Aws.to_proto(),
             page_token: token.clone(),

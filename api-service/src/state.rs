@@ -76,7 +76,13 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
         trigger: row.trigger.unwrap_or_default(),
         started_at: row.started_at.unwrap_or_default(),
         finished_at: row.finished_at,
-        outcome: row.outcome.unwrap_or_else(|| Outcome::Running.as_str().to_string()),
+        // No outcome yet: running while the lease holds; past it the run
+        // stopped heartbeating and will be recorded as abandoned when the
+        // lease is taken over.
+        outcome: row.outcome.unwrap_or_else(|| {
+            let shown = if row.collecting { Outcome::Running } else { Outcome::Abandoned };
+            shown.as_str().to_string()
+        }),
         error: row.error,
         recommendation_count: row.recommendation_count,
         providers: row.providers,

@@ -97,7 +97,9 @@ pub enum Backend {
     Simulated,
 }
 
-fn parse_ttl(s: &str) -> Result<Duration, String> {
+/// A lease TTL: at least 300 ms, since the lease is renewed every third
+/// of it.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
     if ttl < Duration::from_millis(300) {
         return Err("must be at least 300ms (the lease is renewed every third of it)".into());
@@ -123,8 +125,9 @@ pub struct CommonArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<SecretString>,
 
-    /// Maximum database connections in the pool.
-    #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    /// Maximum database connections in the pool (at least 2: a run or the
+    /// freshness listener holds one while others serve requests).
+    #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000), global = true)]
     pub db_max_connections: u32,
 
     /// How long `migrate` keeps retrying its database connection (`serve`

@@ -5,7 +5,9 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// The migrations of `migrations/`, embedded in the binaries.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -14,9 +16,18 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// NOT_SERVING) while the database is still down. A request that finds the
 /// database unreachable fails within the acquire timeout.
 pub fn connect_lazy(url: &SecretString, max_connections: u32) -> anyhow::Result<PgPool> {
-    pool_options(max_connections)
-        .connect_lazy(url.expose_secret())
-        .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {err}"))
+    Ok(pool_options(max_connections).connect_lazy_with(connect_options(url)?))
+}
+
+/// The URL's options plus session limits: a statement waits at most 5 s
+/// for a row lock (the state row is locked only briefly; a longer wait
+/// means its holder is stuck, and the caller gets a retryable error), and
+/// a transaction left idle by a frozen process is ended after 30 s, which
+/// frees its locks instead of leaving them to TCP keepalive.
+fn connect_options(url: &SecretString) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url.expose_secret())
+        .map_err(|err| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {err}"))?;
+    Ok(options.options([("lock_timeout", "5s"), ("idle_in_transaction_session_timeout", "30s")]))
 }
 
 fn pool_options(max_connections: u32) -> PgPoolOptions {
@@ -31,7 +42,7 @@ pub async fn connect(url: &SecretString, max_connections: u32, patience: Duratio
     let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = Duration::from_millis(250);
     loop {
-        match options.clone().connect(url.expose_secret()).await {
+        match options.clone().connect_with(connect_options(url)?).await {
             Ok(pool) => return Ok(pool),
             Err(err) if tokio::time::Instant::now() + backoff < deadline => {
                 tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "database not reachable yet");

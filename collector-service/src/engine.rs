@@ -190,7 +190,15 @@ async fn collect_provider(
 }
 
 async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: &EngineConfig) -> AccountResult {
-    let regions = match backend.regions(account).await {
+    let listed = match backend.regions(account).await {
+        // No region at all is no sweep: treated as a failure, so that the
+        // account's rows are kept rather than evicted.
+        Ok(Some(regions)) if regions.is_empty() => {
+            Err(crate::providers::BackendError("the region list was empty".into()))
+        }
+        other => other,
+    };
+    let regions = match listed {
         Ok(Some(mut regions)) => {
             regions.sort();
             regions.dedup();
@@ -340,6 +348,43 @@ mod tests {
         assert!(collected.complete_accounts.iter().all(|(p, _)| *p == Provider::Aws));
         assert_eq!(collected.outcome().0, Outcome::PartiallySucceeded);
         assert_eq!(*rx.borrow(), collected.providers, "the last progress is the final status");
+    }
+
+    /// A cloud whose region listing comes back empty.
+    struct NoRegions;
+
+    impl CloudBackend for NoRegions {
+        fn provider(&self) -> Provider {
+            Provider::Gcp
+        }
+        fn services(&self) -> &'static [&'static str] {
+            &["compute"]
+        }
+        fn sweeps(&self, _: &'static str) -> Vec<crate::providers::Sweep> {
+            vec![crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly }]
+        }
+        fn regions<'a>(
+            &'a self,
+            _: &'a Account,
+        ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<String>>, crate::providers::BackendError>> {
+            Box::pin(async { Ok(Some(Vec::new())) })
+        }
+        fn fetch<'a>(
+            &'a self,
+            _: Query<'a>,
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Recommendation>, crate::providers::BackendError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_region_list_is_a_failed_sweep_not_a_complete_one() {
+        let backends: Backends = vec![Arc::new(NoRegions)];
+        let (tx, _rx) = watch::channel(Vec::new());
+        let collected = collect(&backends, &accounts(Provider::Gcp, 1), &EngineConfig::default(), &tx).await;
+        assert!(collected.complete_accounts.is_empty(), "its rows must not be evicted");
+        assert_eq!(collected.providers[0].accounts_failed, 1);
+        assert!(collected.providers[0].failures[0].error.contains("region list was empty"));
     }
 
     #[test]

@@ -44,7 +44,10 @@ pub fn database_status(err: &sqlx::Error) -> Status {
             tracing::warn!(error = %err, "database unavailable");
             Status::unavailable("database unavailable, try again")
         }
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) => {
+        // 55P03: a lock wait hit lock_timeout (the state row's holder is stuck).
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55P03") =>
+        {
             tracing::warn!(error = %err, "database unavailable");
             Status::unavailable("database unavailable, try again")
         }

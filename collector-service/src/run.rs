@@ -89,11 +89,20 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
         return RunEnd::LeaseLost;
     }
     match collected {
-        Some(collected) => match persist::finish_run(&ctx.pool, &lease, collected).await {
-            Ok(finished) => RunEnd::Finished(finished),
-            Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
-            Err(FinishError::Database(err)) => RunEnd::Failed(format!("writing results: {err}")),
-        },
+        Some(collected) => {
+            let providers = collected.providers.clone();
+            match persist::finish_run(&ctx.pool, &lease, collected).await {
+                Ok(finished) => RunEnd::Finished(finished),
+                Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
+                Err(FinishError::Database(err)) => {
+                    // Record the failure and free the lease now if the
+                    // database lets us; else the lease expires.
+                    let why = format!("writing results failed: {err}");
+                    let _ = lease::release_lease(&ctx.pool, &lease, Outcome::Failed, &why, &providers).await;
+                    RunEnd::Failed(why)
+                }
+            }
+        }
         None => {
             let providers = progress_tx.borrow().clone();
             match lease::release_lease(&ctx.pool, &lease, Outcome::Cancelled, SHUTTING_DOWN, &providers).await {
@@ -105,18 +114,17 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
     }
 }
 
-/// Renews the lease every TTL/3. Cancels the run when the lease is gone, or
-/// when no renewal succeeded before the lease would have expired (e.g. the
-/// database is unreachable): by then another collector may own it.
+/// Renews the lease every TTL/3 until the run ends (it is aborted then),
+/// also while a cancelled run writes its last state. Cancels the run when
+/// the lease is gone, or when no renewal succeeded before the lease would
+/// have expired (e.g. the database is unreachable): by then another
+/// collector may own it.
 async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, run: CancellationToken, lost: Arc<AtomicBool>) {
     let mut valid_until = Instant::now() + ttl;
     let mut tick = tokio::time::interval_at(Instant::now() + ttl / 3, ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = run.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         let attempt = Instant::now();
         let renewed = tokio::time::timeout(ttl / 3, lease::renew_lease(&pool, &lease, ttl)).await;
         match renewed {

@@ -60,18 +60,21 @@ impl Collector {
         if !holds_lease(&self.ctx.pool, &lease).await? {
             return Err(Error::NotLeaseHolder { collection_id: lease.collection_id, generation: lease.generation });
         }
-        {
-            let mut running = self.running.lock().unwrap();
-            if running.get(&lease.collection_id) == Some(&lease.generation) {
-                return Ok(Accepted { duplicate: true });
-            }
-            running.insert(lease.collection_id, lease.generation);
+        // Checked and spawned under the lock that shutdown takes to cancel:
+        // a run is either refused or tracked before shutdown waits for runs.
+        let mut running = self.running.lock().unwrap();
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShuttingDown);
         }
-        let (ctx, running, ends, cancel) =
+        if running.get(&lease.collection_id) == Some(&lease.generation) {
+            return Ok(Accepted { duplicate: true });
+        }
+        running.insert(lease.collection_id, lease.generation);
+        let (ctx, registry, ends, cancel) =
             (self.ctx.clone(), self.running.clone(), self.ends.clone(), self.shutdown.clone());
         self.tasks.spawn(async move {
             let end = run_collection(ctx, lease, cancel).await;
-            running.lock().unwrap().remove(&lease.collection_id);
+            registry.lock().unwrap().remove(&lease.collection_id);
             let _ = ends.send((lease, end));
         });
         Ok(Accepted { duplicate: false })
@@ -94,8 +97,11 @@ impl Collector {
     /// Cancels every run (each releases its lease with "collector shutting
     /// down") and waits up to `timeout` for them to do so.
     pub async fn shutdown(&self, timeout: Duration) {
-        self.shutdown.cancel();
-        self.tasks.close();
+        {
+            let _running = self.running.lock().unwrap();
+            self.shutdown.cancel();
+            self.tasks.close();
+        }
         if tokio::time::timeout(timeout, self.tasks.wait()).await.is_err() {
             tracing::warn!(?timeout, "runs did not stop in time; their leases will expire");
         }

@@ -69,7 +69,8 @@ pub async fn track_readiness<S: NamedService>(
 ) {
     let mut serving = None;
     loop {
-        let reachable = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
+        let check = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&pool));
+        let reachable = matches!(check.await, Ok(Ok(_)));
         let now = reachable && ready();
         if serving != Some(now) {
             if now {

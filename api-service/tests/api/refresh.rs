@@ -107,6 +107,13 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
 
     // Its lease expires (moved in the database rather than slept out).
     sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let stalled = app.freshness().await;
+    assert!(!stalled.collecting);
+    assert_eq!(
+        stalled.collection.unwrap().outcome,
+        pb::Outcome::Abandoned as i32,
+        "a run past its lease is not shown as running"
+    );
     let taken = app.refresh().await.unwrap();
     assert!(!taken.deduplicated);
     let new_run = taken.collection.unwrap();
