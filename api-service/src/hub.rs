@@ -33,6 +33,15 @@ impl Hub {
     pub fn start(pool: PgPool, resync: Duration, shutdown: CancellationToken) -> Hub {
         // Version 0 never exists in the database (the row starts at 1).
         let (tx, rx) = watch::channel(Arc::new(pb::Freshness::default()));
+        let tx = Arc::new(tx);
+        // Shutdown reaches every stream as one wake-up of the channel they
+        // already wait on; a cancellation future per stream would cost a
+        // shared lock per stream on every message.
+        let (wake, stop) = (tx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            wake.send_modify(|_| {});
+        });
         tokio::spawn(listen(pool, tx, resync, shutdown.clone()));
         Hub { snapshots: rx, shutdown }
     }
@@ -97,12 +106,11 @@ impl WatchState {
             return Some(Ok((*first).clone()));
         }
         loop {
+            if self.shutdown.is_cancelled() {
+                self.done = true;
+                return Some(Err(Status::unavailable("server shutting down; reconnect with since_version")));
+            }
             tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => {
-                    self.done = true;
-                    return Some(Err(Status::unavailable("server shutting down; reconnect with since_version")));
-                }
                 changed = self.rx.changed() => {
                     if changed.is_err() {
                         self.done = true;
@@ -127,7 +135,12 @@ impl WatchState {
 
 /// Keeps one LISTEN connection and publishes a snapshot after every
 /// notification, every reconnect and every `resync`.
-async fn listen(pool: PgPool, tx: watch::Sender<Arc<pb::Freshness>>, resync: Duration, shutdown: CancellationToken) {
+async fn listen(
+    pool: PgPool,
+    tx: Arc<watch::Sender<Arc<pb::Freshness>>>,
+    resync: Duration,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let mut listener = match connect(&pool).await {
