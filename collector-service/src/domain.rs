@@ -272,6 +272,23 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
+    /// Whether every amount is a finite number. A provider's malformed
+    /// figure (NaN, infinity) must not reach the table: it would poison
+    /// sums and the sort order.
+    pub fn has_finite_amounts(&self) -> bool {
+        [
+            self.recommended_count,
+            self.upfront_cost,
+            self.recurring_monthly_cost,
+            self.on_demand_monthly_cost,
+            self.estimated_monthly_savings,
+            self.savings_percentage,
+            self.break_even_months,
+        ]
+        .iter()
+        .all(|v| v.is_finite())
+    }
+
     /// The stable id: a name-based (v5) UUID of the natural key, so the
     /// same commitment keeps its id across runs.
     pub fn natural_id(&self) -> uuid::Uuid {
@@ -344,6 +361,9 @@ mod tests {
         let shifted = Recommendation { resource_type: "m5.large/Linux".into(), platform: "UNIX".into(), ..rec.clone() };
         assert_ne!(rec.natural_id(), shifted.natural_id());
         assert_eq!(rec.natural_id().get_version_num(), 5);
+        assert!(rec.has_finite_amounts());
+        assert!(!Recommendation { savings_percentage: f64::NAN, ..rec.clone() }.has_finite_amounts());
+        assert!(!Recommendation { upfront_cost: f64::INFINITY, ..rec }.has_finite_amounts());
     }
 
     #[test]

@@ -253,7 +253,16 @@ async fn sweep(
     let mut result = AccountResult { recommendations: Vec::new(), failures: Vec::new() };
     for sweep in backend.sweeps(service) {
         let query = Query { account, service, region, sweep };
-        match backend.fetch(query).await {
+        // A payload with a non-finite amount is malformed: the sweep of that
+        // service fails (and its account keeps its rows), like any error.
+        let fetched = backend.fetch(query).await.and_then(|recs| {
+            if recs.iter().all(Recommendation::has_finite_amounts) {
+                Ok(recs)
+            } else {
+                Err(crate::providers::BackendError("the provider returned a non-finite amount".into()))
+            }
+        });
+        match fetched {
             Ok(mut recs) => {
                 recs.sort_by(|a, b| {
                     (&a.region, &a.resource_type, &a.platform).cmp(&(&b.region, &b.resource_type, &b.platform))
@@ -350,10 +359,13 @@ mod tests {
         assert_eq!(*rx.borrow(), collected.providers, "the last progress is the final status");
     }
 
-    /// A cloud whose region listing comes back empty.
-    struct NoRegions;
+    /// A cloud that lists `regions` and answers every call with `recs`.
+    struct Fixed {
+        regions: Option<Vec<String>>,
+        recs: Vec<Recommendation>,
+    }
 
-    impl CloudBackend for NoRegions {
+    impl CloudBackend for Fixed {
         fn provider(&self) -> Provider {
             Provider::Gcp
         }
@@ -367,24 +379,43 @@ mod tests {
             &'a self,
             _: &'a Account,
         ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<String>>, crate::providers::BackendError>> {
-            Box::pin(async { Ok(Some(Vec::new())) })
+            Box::pin(async { Ok(self.regions.clone()) })
         }
         fn fetch<'a>(
             &'a self,
             _: Query<'a>,
         ) -> futures_util::future::BoxFuture<'a, Result<Vec<Recommendation>, crate::providers::BackendError>> {
-            Box::pin(async { Ok(Vec::new()) })
+            Box::pin(async { Ok(self.recs.clone()) })
         }
+    }
+
+    async fn collect_one(backend: Fixed) -> Collected {
+        let backends: Backends = vec![Arc::new(backend)];
+        let (tx, _rx) = watch::channel(Vec::new());
+        collect(&backends, &accounts(Provider::Gcp, 1), &EngineConfig::default(), &tx).await
     }
 
     #[tokio::test]
     async fn an_empty_region_list_is_a_failed_sweep_not_a_complete_one() {
-        let backends: Backends = vec![Arc::new(NoRegions)];
-        let (tx, _rx) = watch::channel(Vec::new());
-        let collected = collect(&backends, &accounts(Provider::Gcp, 1), &EngineConfig::default(), &tx).await;
+        let collected = collect_one(Fixed { regions: Some(Vec::new()), recs: Vec::new() }).await;
         assert!(collected.complete_accounts.is_empty(), "its rows must not be evicted");
         assert_eq!(collected.providers[0].accounts_failed, 1);
         assert!(collected.providers[0].failures[0].error.contains("region list was empty"));
+    }
+
+    #[tokio::test]
+    async fn a_payload_with_a_non_finite_amount_fails_its_sweep() {
+        let sim =
+            SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
+        let account = &accounts(Provider::Gcp, 1)[0];
+        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
+        let query = Query { account, service: "compute", region: Some("us-east1"), sweep };
+        let mut recs = sim.fetch(query).await.unwrap();
+        recs[0].estimated_monthly_savings = f64::NAN;
+        let collected = collect_one(Fixed { regions: None, recs }).await;
+        assert!(collected.recommendations.is_empty(), "nothing of a malformed payload is kept");
+        assert!(collected.complete_accounts.is_empty());
+        assert!(collected.providers[0].failures[0].error.contains("non-finite"));
     }
 
     #[test]
