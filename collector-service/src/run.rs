@@ -42,7 +42,8 @@ pub enum RunEnd {
     Released,
     /// The lease was lost: nothing written.
     LeaseLost,
-    /// The database failed; the lease will expire and be taken over.
+    /// The database failed: the failure was recorded and the lease
+    /// released where the database allowed, else the lease expires.
     Failed(String),
 }
 
@@ -59,7 +60,7 @@ pub async fn run_collection(ctx: Arc<RunContext>, lease: Lease, cancel: Cancella
             RunEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
             RunEnd::Released => tracing::info!("run cancelled, lease released"),
             RunEnd::LeaseLost => tracing::warn!("lease lost, run stopped without writing"),
-            RunEnd::Failed(e) => tracing::error!(error = %e, "run failed; its lease will expire"),
+            RunEnd::Failed(e) => tracing::error!(error = %e, "run failed"),
         }
         end
     }
@@ -77,7 +78,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
 
     let accounts = match enabled_accounts(&ctx.pool).await {
         Ok(accounts) => accounts,
-        Err(err) => return RunEnd::Failed(format!("loading accounts: {err}")),
+        Err(err) => return fail(ctx, &lease, format!("loading accounts failed: {err}"), &[]).await,
     };
     let (progress_tx, progress_rx) = watch::channel(Vec::new());
     let progress = tokio::spawn(publish_progress(ctx.pool.clone(), lease, progress_rx, ctx.progress_interval));
@@ -95,11 +96,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
                 Ok(finished) => RunEnd::Finished(finished),
                 Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
                 Err(FinishError::Database(err)) => {
-                    // Record the failure and free the lease now if the
-                    // database lets us; else the lease expires.
-                    let why = format!("writing results failed: {err}");
-                    let _ = lease::release_lease(&ctx.pool, &lease, Outcome::Failed, &why, &providers).await;
-                    RunEnd::Failed(why)
+                    fail(ctx, &lease, format!("writing results failed: {err}"), &providers).await
                 }
             }
         }
@@ -112,6 +109,15 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
             }
         }
     }
+}
+
+/// Records a failed run and frees its lease now if the database lets us;
+/// otherwise the lease expires after its TTL and the run is taken over.
+async fn fail(ctx: &RunContext, lease: &Lease, why: String, providers: &[ProviderStatus]) -> RunEnd {
+    if let Err(err) = lease::release_lease(&ctx.pool, lease, Outcome::Failed, &why, providers).await {
+        tracing::warn!(error = %err, "could not record the failure; the lease will expire");
+    }
+    RunEnd::Failed(why)
 }
 
 /// Renews the lease every TTL/3 until the run ends (it is aborted then),
