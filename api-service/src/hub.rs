@@ -46,11 +46,6 @@ impl Hub {
         Hub { snapshots: rx, shutdown }
     }
 
-    /// The current snapshot.
-    pub fn current(&self) -> Arc<pb::Freshness> {
-        self.snapshots.borrow().clone()
-    }
-
     /// Whether the hub has read the state row at least once.
     pub fn is_synced(&self) -> bool {
         self.snapshots.borrow().version > 0

@@ -65,7 +65,7 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
 
 /// Bulk upsert of `(id, recommendation)` pairs with distinct ids: one
 /// statement, the columns sent as arrays.
-pub async fn upsert_recommendations(
+async fn upsert_recommendations(
     tx: &mut Transaction<'_, Postgres>,
     generation: i64,
     recs: &[(uuid::Uuid, Recommendation)],
