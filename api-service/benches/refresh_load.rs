@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use cudly_collector::engine::EngineConfig;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
@@ -46,13 +45,7 @@ async fn main() {
     // A collector whose run never ends during the benchmark.
     let sim = SimulatedConfig { latency: Duration::from_secs(600), jitter: Duration::ZERO, ..Default::default() };
     let backends = vec![Arc::new(SimulatedBackend::new(cudly_collector::domain::Provider::Aws, sim)) as _];
-    let collector_settings = cudly_collector::startup::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        lease_ttl: Duration::from_secs(30),
-        engine: EngineConfig::default(),
-        progress_interval: Duration::from_millis(500),
-        shutdown_timeout: Duration::from_secs(2),
-    };
+    let collector_settings = support::collector_settings();
     let collector = cudly_collector::startup::build(collector_settings, pool.clone(), backends).await.unwrap();
     let collector_addr = collector.local_addr();
     let stop = CancellationToken::new();

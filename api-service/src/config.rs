@@ -2,10 +2,14 @@
 //! a documented default, validated at start-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use cudly_collector::config::{Command, CommonArgs, parse_ttl};
+use cudly_collector::metrics::{MetricsListen, parse_metrics_listen};
+
+use crate::auth::{AuthSettings, JwtSettings, KeySource};
 
 /// Answers RefreshRecommendations at once (the collection runs in
 /// collector-service), streams freshness with WatchFreshness, and serves
@@ -60,6 +64,151 @@ pub struct Config {
     /// How long shutdown waits for in-flight calls to finish.
     #[arg(long, env = "CUDLY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Caller authentication (JWT).
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    /// Serve gRPC server reflection (open to every caller; it describes the
+    /// API, no data).
+    #[arg(long, env = "CUDLY_REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reflection: bool,
+
+    /// PEM certificate chain for TLS on the listener (with
+    /// --tls-key-file). Without it the listener speaks plaintext h2c, as
+    /// behind an ingress that terminates TLS.
+    #[arg(long, env = "CUDLY_API_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, env = "CUDLY_API_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// How api-service authenticates to collector-service.
+    #[command(flatten)]
+    pub collector_client: CollectorClientArgs,
+
+    /// Request limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Where Prometheus scrapes metrics (`GET /metrics`); `off` serves none.
+    #[arg(long, env = "CUDLY_METRICS_LISTEN", default_value = "127.0.0.1:9090", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
+}
+
+/// Caller authentication flags.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// Turn caller authentication off: every caller may do everything. For
+    /// local runs only; the service logs a warning at start-up.
+    #[arg(long, env = "CUDLY_AUTH_DISABLED", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_disabled: bool,
+
+    /// File holding the HS256 shared secret (at least 32 bytes).
+    #[arg(long, env = "CUDLY_JWT_HS256_SECRET_FILE", group = "jwt_keys")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// PEM public key verifying RS256 (RSA) or ES256 (P-256) tokens.
+    #[arg(long, env = "CUDLY_JWT_PUBLIC_KEY_FILE", group = "jwt_keys")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// JWKS file of RS256/ES256 verification keys, matched by `kid`.
+    #[arg(long, env = "CUDLY_JWT_JWKS_FILE", group = "jwt_keys")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "CUDLY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim.
+    #[arg(long, env = "CUDLY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[arg(long, env = "CUDLY_JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+
+    /// Claim listing the caller's permissions (`recommendations:view`,
+    /// `accounts:admin`): an array of strings or a space-separated string.
+    #[arg(long, env = "CUDLY_JWT_PERMISSIONS_CLAIM", default_value = "permissions")]
+    pub jwt_permissions_claim: String,
+}
+
+impl AuthArgs {
+    /// The settings these flags describe; an incomplete JWT setup is an
+    /// error naming what is missing.
+    pub fn settings(&self) -> anyhow::Result<AuthSettings> {
+        if self.auth_disabled {
+            return Ok(AuthSettings::Disabled);
+        }
+        let keys = match (&self.jwt_hs256_secret_file, &self.jwt_public_key_file, &self.jwt_jwks_file) {
+            (Some(f), _, _) => KeySource::Hs256SecretFile(f.clone()),
+            (_, Some(f), _) => KeySource::PublicKeyPemFile(f.clone()),
+            (_, _, Some(f)) => KeySource::JwksFile(f.clone()),
+            _ => anyhow::bail!(
+                "authentication needs a verification key: set CUDLY_JWT_HS256_SECRET_FILE, \
+                 CUDLY_JWT_PUBLIC_KEY_FILE or CUDLY_JWT_JWKS_FILE (or CUDLY_AUTH_DISABLED=true for a local run)"
+            ),
+        };
+        let issuer = self.jwt_issuer.clone().ok_or_else(|| anyhow::anyhow!("CUDLY_JWT_ISSUER is required"))?;
+        let audience = self.jwt_audience.clone().ok_or_else(|| anyhow::anyhow!("CUDLY_JWT_AUDIENCE is required"))?;
+        Ok(AuthSettings::Jwt(JwtSettings {
+            keys,
+            issuer,
+            audience,
+            leeway: self.jwt_leeway,
+            permissions_claim: self.jwt_permissions_claim.clone(),
+        }))
+    }
+}
+
+/// How api-service authenticates to collector-service: a shared bearer
+/// token, mTLS (an `https://` collector URL), or both.
+#[derive(Debug, clap::Args)]
+pub struct CollectorClientArgs {
+    /// File holding the token sent to the collector as a bearer token.
+    #[arg(long, env = "CUDLY_COLLECTOR_TOKEN_FILE")]
+    pub collector_token_file: Option<PathBuf>,
+
+    /// PEM CA that signed the collector's certificate (https URLs).
+    #[arg(long, env = "CUDLY_COLLECTOR_CA_FILE")]
+    pub collector_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate presented to the collector (mTLS).
+    #[arg(long, env = "CUDLY_COLLECTOR_CLIENT_CERT_FILE", requires = "collector_client_key_file")]
+    pub collector_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --collector-client-cert-file.
+    #[arg(long, env = "CUDLY_COLLECTOR_CLIENT_KEY_FILE", requires = "collector_client_cert_file")]
+    pub collector_client_key_file: Option<PathBuf>,
+}
+
+/// Request limits.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// WatchFreshness streams one replica serves at once; more get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CUDLY_MAX_WATCHERS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watchers: u32,
+
+    /// Unary calls served at once; beyond it calls are shed with
+    /// UNAVAILABLE rather than queued.
+    #[arg(long, env = "CUDLY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+
+    /// Deadline of a call (until its response starts; streams then run on).
+    #[arg(long, env = "CUDLY_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "CUDLY_MAX_REQUEST_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_request_bytes: u32,
+
+    /// HTTP/2 keepalive ping interval (dead peers are dropped after 20 s
+    /// without an answer).
+    #[arg(long, env = "CUDLY_HTTP2_KEEPALIVE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive: Duration,
 }
 
 fn parse_heartbeat(s: &str) -> Result<Duration, String> {

@@ -12,6 +12,7 @@ use futures_util::Stream;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::lease::Acquired;
@@ -94,11 +95,12 @@ impl RecommendationsService for RecommendationsApi {
         &self,
         request: Request<pb::WatchFreshnessRequest>,
     ) -> Result<Response<Self::WatchFreshnessStream>, Status> {
+        let expires_at = request.extensions().get::<Principal>().map(|p| p.expires_at);
         let since = request.into_inner().since_version;
         if since < 0 {
             return Err(Error::InvalidArgument(format!("since_version: must not be negative, got {since}")).into());
         }
-        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat)?)))
+        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat, expires_at)?)))
     }
 
     #[tracing::instrument(skip_all)]

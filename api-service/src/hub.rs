@@ -2,11 +2,13 @@
 //! the state row once per change and fans the snapshot out to every watcher
 //! through a watch channel. Watchers cost the database nothing each.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_proto::recommendations::v1 as pb;
 use futures_util::Stream;
+use prometheus_client::metrics::gauge::Gauge;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
@@ -23,6 +25,8 @@ pub const CHANNEL: &str = "collection_state";
 pub struct Hub {
     snapshots: watch::Receiver<Arc<pb::Freshness>>,
     shutdown: CancellationToken,
+    watchers: Gauge,
+    max_watchers: i64,
 }
 
 impl Hub {
@@ -30,7 +34,15 @@ impl Hub {
     /// answers (see [`Hub::is_synced`]). `resync` bounds how long a missed
     /// notification (or a lease that expired without a change) can go
     /// unseen: the row is re-read that often anyway.
-    pub fn start(pool: PgPool, resync: Duration, shutdown: CancellationToken) -> Hub {
+    /// `watchers` counts the open streams; at `max_watchers` a new one is
+    /// refused with RESOURCE_EXHAUSTED.
+    pub fn start(
+        pool: PgPool,
+        resync: Duration,
+        shutdown: CancellationToken,
+        watchers: Gauge,
+        max_watchers: u32,
+    ) -> Hub {
         // Version 0 never exists in the database (the row starts at 1).
         let (tx, rx) = watch::channel(Arc::new(pb::Freshness::default()));
         let tx = Arc::new(tx);
@@ -43,7 +55,7 @@ impl Hub {
             wake.send_modify(|_| {});
         });
         tokio::spawn(listen(pool, tx, resync, shutdown.clone()));
-        Hub { snapshots: rx, shutdown }
+        Hub { snapshots: rx, shutdown, watchers, max_watchers: i64::from(max_watchers) }
     }
 
     /// Whether the hub has read the state row at least once.
@@ -53,16 +65,32 @@ impl Hub {
 
     /// A WatchFreshness stream: the current snapshot first (unless the
     /// client already has its version), then every newer snapshot, a
-    /// heartbeat re-send every `heartbeat`, and `UNAVAILABLE` at shutdown.
-    /// `UNAVAILABLE` at once while the hub has never read the state.
+    /// heartbeat re-send every `heartbeat`, `UNAVAILABLE` at shutdown and
+    /// `UNAUTHENTICATED` at `expires_at` (when the caller's token expires).
+    /// `UNAVAILABLE` at once while the hub has never read the state;
+    /// `RESOURCE_EXHAUSTED` when this replica already serves its maximum.
     pub fn watch(
         &self,
         since_version: i64,
         heartbeat: Duration,
+        expires_at: Option<std::time::SystemTime>,
     ) -> Result<impl Stream<Item = Result<pb::Freshness, Status>> + Send + 'static, Status> {
         if !self.is_synced() {
             return Err(Status::unavailable("freshness not available yet: the database is unreachable"));
         }
+        // Counted before checking, so that concurrent callers cannot all
+        // slip under the cap.
+        let slot = WatcherSlot(self.watchers.clone());
+        if slot.0.inc() >= self.max_watchers {
+            return Err(Status::resource_exhausted(format!(
+                "this replica already serves {} WatchFreshness streams; retry later or on another replica",
+                self.max_watchers
+            )));
+        }
+        let expiry = expires_at.map(|at| {
+            let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
         let mut rx = self.snapshots.clone();
         let current = rx.borrow_and_update().clone();
         let first = (current.version != since_version).then_some(current);
@@ -73,7 +101,9 @@ impl Hub {
             last_sent: since_version,
             heartbeat: tokio::time::interval_at(start, heartbeat),
             shutdown: self.shutdown.clone(),
+            expiry,
             done: false,
+            _slot: slot,
         };
         Ok(futures_util::stream::unfold(state, |mut s| async move {
             let item = s.next().await?;
@@ -88,7 +118,18 @@ struct WatchState {
     last_sent: i64,
     heartbeat: tokio::time::Interval,
     shutdown: CancellationToken,
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    _slot: WatcherSlot,
+}
+
+/// One open stream in the watcher gauge, given back when the stream ends.
+struct WatcherSlot(Gauge);
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl WatchState {
@@ -122,6 +163,10 @@ impl WatchState {
                     let snapshot = self.rx.borrow().clone();
                     self.last_sent = self.last_sent.max(snapshot.version);
                     return Some(Ok((*snapshot).clone()));
+                }
+                _ = async { self.expiry.as_mut().expect("guarded by the branch condition").await }, if self.expiry.is_some() => {
+                    self.done = true;
+                    return Some(Err(Status::unauthenticated("the token has expired; reconnect with a fresh token and since_version")));
                 }
             }
         }

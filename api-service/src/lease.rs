@@ -23,6 +23,9 @@ pub struct RunInfo {
     pub started_at: DateTime<Utc>,
     /// When data was last collected, if ever.
     pub last_collected_at: Option<DateTime<Utc>>,
+    /// Whether starting it took over the expired lease of a run whose
+    /// collector stopped heartbeating.
+    pub took_over: bool,
 }
 
 /// Whether a call started a run or joined the one in flight.
@@ -34,15 +37,26 @@ pub enum Acquired {
     Joined(RunInfo),
 }
 
-type RunRow = (Uuid, i64, String, DateTime<Utc>, Option<DateTime<Utc>>);
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    collection_id: Uuid,
+    generation: i64,
+    trigger: String,
+    started_at: DateTime<Utc>,
+    last_collected_at: Option<DateTime<Utc>>,
+    took_over: bool,
+}
 
-fn run_info((collection_id, generation, trigger, started_at, last_collected_at): RunRow) -> RunInfo {
-    RunInfo {
-        collection_id,
-        generation,
-        trigger: Trigger::parse(&trigger).unwrap_or(Trigger::User),
-        started_at,
-        last_collected_at,
+impl From<RunRow> for RunInfo {
+    fn from(row: RunRow) -> Self {
+        RunInfo {
+            collection_id: row.collection_id,
+            generation: row.generation,
+            trigger: Trigger::parse(&row.trigger).unwrap_or(Trigger::User),
+            started_at: row.started_at,
+            last_collected_at: row.last_collected_at,
+            took_over: row.took_over,
+        }
     }
 }
 
@@ -57,7 +71,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
     // these statements; then we simply go round again.
     for _ in 0..5 {
         if let Some(row) = held_lease(pool).await? {
-            return Ok(Acquired::Joined(run_info(row)));
+            return Ok(Acquired::Joined(row.into()));
         }
         let started: Option<RunRow> = sqlx::query_as(
             "WITH acquired AS (
@@ -74,12 +88,15 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
                  SET outcome = 'abandoned', finished_at = now(),
                      error = 'the collector stopped heartbeating; its lease expired and was taken over'
                  WHERE outcome = 'running' AND generation < (SELECT generation FROM acquired)
+                 RETURNING id
              ),
              recorded AS (
                  INSERT INTO collection_runs (id, generation, trigger, started_at)
                  SELECT collection_id, generation, trigger, started_at FROM acquired
              )
-             SELECT collection_id, generation, trigger, started_at, last_collected_at FROM acquired",
+             SELECT collection_id, generation, trigger, started_at, last_collected_at,
+                    EXISTS (SELECT 1 FROM abandoned) AS took_over
+             FROM acquired",
         )
         .bind(Uuid::new_v4())
         .bind(trigger.as_str())
@@ -87,7 +104,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
         .fetch_optional(pool)
         .await?;
         if let Some(row) = started {
-            return Ok(Acquired::Started(run_info(row)));
+            return Ok(Acquired::Started(row.into()));
         }
     }
     Err(Error::Contended)
@@ -96,7 +113,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
 /// The run holding an unexpired lease, if any.
 async fn held_lease(pool: &PgPool) -> Result<Option<RunRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT collection_id, generation, trigger, started_at, last_collected_at
+        "SELECT collection_id, generation, trigger, started_at, last_collected_at, false AS took_over
          FROM collection_state
          WHERE id = 1 AND lease_expires_at > now()",
     )

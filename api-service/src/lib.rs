@@ -2,12 +2,14 @@
 //! collection lease and handing the run to collector-service; streams the
 //! collection state with WatchFreshness; serves recommendations.
 
+pub mod auth;
 pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod grpc;
 pub mod hub;
 pub mod lease;
+pub mod metrics;
 pub mod page_token;
 pub mod recommendations;
 pub mod refresh;

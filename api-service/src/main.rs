@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             let pool = config.common.connect_lazy()?;
-            let app = startup::build(startup::Settings::from_config(&config), pool).await?;
+            let app = startup::build(startup::Settings::from_config(&config)?, pool).await?;
             app.run(serving::shutdown_signal()).await?;
         }
     }

@@ -3,25 +3,31 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_collector::auth::read_file;
+use cudly_collector::metrics::RpcMetricsLayer;
 use cudly_collector::serving;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsServiceServer;
 use http::{HeaderName, HeaderValue, Method};
+use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::{AuthLayer, AuthSettings, Authenticator};
 use crate::config::Config;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{CollectorCredentials, Dispatcher};
 use crate::grpc::RecommendationsApi;
 use crate::hub::Hub;
+use crate::metrics::ApiMetrics;
 use crate::refresh::{AutoRefresh, Refresher};
 
 /// What api-service needs besides its database.
@@ -43,12 +49,53 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// Drain deadline at shutdown.
     pub shutdown_timeout: Duration,
+    /// Caller authentication.
+    pub auth: AuthSettings,
+    /// Serve server reflection.
+    pub reflection: bool,
+    /// TLS on the listener: PEM certificate chain and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// How to authenticate to the collector.
+    pub collector_credentials: CollectorCredentials,
+    /// Request limits.
+    pub limits: Limits,
+    /// Where metrics are served (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Request limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// WatchFreshness streams per replica.
+    pub max_watchers: u32,
+    /// Calls served at once before shedding.
+    pub max_concurrent_requests: u32,
+    /// Deadline of a call until its response starts.
+    pub request_timeout: Duration,
+    /// Largest request message in bytes.
+    pub max_request_bytes: usize,
+    /// HTTP/2 keepalive ping interval.
+    pub http2_keepalive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_watchers: 20_000,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_request_bytes: 64 * 1024,
+            http2_keepalive: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Settings {
-    /// The settings `config` asks for.
-    pub fn from_config(config: &Config) -> Self {
-        Settings {
+    /// The settings `config` asks for; fails when the authentication setup
+    /// is incomplete.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let client = &config.collector_client;
+        Ok(Settings {
             listen: config.listen,
             collector_url: config.collector_url.clone(),
             dispatch_timeout: config.dispatch_timeout,
@@ -57,7 +104,26 @@ impl Settings {
             watch_heartbeat: config.watch_heartbeat,
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             shutdown_timeout: config.shutdown_timeout,
-        }
+            auth: config.auth.settings()?,
+            reflection: config.reflection,
+            tls: config.tls_cert_file.clone().zip(config.tls_key_file.clone()),
+            collector_credentials: CollectorCredentials {
+                token_file: client.collector_token_file.clone(),
+                ca_file: client.collector_ca_file.clone(),
+                client_identity: client
+                    .collector_client_cert_file
+                    .clone()
+                    .zip(client.collector_client_key_file.clone()),
+            },
+            limits: Limits {
+                max_watchers: config.limits.max_watchers,
+                max_concurrent_requests: config.limits.max_concurrent_requests,
+                request_timeout: config.limits.request_timeout,
+                max_request_bytes: config.limits.max_request_bytes as usize,
+                http2_keepalive: config.limits.http2_keepalive,
+            },
+            metrics_listen: config.metrics_listen.0,
+        })
     }
 }
 
@@ -65,22 +131,58 @@ impl Settings {
 pub struct App {
     incoming: TcpIncoming,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop_metrics: CancellationToken,
+    rpc_metrics: RpcMetricsLayer,
     api: RecommendationsApi,
     cors: CorsLayer,
+    auth: AuthLayer,
+    tls: Option<ServerTlsConfig>,
     shutdown: CancellationToken,
-    shutdown_timeout: Duration,
+    settings: Settings,
 }
 
-/// Binds the listener, starts the freshness hub and wires the services.
+/// Binds the listeners (gRPC and metrics), loads the keys, starts the
+/// freshness hub and wires the services. Unreadable keys or certificates
+/// fail here, naming the file.
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     let cors = cors_layer(&settings.cors_allowed_origins)?;
+    let authenticator = match &settings.auth {
+        AuthSettings::Disabled => {
+            tracing::warn!(
+                "CALLER AUTHENTICATION IS OFF (CUDLY_AUTH_DISABLED): every caller may refresh and read everything; \
+                 use it for local runs only"
+            );
+            None
+        }
+        AuthSettings::Jwt(jwt) => Some(Arc::new(Authenticator::load(jwt)?)),
+    };
+    let auth = AuthLayer::new(authenticator, settings.reflection);
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            Some(ServerTlsConfig::new().identity(Identity::from_pem(read_file(cert)?, read_file(key)?)))
+        }
+        None => None,
+    };
     let (incoming, addr) = serving::bind(settings.listen)?;
-    let dispatcher = Dispatcher::new(&settings.collector_url, settings.dispatch_timeout)?;
-    let refresher = Arc::new(Refresher::new(pool.clone(), dispatcher, settings.lease_ttl));
+    let mut registry = Registry::with_prefix("cudly");
+    let metrics = ApiMetrics::register(&mut registry);
+    let rpc_metrics = RpcMetricsLayer::register(&mut registry);
+    let stop_metrics = CancellationToken::new();
+    let metrics_addr = cudly_collector::metrics::serve(settings.metrics_listen, registry, stop_metrics.clone()).await?;
+    let dispatcher =
+        Dispatcher::new(&settings.collector_url, settings.dispatch_timeout, &settings.collector_credentials)?;
+    let refresher = Arc::new(Refresher::new(pool.clone(), dispatcher, settings.lease_ttl, metrics.clone()));
     let shutdown = CancellationToken::new();
-    let hub = Hub::start(pool.clone(), settings.watch_heartbeat, shutdown.clone());
+    let hub = Hub::start(
+        pool.clone(),
+        settings.watch_heartbeat,
+        shutdown.clone(),
+        metrics.watchers.clone(),
+        settings.limits.max_watchers,
+    );
     let api = RecommendationsApi::new(pool, refresher, hub, settings.auto_refresh, settings.watch_heartbeat);
-    Ok(App { incoming, addr, api, cors, shutdown, shutdown_timeout: settings.shutdown_timeout })
+    Ok(App { incoming, addr, metrics_addr, stop_metrics, rpc_metrics, api, cors, auth, tls, shutdown, settings })
 }
 
 impl App {
@@ -89,11 +191,29 @@ impl App {
         self.addr
     }
 
+    /// The address metrics are served on, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, ends
     /// every WatchFreshness stream with UNAVAILABLE and drains in-flight
     /// calls for at most the shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { incoming, addr, api, cors, shutdown: stop_streams, shutdown_timeout } = self;
+        let App {
+            incoming,
+            addr,
+            api,
+            cors,
+            auth,
+            tls,
+            shutdown: stop_streams,
+            settings,
+            stop_metrics,
+            rpc_metrics,
+            ..
+        } = self;
+        let (shutdown_timeout, limits) = (settings.shutdown_timeout, settings.limits);
         type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
         serving::report::<Named>(&health, ServingStatus::NotServing).await;
@@ -119,22 +239,42 @@ impl App {
                 draining.cancel();
             }
         };
-        tracing::info!(%addr, "api-service listening (gRPC and gRPC-web)");
-        let server = Server::builder()
+        tracing::info!(%addr, tls = tls.is_some(), reflection = settings.reflection, "api-service listening (gRPC and gRPC-web)");
+        let mut server = Server::builder()
             .accept_http1(true)
+            .timeout(limits.request_timeout)
+            .http2_keepalive_interval(Some(limits.http2_keepalive))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        // Outside in: CORS and gRPC-web first (browsers then meet the same
+        // checks as native callers), latency recorded for every call,
+        // shedding instead of queueing past the concurrency cap, then auth.
+        let layers = tower::ServiceBuilder::new()
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(RecommendationsServiceServer::new(api))
-            .serve_with_incoming_shutdown(incoming, signal);
-        tokio::select! {
-            served = server => served?,
+            .layer(rpc_metrics)
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
+            .layer(auth)
+            .into_inner();
+        let recommendations =
+            RecommendationsServiceServer::new(api).max_decoding_message_size(limits.max_request_bytes);
+        let mut router = server.layer(layers).add_service(health_service);
+        if settings.reflection {
+            router = router.add_service(reflection_v1).add_service(reflection_v1alpha);
+        }
+        let server = router.add_service(recommendations).serve_with_incoming_shutdown(incoming, signal);
+        let served = tokio::select! {
+            served = server => served.map_err(anyhow::Error::from),
             _ = async { draining.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {
                 tracing::warn!(?shutdown_timeout, "in-flight calls did not finish in time; stopping anyway");
+                Ok(())
             }
-        }
+        };
+        stop_metrics.cancel();
+        served?;
         tracing::info!("api-service stopped");
         Ok(())
     }

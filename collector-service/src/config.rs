@@ -2,13 +2,16 @@
 //! variable and a documented default, validated at start-up.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::accounts::SeedSpec;
+use crate::auth::{InternalAuth, ServerTls, read_token};
 use crate::domain::Provider;
+use crate::metrics::{MetricsListen, parse_metrics_listen};
 use crate::telemetry::LogFormat;
 
 /// Runs cloud-commitment recommendation collections in the background for
@@ -79,6 +82,53 @@ pub struct Config {
     /// How long shutdown waits for runs to release their leases.
     #[arg(long, env = "CUDLY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// File holding the bearer token callers (api-service) must send.
+    #[arg(long, env = "CUDLY_COLLECTOR_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM certificate chain: serve TLS and require client certificates
+    /// signed by --tls-client-ca-file (mTLS).
+    #[arg(long, env = "CUDLY_COLLECTOR_TLS_CERT_FILE", requires_all = ["tls_key_file", "tls_client_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "CUDLY_COLLECTOR_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA whose client certificates are accepted.
+    #[arg(long, env = "CUDLY_COLLECTOR_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Accept callers without credentials. For local runs only; the service
+    /// logs a warning at start-up.
+    #[arg(long, env = "CUDLY_COLLECTOR_INSECURE_NO_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_no_auth: bool,
+
+    /// Where Prometheus scrapes metrics (`GET /metrics`); `off` serves none.
+    #[arg(long, env = "CUDLY_METRICS_LISTEN", default_value = "127.0.0.1:9091", value_parser = parse_metrics_listen)]
+    pub metrics_listen: MetricsListen,
+}
+
+impl Config {
+    /// The caller authentication these flags describe. No credential and no
+    /// --insecure-no-auth is an error: the collector never runs open by
+    /// accident.
+    pub fn internal_auth(&self) -> anyhow::Result<InternalAuth> {
+        let token = self.token_file.as_deref().map(read_token).transpose()?;
+        let tls = match (&self.tls_cert_file, &self.tls_key_file, &self.tls_client_ca_file) {
+            (Some(cert), Some(key), Some(ca)) => Some(ServerTls::load(cert, key, ca)?),
+            _ => None,
+        };
+        let auth = InternalAuth { token, tls, insecure: self.insecure_no_auth };
+        anyhow::ensure!(
+            auth.is_configured() || auth.insecure,
+            "collector-service needs caller authentication: set CUDLY_COLLECTOR_TOKEN_FILE and/or \
+             CUDLY_COLLECTOR_TLS_CERT_FILE, _KEY_FILE and _CLIENT_CA_FILE (or CUDLY_COLLECTOR_INSECURE_NO_AUTH=true \
+             for a local run)"
+        );
+        Ok(auth)
+    }
 }
 
 /// Subcommands (both services take the same).

@@ -171,6 +171,12 @@ pub struct ProviderStatus {
     /// What failed, capped at [`ProviderStatus::MAX_FAILURES`] entries.
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// Calls made to the provider's API.
+    #[serde(default)]
+    pub requests: u64,
+    /// Calls that failed.
+    #[serde(default)]
+    pub request_errors: u64,
 }
 
 impl ProviderStatus {
@@ -188,6 +194,8 @@ impl ProviderStatus {
             recommendation_count: 0,
             error: String::new(),
             failures: Vec::new(),
+            requests: 0,
+            request_errors: 0,
         }
     }
 
@@ -211,6 +219,8 @@ impl ProviderStatus {
                     error: f.error.clone(),
                 })
                 .collect(),
+            request_count: i64::try_from(self.requests).unwrap_or(i64::MAX),
+            request_error_count: i64::try_from(self.request_errors).unwrap_or(i64::MAX),
         }
     }
 }

@@ -74,9 +74,13 @@ pub fn run_outcome(providers: &[ProviderStatus]) -> (Outcome, Option<String>) {
 }
 
 /// The result of one account.
+#[derive(Default)]
 struct AccountResult {
     recommendations: Vec<Recommendation>,
     failures: Vec<Failure>,
+    /// Calls made to the provider's API, and how many failed.
+    requests: u64,
+    request_errors: u64,
 }
 
 /// Collects every account of every backend. Progress (per-provider status)
@@ -149,6 +153,8 @@ impl Tracker<'_> {
             let mut all = self.status.lock().unwrap();
             let p = &mut all[provider_index];
             p.recommendation_count += result.recommendations.len() as u64;
+            p.requests += result.requests;
+            p.request_errors += result.request_errors;
             if result.failures.is_empty() {
                 p.accounts_succeeded += 1;
             } else {
@@ -198,6 +204,9 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
         }
         other => other,
     };
+    // Listing regions is a call unless the backend answered "no regions"
+    // without asking anyone.
+    let listing_calls = u64::from(!matches!(listed, Ok(None)));
     let regions = match listed {
         Ok(Some(mut regions)) => {
             regions.sort();
@@ -213,7 +222,7 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
                 region: String::new(),
                 error: format!("listing regions: {err}"),
             };
-            return AccountResult { recommendations: Vec::new(), failures: vec![failure] };
+            return AccountResult { failures: vec![failure], requests: 1, request_errors: 1, ..Default::default() };
         }
     };
     let per_service = join_all(backend.services().iter().map(|&service| {
@@ -234,10 +243,12 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
         .instrument(tracing::info_span!("service", service))
     }))
     .await;
-    let mut result = AccountResult { recommendations: Vec::new(), failures: Vec::new() };
+    let mut result = AccountResult { requests: listing_calls, ..Default::default() };
     for part in per_service.into_iter().flatten() {
         result.recommendations.extend(part.recommendations);
         result.failures.extend(part.failures);
+        result.requests += part.requests;
+        result.request_errors += part.request_errors;
     }
     result
 }
@@ -250,9 +261,10 @@ async fn sweep(
     service: &'static str,
     region: Option<&str>,
 ) -> AccountResult {
-    let mut result = AccountResult { recommendations: Vec::new(), failures: Vec::new() };
+    let mut result = AccountResult::default();
     for sweep in backend.sweeps(service) {
         let query = Query { account, service, region, sweep };
+        result.requests += 1;
         // A payload with a non-finite amount is malformed: the sweep of that
         // service fails (and its account keeps its rows), like any error.
         let fetched = backend.fetch(query).await.and_then(|recs| {
@@ -270,6 +282,7 @@ async fn sweep(
                 result.recommendations.extend(recs);
             }
             Err(err) => {
+                result.request_errors += 1;
                 tracing::warn!(
                     provider = %backend.provider(),
                     account = %account.external_id,

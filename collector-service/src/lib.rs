@@ -10,12 +10,14 @@
 //! database connection and migrations, telemetry and server plumbing.
 
 pub mod accounts;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod persist;
 pub mod providers;
 pub mod run;

@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
                 tokio::spawn(accounts::seed_when_reachable(pool.clone(), config.seed_accounts.clone()));
             }
             let backends = startup::backends_from_config(&config);
-            let app = startup::build(startup::Settings::from_config(&config), pool, backends).await?;
+            let app = startup::build(startup::Settings::from_config(&config)?, pool, backends).await?;
             app.run(serving::shutdown_signal()).await?;
         }
     }

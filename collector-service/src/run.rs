@@ -11,11 +11,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::accounts::enabled_accounts;
 use crate::domain::{Outcome, ProviderStatus};
 use crate::engine::{self, EngineConfig};
 use crate::lease::{self, Lease};
+use crate::metrics::CollectorMetrics;
 use crate::persist::{self, FinishError};
 use crate::providers::Backends;
 
@@ -31,6 +33,8 @@ pub struct RunContext {
     pub lease_ttl: Duration,
     /// Minimum time between two progress writes.
     pub progress_interval: Duration,
+    /// Run and provider-call counters.
+    pub metrics: CollectorMetrics,
 }
 
 /// How a run ended, as seen by its collector.
@@ -47,15 +51,41 @@ pub enum RunEnd {
     Failed(String),
 }
 
+impl RunEnd {
+    /// The `outcome` label of the run metrics.
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            RunEnd::Finished(f) => f.outcome.as_str(),
+            RunEnd::Released => "cancelled",
+            RunEnd::LeaseLost => "lease_lost",
+            RunEnd::Failed(_) => "failed",
+        }
+    }
+}
+
 /// The error recorded when a collector stops its runs to shut down.
 pub const SHUTTING_DOWN: &str = "collector shutting down";
 
 /// Runs one collection until it finishes, loses its lease or `cancel` fires.
-pub async fn run_collection(ctx: Arc<RunContext>, lease: Lease, cancel: CancellationToken) -> RunEnd {
-    let span = tracing::info_span!("collection", run_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
+/// Its span is a root of its own in the log but, in traces, a child of
+/// `parent` (the delivery that started it), so a trace shows the refresh,
+/// the delivery and the whole run with its providers, accounts and services.
+pub async fn run_collection(
+    ctx: Arc<RunContext>,
+    lease: Lease,
+    cancel: CancellationToken,
+    parent: opentelemetry::Context,
+) -> RunEnd {
+    let span = tracing::info_span!(parent: None, "collection", run_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
+    // Without a tracing-opentelemetry layer (no OTLP endpoint) this does
+    // nothing, which is right: there is no trace to join.
+    if let Err(err) = span.set_parent(parent) {
+        tracing::debug!(error = %err, "trace context not applied");
+    }
     async move {
         let started = Instant::now();
         let end = run(&ctx, lease, &cancel).await;
+        ctx.metrics.run_ended(lease.trigger.as_str(), end.outcome_label(), started.elapsed());
         match &end {
             RunEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
             RunEnd::Released => tracing::info!("run cancelled, lease released"),
@@ -92,6 +122,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
     match collected {
         Some(collected) => {
             let providers = collected.providers.clone();
+            ctx.metrics.provider_calls(&providers);
             match persist::finish_run(&ctx.pool, &lease, collected).await {
                 Ok(finished) => RunEnd::Finished(finished),
                 Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
@@ -102,6 +133,7 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
         }
         None => {
             let providers = progress_tx.borrow().clone();
+            ctx.metrics.provider_calls(&providers);
             match lease::release_lease(&ctx.pool, &lease, Outcome::Cancelled, SHUTTING_DOWN, &providers).await {
                 Ok(true) => RunEnd::Released,
                 Ok(false) => RunEnd::LeaseLost,

@@ -12,6 +12,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 use crate::domain::Trigger;
@@ -72,8 +74,10 @@ impl Collector {
         running.insert(lease.collection_id, lease.generation);
         let (ctx, registry, ends, cancel) =
             (self.ctx.clone(), self.running.clone(), self.ends.clone(), self.shutdown.clone());
+        // The run joins the trace of the delivery (and so of the refresh).
+        let parent = tracing::Span::current().context();
         self.tasks.spawn(async move {
-            let end = run_collection(ctx, lease, cancel).await;
+            let end = run_collection(ctx, lease, cancel, parent).await;
             registry.lock().unwrap().remove(&lease.collection_id);
             let _ = ends.send((lease, end));
         });
@@ -113,16 +117,29 @@ pub struct CollectorGrpc(pub Arc<Collector>);
 
 #[tonic::async_trait]
 impl CollectorService for CollectorGrpc {
-    #[tracing::instrument(skip_all, fields(run_id = %request.get_ref().collection_id, generation = request.get_ref().generation))]
     async fn collect(&self, request: Request<CollectRequest>) -> Result<Response<CollectResponse>, Status> {
-        let lease = parse_collect(request.into_inner())?;
-        let accepted = self.0.accept(lease).await?;
-        if accepted.duplicate {
-            tracing::info!("duplicate delivery acknowledged and ignored");
-        } else {
-            tracing::info!("run accepted");
+        let span = tracing::info_span!(
+            "collect",
+            run_id = %request.get_ref().collection_id,
+            generation = request.get_ref().generation
+        );
+        // The caller's trace context becomes the parent before the span is
+        // first entered (afterwards it could no longer change).
+        if let Err(err) = span.set_parent(crate::telemetry::extract_trace_context(request.metadata())) {
+            tracing::debug!(error = %err, "trace context not applied");
         }
-        Ok(Response::new(CollectResponse { duplicate: accepted.duplicate }))
+        async move {
+            let lease = parse_collect(request.into_inner())?;
+            let accepted = self.0.accept(lease).await?;
+            if accepted.duplicate {
+                tracing::info!("duplicate delivery acknowledged and ignored");
+            } else {
+                tracing::info!("run accepted");
+            }
+            Ok(Response::new(CollectResponse { duplicate: accepted.duplicate }))
+        }
+        .instrument(span)
+        .await
     }
 }
 

@@ -7,16 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_proto::collector::v1::collector_service_server::CollectorServiceServer;
+use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::auth::InternalAuth;
 use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
+use crate::metrics::{CollectorMetrics, RpcMetricsLayer};
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use crate::run::RunContext;
@@ -36,12 +40,16 @@ pub struct Settings {
     pub progress_interval: Duration,
     /// How long shutdown waits for runs to release their leases.
     pub shutdown_timeout: Duration,
+    /// Who may deliver runs.
+    pub auth: InternalAuth,
+    /// Where metrics are served (`None`: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Settings {
-    /// The settings `config` asks for.
-    pub fn from_config(config: &Config) -> Self {
-        Settings {
+    /// The settings `config` asks for; fails on unusable credentials.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(Settings {
             listen: config.listen,
             lease_ttl: config.lease_ttl,
             engine: EngineConfig {
@@ -50,7 +58,9 @@ impl Settings {
             },
             progress_interval: config.progress_interval,
             shutdown_timeout: config.shutdown_timeout,
-        }
+            auth: config.internal_auth()?,
+            metrics_listen: config.metrics_listen.0,
+        })
     }
 }
 
@@ -73,29 +83,50 @@ pub fn backends_from_config(config: &Config) -> Backends {
 pub struct App {
     incoming: TcpIncoming,
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    stop_metrics: CancellationToken,
+    rpc_metrics: RpcMetricsLayer,
     collector: Arc<Collector>,
     health: HealthReporter,
     settings: Settings,
 }
 
-/// Binds the listener and wires the services.
+/// Binds the listeners (gRPC and metrics) and wires the services.
 pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyhow::Result<App> {
+    if !settings.auth.is_configured() {
+        anyhow::ensure!(settings.auth.insecure, "collector-service needs caller authentication");
+        tracing::warn!(
+            "CALLER AUTHENTICATION IS OFF (CUDLY_COLLECTOR_INSECURE_NO_AUTH): anyone who can reach this port can \
+             start collections; use it for local runs only"
+        );
+    }
     let (incoming, addr) = serving::bind(settings.listen)?;
+    let mut registry = Registry::with_prefix("cudly");
+    let metrics = CollectorMetrics::register(&mut registry);
+    let rpc_metrics = RpcMetricsLayer::register(&mut registry);
+    let stop_metrics = CancellationToken::new();
+    let metrics_addr = crate::metrics::serve(settings.metrics_listen, registry, stop_metrics.clone()).await?;
     let collector = Arc::new(Collector::new(RunContext {
         pool,
         backends,
         engine: settings.engine.clone(),
         lease_ttl: settings.lease_ttl,
         progress_interval: settings.progress_interval,
+        metrics,
     }));
     let health = HealthReporter::new();
-    Ok(App { incoming, addr, collector, health, settings })
+    Ok(App { incoming, addr, metrics_addr, stop_metrics, rpc_metrics, collector, health, settings })
 }
 
 impl App {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address metrics are served on, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The collector behind the server.
@@ -106,7 +137,7 @@ impl App {
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops the
     /// runs (releasing their leases) and drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { incoming, addr, collector, health, settings } = self;
+        let App { incoming, addr, collector, health, settings, stop_metrics, rpc_metrics, .. } = self;
         type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         serving::report::<Named>(&health, ServingStatus::NotServing).await;
@@ -126,14 +157,24 @@ impl App {
             serving::report::<Named>(&health, ServingStatus::NotServing).await;
             stopping.shutdown(settings.shutdown_timeout).await;
         };
-        tracing::info!(%addr, "collector-service listening");
-        Server::builder()
+        let mut server = Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        if let Some(tls) = &settings.auth.tls {
+            server = server.tls_config(tls.server_config())?;
+        }
+        tracing::info!(%addr, tls = settings.auth.tls.is_some(), token = settings.auth.token.is_some(), "collector-service listening");
+        let collect = CollectorServiceServer::new(CollectorGrpc(collector)).max_decoding_message_size(64 * 1024);
+        let served = server
+            .layer(rpc_metrics)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(CollectorServiceServer::new(CollectorGrpc(collector)))
+            .add_service(InterceptedService::new(collect, Arc::new(settings.auth).interceptor()))
             .serve_with_incoming_shutdown(incoming, drain)
-            .await?;
+            .await;
+        stop_metrics.cancel();
+        served?;
         tracing::info!("collector-service stopped");
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! Logging and tracing: structured logs to stderr (text or JSON) and, when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans exported over OTLP.
 
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -50,4 +52,47 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service_name)));
     tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()?;
     Ok(TelemetryGuard(provider))
+}
+
+/// Puts the current span's trace context into outgoing gRPC metadata as W3C
+/// `traceparent`/`tracestate` (nothing when there is no trace).
+pub fn inject_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&context, &mut MetadataCarrier(metadata));
+}
+
+/// The W3C trace context a caller sent in gRPC metadata (empty when none).
+pub fn extract_trace_context(metadata: &tonic::metadata::MetadataMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&MetadataReader(metadata))
+}
+
+struct MetadataCarrier<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) =
+            (tonic::metadata::MetadataKey::from_bytes(key.as_bytes()), tonic::metadata::MetadataValue::try_from(value))
+        {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+struct MetadataReader<'a>(&'a tonic::metadata::MetadataMap);
+
+impl Extractor for MetadataReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
 }

@@ -3,8 +3,13 @@
 # Sourced by scripts/demo and scripts/grpcurl-check, which run under
 # scripts/with-postgres.
 #
-# After start_services: API_ADDR, COLLECTOR_ADDR (host:port), CUDLY_API_URL,
-# and the service logs in $SERVICE_LOGS.
+# The collector requires a shared token (written to a fresh file here), as in
+# production. api-service's caller authentication is the caller's choice:
+# export CUDLY_AUTH_DISABLED=true (the demo) or the CUDLY_JWT_* variables.
+#
+# After start_services: API_ADDR, COLLECTOR_ADDR, API_METRICS_ADDR,
+# COLLECTOR_METRICS_ADDR (host:port), CUDLY_API_URL, and the service logs in
+# $SERVICE_LOGS.
 
 bin=${CUDLY_BIN_DIR:-target/debug}
 SERVICE_LOGS=${CUDLY_PG_DIR:-$(mktemp -d)}
@@ -26,10 +31,14 @@ start_services() {
   COLLECTOR_ADDR=127.0.0.1:$(free_port)
   export CUDLY_COLLECTOR_LISTEN=$COLLECTOR_ADDR CUDLY_COLLECTOR_URL=http://$COLLECTOR_ADDR
   export CUDLY_API_LISTEN=$API_ADDR CUDLY_API_URL=http://$API_ADDR
+  API_METRICS_ADDR=127.0.0.1:$(free_port)
+  COLLECTOR_METRICS_ADDR=127.0.0.1:$(free_port)
+  (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >"$SERVICE_LOGS/collector-token")
+  export CUDLY_COLLECTOR_TOKEN_FILE=$SERVICE_LOGS/collector-token
   "$bin/api-service" migrate
-  "$bin/collector-service" >"$SERVICE_LOGS/collector.log" 2>&1 &
+  CUDLY_METRICS_LISTEN=$COLLECTOR_METRICS_ADDR "$bin/collector-service" >"$SERVICE_LOGS/collector.log" 2>&1 &
   service_pids+=($!)
-  "$bin/api-service" >"$SERVICE_LOGS/api.log" 2>&1 &
+  CUDLY_METRICS_LISTEN=$API_METRICS_ADDR "$bin/api-service" >"$SERVICE_LOGS/api.log" 2>&1 &
   service_pids+=($!)
   for _ in $(seq 1 100); do
     if "$bin/cudlyctl" health >/dev/null 2>&1; then return 0; fi

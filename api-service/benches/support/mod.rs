@@ -103,5 +103,24 @@ pub(crate) fn api_settings(collector_url: String) -> cudly_api::startup::Setting
         watch_heartbeat: Duration::from_secs(15),
         cors_allowed_origins: vec!["*".into()],
         shutdown_timeout: Duration::from_secs(1),
+        auth: cudly_api::auth::AuthSettings::Disabled,
+        reflection: true,
+        tls: None,
+        collector_credentials: Default::default(),
+        limits: Default::default(),
+        metrics_listen: None,
+    }
+}
+
+/// collector-service settings for an in-process benchmark collector.
+pub(crate) fn collector_settings() -> cudly_collector::startup::Settings {
+    cudly_collector::startup::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        lease_ttl: Duration::from_secs(30),
+        engine: Default::default(),
+        progress_interval: Duration::from_millis(500),
+        shutdown_timeout: Duration::from_secs(2),
+        auth: cudly_collector::auth::InternalAuth { insecure: true, ..Default::default() },
+        metrics_listen: None,
     }
 }

@@ -14,9 +14,17 @@ use tonic::transport::Channel;
 #[derive(Debug, Parser)]
 #[command(name = "cudlyctl", version)]
 struct Cli {
-    /// api-service URL.
+    /// api-service URL (`https://` for a TLS listener).
     #[arg(long, env = "CUDLY_API_URL", default_value = "http://127.0.0.1:50051", global = true)]
     api: String,
+
+    /// Bearer token (JWT) sent with every call.
+    #[arg(long, env = "CUDLY_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+
+    /// PEM CA that signed api-service's certificate (https URLs).
+    #[arg(long, env = "CUDLY_API_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Cmd,
@@ -73,7 +81,48 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         limit: i32,
     },
+    /// Print an HS256 token signed with the service's shared secret, for
+    /// local runs and tests (production tokens come from your identity
+    /// provider). Needs no running service.
+    Token {
+        /// File holding the HS256 secret.
+        #[arg(long, env = "CUDLY_JWT_HS256_SECRET_FILE")]
+        secret_file: std::path::PathBuf,
+        /// `iss` claim.
+        #[arg(long, env = "CUDLY_JWT_ISSUER")]
+        issuer: String,
+        /// `aud` claim.
+        #[arg(long, env = "CUDLY_JWT_AUDIENCE")]
+        audience: String,
+        /// Permission to grant (repeatable).
+        #[arg(long = "permission", default_value = "recommendations:view")]
+        permissions: Vec<String>,
+        /// Claim the permissions go in.
+        #[arg(long, env = "CUDLY_JWT_PERMISSIONS_CLAIM", default_value = "permissions")]
+        permissions_claim: String,
+        /// `sub` claim.
+        #[arg(long, default_value = "cudlyctl")]
+        subject: String,
+        /// Lifetime of the token.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
 }
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = RecommendationsServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -90,14 +139,41 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(cli.api.clone())
+    if let Cmd::Token { secret_file, issuer, audience, permissions, permissions_claim, subject, ttl } = &cli.command {
+        let secret =
+            std::fs::read_to_string(secret_file).with_context(|| format!("reading {}", secret_file.display()))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+        let claims = serde_json::json!({
+            "iss": issuer, "aud": audience, "sub": subject, "iat": now, "exp": now + ttl.as_secs(),
+            permissions_claim.as_str(): permissions,
+        });
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.trim_end_matches(['\n', '\r']).as_bytes());
+        println!("{}", jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key)?);
+        return Ok(());
+    }
+    let mut endpoint = Channel::from_shared(cli.api.clone())
         .with_context(|| format!("--api {:?} is not a URL", cli.api))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach api-service at {}", cli.api))?;
-    let mut client = RecommendationsServiceClient::new(channel.clone());
+        .connect_timeout(Duration::from_secs(5));
+    if cli.api.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &cli.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint.connect().await.with_context(|| format!("cannot reach api-service at {}", cli.api))?;
+    let bearer = match &cli.token {
+        Some(token) => Some(
+            format!("Bearer {}", token.trim())
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--token is not a valid header value"))?,
+        ),
+        None => None,
+    };
+    let mut client = RecommendationsServiceClient::with_interceptor(channel.clone(), Bearer(bearer));
     match cli.command {
+        Cmd::Token { .. } => unreachable!("handled above"),
         Cmd::Refresh { schedule, watch } => {
             let trigger = if schedule { pb::Trigger::Schedule } else { pb::Trigger::User };
             let response =
@@ -182,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Streams freshness until the run `id` has ended, one line per change.
-async fn follow_run(client: &mut RecommendationsServiceClient<Channel>, id: &str) -> anyhow::Result<()> {
+async fn follow_run(client: &mut Client, id: &str) -> anyhow::Result<()> {
     let mut stream = client.watch_freshness(pb::WatchFreshnessRequest { since_version: 0 }).await?.into_inner();
     let (mut last_version, mut seen) = (0, false);
     while let Some(freshness) = stream.message().await? {

@@ -6,7 +6,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{Options, spawn_app};
 
-async fn http1(addr: std::net::SocketAddr, request: &[u8]) -> String {
+pub(crate) async fn http1(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut socket = TcpStream::connect(addr).await.unwrap();
     socket.write_all(request).await.unwrap();
     let mut response = Vec::new();

@@ -5,8 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_api::auth::AuthSettings;
+use cudly_api::dispatch::CollectorCredentials;
 use cudly_api::refresh::AutoRefresh;
+use cudly_api::startup::Limits;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts};
+use cudly_collector::auth::InternalAuth;
 use cudly_collector::domain::Provider;
 use cudly_collector::engine::EngineConfig;
 use cudly_collector::providers::Backends;
@@ -33,6 +37,17 @@ pub(crate) struct Options {
     pub(crate) progress_interval: Duration,
     /// Start a collector with the API.
     pub(crate) with_collector: bool,
+    /// Caller authentication of the API.
+    pub(crate) auth: AuthSettings,
+    /// Who the collector lets in.
+    pub(crate) collector_auth: InternalAuth,
+    /// How the API authenticates to the collector (and its URL scheme).
+    pub(crate) collector_credentials: CollectorCredentials,
+    pub(crate) collector_scheme: &'static str,
+    pub(crate) limits: Limits,
+    /// Serve metrics on a free port.
+    pub(crate) metrics: bool,
+    pub(crate) reflection: bool,
 }
 
 impl Default for Options {
@@ -50,6 +65,13 @@ impl Default for Options {
             auto_refresh_backoff: Duration::from_secs(60),
             progress_interval: Duration::from_millis(50),
             with_collector: true,
+            auth: AuthSettings::Disabled,
+            collector_auth: InternalAuth { insecure: true, ..Default::default() },
+            collector_credentials: CollectorCredentials::default(),
+            collector_scheme: "http",
+            limits: Limits::default(),
+            metrics: false,
+            reflection: true,
         }
     }
 }
@@ -60,6 +82,7 @@ pub(crate) struct TestCollector {
     pub(crate) collector: Arc<Collector>,
     /// The simulated clouds, in provider order (aws, azure, gcp).
     pub(crate) sims: Vec<Arc<SimulatedBackend>>,
+    pub(crate) metrics_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -83,12 +106,14 @@ pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketA
         engine: EngineConfig::default(),
         progress_interval: opts.progress_interval,
         shutdown_timeout: Duration::from_secs(5),
+        auth: opts.collector_auth.clone(),
+        metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
     };
     let app = cudly_collector::startup::build(settings, pool.clone(), backends).await.unwrap();
-    let (addr, collector) = (app.local_addr(), app.collector());
+    let (addr, collector, metrics_addr) = (app.local_addr(), app.collector(), app.metrics_addr());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
-    TestCollector { addr, collector, sims, stop, task }
+    TestCollector { addr, collector, sims, metrics_addr, stop, task }
 }
 
 /// The pair and a client.
@@ -96,6 +121,7 @@ pub(crate) struct TestApp {
     pub(crate) pool: PgPool,
     pub(crate) client: Client,
     pub(crate) addr: SocketAddr,
+    pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) collector: Option<TestCollector>,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -125,21 +151,32 @@ pub(crate) async fn spawn_api(
 ) -> TestApp {
     let settings = cudly_api::startup::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url: format!("http://{collector_addr}"),
+        collector_url: format!("{}://{}", opts.collector_scheme, collector_url_host(collector_addr, opts)),
         dispatch_timeout: Duration::from_secs(2),
         lease_ttl: opts.lease_ttl,
         auto_refresh: AutoRefresh { stale_after: opts.stale_after, backoff: opts.auto_refresh_backoff },
         watch_heartbeat: opts.watch_heartbeat,
         cors_allowed_origins: vec!["*".into()],
         shutdown_timeout: Duration::from_secs(5),
+        auth: opts.auth.clone(),
+        reflection: opts.reflection,
+        tls: None,
+        collector_credentials: opts.collector_credentials.clone(),
+        limits: opts.limits.clone(),
+        metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
     };
     let app = cudly_api::startup::build(settings, pool.clone()).await.unwrap();
-    let addr = app.local_addr();
+    let (addr, metrics_addr) = (app.local_addr(), app.metrics_addr());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
     let client = Client::connect(format!("http://{addr}")).await.unwrap();
     wait_until_serving(addr).await;
-    TestApp { pool, client, addr, collector, stop, task: Some(task) }
+    TestApp { pool, client, addr, metrics_addr, collector, stop, task: Some(task) }
+}
+
+/// The collector's host:port; TLS needs the name its certificate carries.
+fn collector_url_host(addr: SocketAddr, opts: &Options) -> String {
+    if opts.collector_scheme == "https" { format!("localhost:{}", addr.port()) } else { addr.to_string() }
 }
 
 /// Waits (bounded) until the server's health reports SERVING.

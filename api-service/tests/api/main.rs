@@ -1,8 +1,11 @@
 //! api-service integration tests: the real pair on port 0, a real Postgres
 //! database per test, real tonic clients.
 
+mod auth;
+mod collector_auth;
 mod grpc_web;
 mod helpers;
 mod listing;
+mod observability;
 mod refresh;
 mod watch;

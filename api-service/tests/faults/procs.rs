@@ -61,6 +61,8 @@ impl Proc {
             ("CUDLY_COLLECTOR_LISTEN", addr.to_string()),
             ("CUDLY_SEED_ACCOUNTS", "aws=2,azure=1,gcp=1".to_string()),
             ("CUDLY_PROGRESS_INTERVAL", "100ms".to_string()),
+            ("CUDLY_COLLECTOR_INSECURE_NO_AUTH", "true".to_string()),
+            ("CUDLY_METRICS_LISTEN", "off".to_string()),
         ];
         all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
         Proc::spawn("collector-service", name, addr, &all)
@@ -72,6 +74,8 @@ impl Proc {
             ("DATABASE_URL", db.to_string()),
             ("CUDLY_API_LISTEN", addr.to_string()),
             ("CUDLY_COLLECTOR_URL", format!("http://{collector}")),
+            ("CUDLY_AUTH_DISABLED", "true".to_string()),
+            ("CUDLY_METRICS_LISTEN", "off".to_string()),
         ];
         all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
         Proc::spawn("api-service", name, addr, &all)

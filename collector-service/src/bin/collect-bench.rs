@@ -15,9 +15,11 @@ use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts, simulated_acc
 use cudly_collector::domain::{Account, Provider, Trigger};
 use cudly_collector::engine::{self, EngineConfig};
 use cudly_collector::lease::Lease;
+use cudly_collector::metrics::CollectorMetrics;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::providers::{Backends, CloudBackend};
 use cudly_collector::run::{RunContext, RunEnd, run_collection};
+use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 /// Measures collection wall time against the ideal critical path.
@@ -133,6 +135,7 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
         engine: caps.clone(),
         lease_ttl: Duration::from_secs(30),
         progress_interval: Duration::from_millis(500),
+        metrics: CollectorMetrics::register(&mut Registry::default()),
     });
     let collection_id = uuid::Uuid::new_v4();
     let generation: i64 = sqlx::query_scalar(
@@ -151,7 +154,7 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
         .await?;
     let lease = Lease { collection_id, generation, trigger: Trigger::User };
     let started = Instant::now();
-    let end = run_collection(ctx, lease, CancellationToken::new()).await;
+    let end = run_collection(ctx, lease, CancellationToken::new(), opentelemetry::Context::new()).await;
     let wall = started.elapsed();
     let RunEnd::Finished(finished) = end else { anyhow::bail!("the run did not finish: {end:?}") };
     println!(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_collector::accounts::seed_simulated_accounts;
+use cudly_collector::auth::InternalAuth;
 use cudly_collector::domain::Provider;
 use cudly_collector::engine::EngineConfig;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
@@ -40,6 +41,8 @@ async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
         engine: EngineConfig::default(),
         progress_interval: Duration::from_millis(50),
         shutdown_timeout: Duration::from_secs(5),
+        auth: InternalAuth { insecure: true, ..Default::default() },
+        metrics_listen: None,
     };
     let app = build(settings, pool.clone(), backends).await.unwrap();
     let (addr, collector) = (app.local_addr(), app.collector());

@@ -1,0 +1,306 @@
+//! Who may call what: every RPC against every kind of caller, over native
+//! gRPC and over gRPC-web; keys from a PEM file; watch streams that end when
+//! their token does.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cudly_api::auth::{AuthSettings, JwtSettings, KeySource};
+use cudly_proto::recommendations::v1 as pb;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use prost::Message as _;
+use sqlx::PgPool;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+use crate::grpc_web::http1;
+use crate::helpers::{Options, TestApp, spawn_app};
+
+const ISSUER: &str = "https://issuer.test/";
+const AUDIENCE: &str = "cudly-api";
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// A directory with the key files a test configures; removed on drop.
+pub(crate) struct KeyDir(pub(crate) PathBuf);
+
+impl KeyDir {
+    pub(crate) fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("cudly-keys-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        KeyDir(dir)
+    }
+
+    pub(crate) fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+}
+
+impl Drop for KeyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn jwt_settings(keys: KeySource) -> AuthSettings {
+    AuthSettings::Jwt(JwtSettings {
+        keys,
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        leeway: Duration::ZERO,
+        permissions_claim: "permissions".into(),
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A token with these claims over the defaults (valid for an hour).
+fn token(key: &EncodingKey, alg: Algorithm, claims: serde_json::Value) -> String {
+    let mut all = serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "tester", "exp": now() + 3600, "permissions": ["recommendations:view"],
+    });
+    for (k, v) in claims.as_object().unwrap() {
+        all[k] = v.clone();
+    }
+    jsonwebtoken::encode(&Header::new(alg), &all, key).unwrap()
+}
+
+fn hs(claims: serde_json::Value) -> String {
+    token(&EncodingKey::from_secret(SECRET.as_bytes()), Algorithm::HS256, claims)
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Rpc {
+    Refresh,
+    GetFreshness,
+    Watch,
+    List,
+    Collections,
+}
+
+impl Rpc {
+    const ALL: [Rpc; 5] = [Rpc::GetFreshness, Rpc::Watch, Rpc::List, Rpc::Collections, Rpc::Refresh];
+
+    fn method(self) -> &'static str {
+        match self {
+            Rpc::Refresh => "RefreshRecommendations",
+            Rpc::GetFreshness => "GetFreshness",
+            Rpc::Watch => "WatchFreshness",
+            Rpc::List => "ListRecommendations",
+            Rpc::Collections => "ListCollections",
+        }
+    }
+
+    /// The request message, encoded.
+    fn body(self) -> Vec<u8> {
+        match self {
+            Rpc::Refresh => pb::RefreshRecommendationsRequest::default().encode_to_vec(),
+            Rpc::GetFreshness => pb::GetFreshnessRequest::default().encode_to_vec(),
+            Rpc::Watch => pb::WatchFreshnessRequest::default().encode_to_vec(),
+            Rpc::List => pb::ListRecommendationsRequest::default().encode_to_vec(),
+            Rpc::Collections => pb::ListCollectionsRequest::default().encode_to_vec(),
+        }
+    }
+}
+
+fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = bearer {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// The code one call gets over native gRPC (a stream: its first message).
+async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
+    let mut client = app.client.clone();
+    let result = match rpc {
+        Rpc::Refresh => client
+            .refresh_recommendations(with_token(pb::RefreshRecommendationsRequest::default(), bearer))
+            .await
+            .map(drop),
+        Rpc::GetFreshness => client.get_freshness(with_token(pb::GetFreshnessRequest {}, bearer)).await.map(drop),
+        Rpc::Watch => match client.watch_freshness(with_token(pb::WatchFreshnessRequest::default(), bearer)).await {
+            Ok(stream) => stream.into_inner().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        Rpc::List => {
+            client.list_recommendations(with_token(pb::ListRecommendationsRequest::default(), bearer)).await.map(drop)
+        }
+        Rpc::Collections => {
+            client.list_collections(with_token(pb::ListCollectionsRequest::default(), bearer)).await.map(drop)
+        }
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// The code one call gets over gRPC-web (HTTP/1.1, as a browser sends it).
+async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
+    let body = rpc.body();
+    let authorization = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut request = format!(
+        "POST /cudly.recommendations.v1.RecommendationsService/{} HTTP/1.1\r\nHost: api\r\n\
+         Origin: https://console.example\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
+         {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        rpc.method(),
+        body.len() + 5
+    )
+    .into_bytes();
+    request.push(0);
+    request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    request.extend_from_slice(&body);
+    // A stream would stay open: read what arrives within a moment.
+    let response = match rpc {
+        Rpc::Watch => tokio::time::timeout(Duration::from_secs(2), http1(app.addr, &request)).await.ok(),
+        _ => Some(http1(app.addr, &request).await),
+    };
+    let Some(response) = response else {
+        // Still streaming after its first message: the call was let in.
+        return Code::Ok;
+    };
+    let lower = response.to_ascii_lowercase();
+    match lower.split("grpc-status:").nth(1) {
+        Some(rest) => {
+            Code::from_i32(rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap())
+        }
+        None => panic!("{}: no grpc-status in {response}", rpc.method()),
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPool) {
+    let keys = KeyDir::new();
+    let secret = keys.write("hs256", format!("{SECRET}\n"));
+    let opts = Options { auth: jwt_settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
+    let app = spawn_app(pool, opts).await;
+
+    let forged = token(
+        &EncodingKey::from_secret(b"another-secret-that-is-long-enough-too!!"),
+        Algorithm::HS256,
+        serde_json::json!({}),
+    );
+    let callers: Vec<(&str, Option<String>, Code)> = vec![
+        ("no token", None, Code::Unauthenticated),
+        ("expired", Some(hs(serde_json::json!({"exp": now() - 60}))), Code::Unauthenticated),
+        ("wrong signature", Some(forged), Code::Unauthenticated),
+        ("wrong audience", Some(hs(serde_json::json!({"aud": "someone-else"}))), Code::Unauthenticated),
+        ("wrong issuer", Some(hs(serde_json::json!({"iss": "https://evil.test/"}))), Code::Unauthenticated),
+        ("not yet valid", Some(hs(serde_json::json!({"nbf": now() + 600}))), Code::Unauthenticated),
+        ("garbage", Some("not.a.jwt".to_string()), Code::Unauthenticated),
+        ("admin only", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), Code::PermissionDenied),
+        ("viewer", Some(hs(serde_json::json!({}))), Code::Ok),
+        (
+            "viewer and admin, space-separated",
+            Some(hs(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
+            Code::Ok,
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (who, bearer, expected) in &callers {
+        for rpc in Rpc::ALL {
+            for (transport, got) in [
+                ("grpc", call_grpc(&app, rpc, bearer.as_deref()).await),
+                ("grpc-web", call_grpc_web(&app, rpc, bearer.as_deref()).await),
+            ] {
+                if got != *expected {
+                    mismatches
+                        .push(format!("{who} × {} over {transport}: {got:?}, expected {expected:?}", rpc.method()));
+                }
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // The messages say what to do, and nothing about the signature.
+    let status = app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, None)).await.unwrap_err();
+    assert!(status.message().contains("Bearer"), "{}", status.message());
+    let admin = hs(serde_json::json!({"permissions": ["accounts:admin"]}));
+    let status =
+        app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&admin))).await.unwrap_err();
+    assert_eq!(status.message(), "missing permission recommendations:view");
+    let forged = format!("{}x", hs(serde_json::json!({})));
+    let status =
+        app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&forged))).await.unwrap_err();
+    assert_eq!(status.message(), "invalid token");
+
+    // Health stays open; reflection is open while it is on.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    assert!(health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn es256_tokens_verify_against_a_pem_public_key_and_hs256_forgeries_do_not(pool: PgPool) {
+    let keys = KeyDir::new();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public = keys.write("public.pem", pair.public_key_pem());
+    let app =
+        spawn_app(pool, Options { auth: jwt_settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
+            .await;
+
+    let signer = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let good = token(&signer, Algorithm::ES256, serde_json::json!({}));
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&good)).await, Code::Ok);
+    // The classic confusion: an HS256 token "signed" with the public key.
+    let confused =
+        token(&EncodingKey::from_secret(pair.public_key_pem().as_bytes()), Algorithm::HS256, serde_json::json!({}));
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&confused)).await, Code::Unauthenticated);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_watch_stream_ends_unauthenticated_when_its_token_expires(pool: PgPool) {
+    let keys = KeyDir::new();
+    let secret = keys.write("hs256", SECRET);
+    let opts = Options { auth: jwt_settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
+    let app = spawn_app(pool, opts).await;
+    let short = hs(serde_json::json!({"exp": now() + 2}));
+    let mut stream = app
+        .client
+        .clone()
+        .watch_freshness(with_token(pb::WatchFreshnessRequest::default(), Some(&short)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some(), "the snapshot comes first");
+    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("the stream ended");
+    let status = ended.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{}", status.message());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn reflection_can_be_switched_off(pool: PgPool) {
+    let keys = KeyDir::new();
+    let secret = keys.write("hs256", SECRET);
+    let opts = Options {
+        auth: jwt_settings(KeySource::Hs256SecretFile(secret)),
+        reflection: false,
+        with_collector: false,
+        ..Options::default()
+    };
+    let app = spawn_app(pool, opts).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let mut reflection = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let viewer = hs(serde_json::json!({}));
+    let outbound = with_token(tokio_stream::once(request), Some(&viewer));
+    let status = match reflection.server_reflection_info(outbound).await {
+        Ok(response) => response.into_inner().message().await.unwrap_err(),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
