@@ -358,4 +358,35 @@ mod tests {
         let other = pb::ListRecommendationsRequest { page_token: token, ..request() };
         assert!(parse_request(other).is_err());
     }
+
+    // Fuzzing request validation: any request gets a query or an error that
+    // names a field, never a panic.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_request_is_a_query_or_a_named_field_error(
+            provider in proptest::prelude::any::<i32>(),
+            service in ".{0,300}",
+            region in "[a-z0-9-]{0,20}|.{0,300}",
+            account_ids in proptest::collection::vec(".{0,80}", 0..120),
+            min_monthly_savings in proptest::prelude::any::<f64>(),
+            min_savings_percentage in proptest::prelude::any::<f64>(),
+            page_size in proptest::prelude::any::<i32>(),
+            page_token in ".{0,64}",
+        ) {
+            let req = pb::ListRecommendationsRequest {
+                provider, service, region, account_ids, min_monthly_savings, min_savings_percentage, page_size, page_token,
+            };
+            match parse_request(req) {
+                Ok(q) => proptest::prop_assert!((1..=MAX_PAGE_SIZE).contains(&q.page_size)),
+                Err(Error::InvalidArgument(msg)) => {
+                    let fields = ["provider", "service", "region", "account_ids", "min_monthly_savings",
+                        "min_savings_percentage", "page_size", "page_token"];
+                    proptest::prop_assert!(fields.iter().any(|f| msg.starts_with(f)), "{msg}");
+                }
+                Err(other) => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
 }

@@ -255,6 +255,7 @@ impl App {
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(rpc_metrics)
+            .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>))
             .layer(tower::load_shed::LoadShedLayer::new())
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
             .layer(auth)

@@ -166,7 +166,11 @@ impl App {
         tracing::info!(%addr, tls = settings.auth.tls.is_some(), token = settings.auth.token.is_some(), "collector-service listening");
         let collect = CollectorServiceServer::new(CollectorGrpc(collector)).max_decoding_message_size(64 * 1024);
         let served = server
-            .layer(rpc_metrics)
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(rpc_metrics)
+                    .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>)),
+            )
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -2,6 +2,7 @@
 //! database per test, real tonic clients.
 
 mod auth;
+mod bad_input;
 mod collector_auth;
 mod grpc_web;
 mod helpers;

@@ -1,0 +1,190 @@
+//! Bad input gets a clear answer naming what is wrong, and the service keeps
+//! serving: malformed, oversized and out-of-range requests, tampered and
+//! foreign page tokens, and more watchers than a replica takes.
+
+use cudly_proto::recommendations::v1 as pb;
+use sqlx::PgPool;
+use tonic::Code;
+
+use crate::grpc_web::http1;
+use crate::helpers::{Options, TestApp, spawn_app};
+
+/// Asserts `result` failed with `code` and a message starting with `field`.
+fn expect<T: std::fmt::Debug>(what: &str, result: Result<T, tonic::Status>, code: Code, field: &str) {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert!(status.message().starts_with(field), "{what}: {:?} should start with {field:?}", status.message());
+}
+
+async fn still_serving(app: &TestApp) {
+    app.list(pb::ListRecommendationsRequest::default()).await.expect("the service still answers");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_bad_field_gets_invalid_argument_naming_it(pool: PgPool) {
+    let app = spawn_app(pool, Options::default()).await;
+    let run = app.refresh().await.unwrap().collection.unwrap();
+    app.wait_for_end(&run.id).await;
+    let page = app.list(pb::ListRecommendationsRequest { page_size: 2, ..Default::default() }).await.unwrap();
+    let token = page.next_page_token;
+    assert!(!token.is_empty());
+    let collections_token = {
+        // Two runs, one per page, to get a collections token.
+        let again = app.refresh().await.unwrap().collection.unwrap();
+        app.wait_for_end(&again.id).await;
+        let req = pb::ListCollectionsRequest { page_size: 1, page_token: String::new() };
+        app.client.clone().list_collections(req).await.unwrap().into_inner().next_page_token
+    };
+    assert!(!collections_token.is_empty());
+    let mut tampered = token.clone().into_bytes();
+    tampered[token.len() / 2] = if tampered[token.len() / 2] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+
+    let cases: Vec<(&str, pb::ListRecommendationsRequest, &str)> = vec![
+        ("unknown provider", pb::ListRecommendationsRequest { provider: 99, ..Default::default() }, "provider"),
+        ("negative page size", pb::ListRecommendationsRequest { page_size: -5, ..Default::default() }, "page_size"),
+        (
+            "percentage over 100",
+            pb::ListRecommendationsRequest { min_savings_percentage: 150.0, ..Default::default() },
+            "min_savings_percentage",
+        ),
+        (
+            "negative savings",
+            pb::ListRecommendationsRequest { min_monthly_savings: -1.0, ..Default::default() },
+            "min_monthly_savings",
+        ),
+        (
+            "infinite savings",
+            pb::ListRecommendationsRequest { min_monthly_savings: f64::INFINITY, ..Default::default() },
+            "min_monthly_savings",
+        ),
+        (
+            "control character",
+            pb::ListRecommendationsRequest { service: "ec2\u{7}".into(), ..Default::default() },
+            "service",
+        ),
+        ("long region", pb::ListRecommendationsRequest { region: "r".repeat(1000), ..Default::default() }, "region"),
+        (
+            "too many accounts",
+            pb::ListRecommendationsRequest { account_ids: vec!["123456789012".into(); 1001], ..Default::default() },
+            "account_ids",
+        ),
+        (
+            "tampered token",
+            pb::ListRecommendationsRequest { page_size: 2, page_token: tampered, ..Default::default() },
+            "page_token",
+        ),
+        (
+            "token of other filters",
+            pb::ListRecommendationsRequest {
+                provider: pb::Provider::Gcp as i32,
+                page_token: token.clone(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+        (
+            "token of another method",
+            pb::ListRecommendationsRequest { page_token: collections_token.clone(), ..Default::default() },
+            "page_token",
+        ),
+        (
+            "garbage token",
+            pb::ListRecommendationsRequest { page_token: "%%%not-a-token".into(), ..Default::default() },
+            "page_token",
+        ),
+    ];
+    for (what, req, field) in cases {
+        expect(what, app.list(req).await, Code::InvalidArgument, field);
+    }
+
+    let mut client = app.client.clone();
+    let recommendations_token = pb::ListCollectionsRequest { page_size: 0, page_token: token };
+    expect(
+        "a recommendations token",
+        client.list_collections(recommendations_token).await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+    let negative = pb::ListCollectionsRequest { page_size: -1, page_token: String::new() };
+    expect("negative page size", client.list_collections(negative).await, Code::InvalidArgument, "page_size");
+    for trigger in [99, pb::Trigger::ColdStart as i32, pb::Trigger::Stale as i32] {
+        let req = pb::RefreshRecommendationsRequest { trigger };
+        expect(
+            "internal or unknown trigger",
+            client.refresh_recommendations(req).await,
+            Code::InvalidArgument,
+            "trigger",
+        );
+    }
+    let watch = client.watch_freshness(pb::WatchFreshnessRequest { since_version: -1 }).await.map(drop);
+    expect("negative since_version", watch, Code::InvalidArgument, "since_version");
+    still_serving(&app).await;
+}
+
+/// One gRPC-web call with a raw message body; returns (grpc-status, response).
+async fn raw_call(app: &TestApp, method: &str, body: &[u8]) -> (String, String) {
+    let mut request = format!(
+        "POST /cudly.recommendations.v1.RecommendationsService/{method} HTTP/1.1\r\nHost: api\r\n\
+         Content-Type: application/grpc-web+proto\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len() + 5
+    )
+    .into_bytes();
+    request.push(0);
+    request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    request.extend_from_slice(body);
+    let response = http1(app.addr, &request).await;
+    let status = response
+        .to_ascii_lowercase()
+        .split("grpc-status:")
+        .nth(1)
+        .map(|s| s.trim_start().chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    (status, response)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn malformed_and_oversized_messages_are_the_callers_fault(pool: PgPool) {
+    let app = spawn_app(pool, Options { with_collector: false, ..Options::default() }).await;
+    // Field 2 (service, a string) declared 100 bytes long with 3 present;
+    // then a field number 0, which protobuf forbids.
+    for body in [&[0x12, 100, b'e', b'c', b'2'][..], &[0x00, 0x01][..], &[0xff; 12][..]] {
+        let (status, response) = raw_call(&app, "ListRecommendations", body).await;
+        assert_eq!(status, "3", "a malformed message is INVALID_ARGUMENT: {response}");
+        assert!(response.contains("failed%20to%20decode") || response.contains("failed to decode"), "{response}");
+    }
+    // Larger than the 64 KiB request limit.
+    let oversized = pb::ListRecommendationsRequest { service: "x".repeat(100_000), ..Default::default() };
+    let status = app.list(oversized).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("too large"), "{}", status.message());
+    still_serving(&app).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_replica_refuses_watchers_beyond_its_cap_and_takes_them_again_when_one_leaves(pool: PgPool) {
+    let limits = cudly_api::startup::Limits { max_watchers: 2, ..Default::default() };
+    let app = spawn_app(pool, Options { limits, with_collector: false, ..Options::default() }).await;
+    let watch = || {
+        let mut client = app.client.clone();
+        async move { client.watch_freshness(pb::WatchFreshnessRequest::default()).await }
+    };
+    let first = watch().await.unwrap();
+    let _second = watch().await.unwrap();
+    let status = watch().await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("2 WatchFreshness streams"), "{}", status.message());
+    drop(first);
+    // The server notices the closed stream on its next poll.
+    let mut again = None;
+    for _ in 0..100 {
+        match watch().await {
+            Ok(stream) => {
+                again = Some(stream);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "a slot was freed when a watcher left");
+}
