@@ -217,6 +217,7 @@ impl App {
         type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
         serving::report::<Named>(&health, ServingStatus::NotServing).await;
+        health.set_service_status(serving::LIVENESS, ServingStatus::Serving).await;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         let stop_tracking = CancellationToken::new();
         let hub = api.hub().clone();

@@ -51,6 +51,11 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The health service name that answers SERVING for as long as the process
+/// serves at all, whatever the database does: what a liveness probe asks
+/// (readiness asks about the server as a whole, which follows the database).
+pub const LIVENESS: &str = "liveness";
+
 /// Reports `status` for service `S` and for the server as a whole (the
 /// empty service name that Kubernetes probes ask about by default).
 pub async fn report<S: NamedService>(health: &HealthReporter, status: ServingStatus) {

@@ -141,6 +141,7 @@ impl App {
         type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         serving::report::<Named>(&health, ServingStatus::NotServing).await;
+        health.set_service_status(serving::LIVENESS, ServingStatus::Serving).await;
         let stop_tracking = CancellationToken::new();
         let tracker = tokio::spawn(serving::track_readiness::<Named>(
             health.clone(),
