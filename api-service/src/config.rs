@@ -243,4 +243,19 @@ mod tests {
             assert!(err.contains(flag), "{flag}: {err}");
         }
     }
+
+    #[test]
+    fn authentication_is_on_unless_disabled_and_must_be_complete() {
+        let parse = |args: &[&str]| Config::try_parse_from([&["api-service"], args].concat()).unwrap();
+        let err = parse(&[]).auth.settings().unwrap_err().to_string();
+        assert!(err.contains("CUDLY_JWT_HS256_SECRET_FILE") && err.contains("CUDLY_AUTH_DISABLED"), "{err}");
+        assert!(matches!(parse(&["--auth-disabled"]).auth.settings().unwrap(), AuthSettings::Disabled));
+        let err = parse(&["--jwt-hs256-secret-file", "s"]).auth.settings().unwrap_err().to_string();
+        assert!(err.contains("CUDLY_JWT_ISSUER"), "{err}");
+        let full =
+            parse(&["--jwt-jwks-file", "k", "--jwt-issuer", "i", "--jwt-audience", "a"]).auth.settings().unwrap();
+        assert!(matches!(full, AuthSettings::Jwt(JwtSettings { keys: KeySource::JwksFile(_), .. })));
+        let two_keys = Config::try_parse_from(["api-service", "--jwt-hs256-secret-file", "s", "--jwt-jwks-file", "k"]);
+        assert!(two_keys.unwrap_err().to_string().contains("cannot be used with"));
+    }
 }

@@ -230,6 +230,19 @@ mod tests {
         assert!(err.contains("oracle"), "{err}");
     }
 
+    #[test]
+    fn the_collector_never_runs_open_by_accident() {
+        let config = Config::try_parse_from(["collector-service"]).unwrap();
+        let err = config.internal_auth().unwrap_err().to_string();
+        assert!(err.contains("CUDLY_COLLECTOR_TOKEN_FILE") && err.contains("INSECURE_NO_AUTH"), "{err}");
+        let open = Config::try_parse_from(["collector-service", "--insecure-no-auth"]).unwrap();
+        assert!(open.internal_auth().unwrap().insecure);
+        let partial = Config::try_parse_from(["collector-service", "--tls-cert-file", "c"]);
+        assert!(partial.is_err(), "a certificate needs its key and the client CA");
+        let missing = Config::try_parse_from(["collector-service", "--token-file", "/nonexistent/token"]).unwrap();
+        assert!(missing.internal_auth().unwrap_err().to_string().contains("/nonexistent/token"));
+    }
+
     impl Config {
         fn command_for_tests() -> clap::Command {
             <Config as clap::CommandFactory>::command()
