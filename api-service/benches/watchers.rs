@@ -52,6 +52,8 @@ async fn main() {
         .env("CUDLY_WATCH_HEARTBEAT", "60s")
         .env("CUDLY_AUTH_DISABLED", "true")
         .env("CUDLY_MAX_WATCHERS", (args.streams + 100).to_string())
+        // The streams open in one burst; shedding it is not what is measured.
+        .env("CUDLY_MAX_CONCURRENT_REQUESTS", (args.streams + 100).to_string())
         .env("CUDLY_METRICS_LISTEN", "off")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

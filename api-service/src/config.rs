@@ -192,8 +192,9 @@ pub struct LimitArgs {
     #[arg(long, env = "CUDLY_MAX_WATCHERS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watchers: u32,
 
-    /// Unary calls served at once; beyond it calls are shed with
-    /// UNAVAILABLE rather than queued.
+    /// Calls in progress at once (a stream counts until its response
+    /// starts); beyond it calls are shed with RESOURCE_EXHAUSTED rather than
+    /// queued.
     #[arg(long, env = "CUDLY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
 
