@@ -304,3 +304,109 @@ async fn reflection_can_be_switched_off(pool: PgPool) {
     };
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn rs256_tokens_verify_against_an_rsa_public_key(pool: PgPool) {
+    // A key pair made for this test only (fixtures/).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/fixtures");
+    let public = fixtures.join("rs256-test-only.pub.pem");
+    let app =
+        spawn_app(pool, Options { auth: jwt_settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
+            .await;
+    let private = std::fs::read(fixtures.join("rs256-test-only.key")).unwrap();
+    let signer = EncodingKey::from_rsa_pem(&private).unwrap();
+    assert_eq!(
+        call_grpc(&app, Rpc::List, Some(&token(&signer, Algorithm::RS256, serde_json::json!({})))).await,
+        Code::Ok
+    );
+    let expired = token(&signer, Algorithm::RS256, serde_json::json!({"exp": now() - 60}));
+    assert_eq!(call_grpc(&app, Rpc::List, Some(&expired)).await, Code::Unauthenticated);
+}
+
+/// The JWK of a P-256 key pair.
+fn ec_jwk(pair: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let point = pair.public_key_raw(); // 0x04 || x || y
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64(&point[1..33]), "y": b64(&point[33..65])})
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn jwks_keys_are_matched_by_kid(pool: PgPool) {
+    let (old, new) = (
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+    );
+    let keys = KeyDir::new();
+    let jwks = keys.write(
+        "jwks.json",
+        serde_json::json!({"keys": [ec_jwk(&old, "2026-old"), ec_jwk(&new, "2026-new")]}).to_string(),
+    );
+    let app = spawn_app(pool, Options { auth: jwt_settings(KeySource::JwksFile(jwks)), ..Options::default() }).await;
+    let signed = |pair: &rcgen::KeyPair, kid: &str| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.to_string());
+        let claims = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "permissions": ["recommendations:view"]});
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap())
+            .unwrap()
+    };
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&new, "2026-new"))).await, Code::Ok);
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&old, "2026-old"))).await, Code::Ok);
+    // The right key id, the wrong key.
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&old, "2026-new"))).await, Code::Unauthenticated);
+    // A key nobody published.
+    let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&stranger, "2026-new"))).await, Code::Unauthenticated);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn api_service_can_serve_tls_itself(pool: PgPool) {
+    let pki = crate::helpers::Pki::new("cudly test CA");
+    let (cert, key) = pki.issue("localhost");
+    let files = KeyDir::new();
+    let settings = cudly_api::startup::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        collector_url: format!("http://{}", crate::helpers::unused_addr()),
+        dispatch_timeout: Duration::from_secs(1),
+        lease_ttl: Duration::from_secs(5),
+        auto_refresh: cudly_api::refresh::AutoRefresh {
+            stale_after: Duration::from_secs(3600),
+            backoff: Duration::from_secs(60),
+        },
+        watch_heartbeat: Duration::from_secs(15),
+        cors_allowed_origins: vec!["*".into()],
+        shutdown_timeout: Duration::from_secs(2),
+        auth: AuthSettings::Disabled,
+        reflection: true,
+        tls: Some((files.write("tls.pem", cert), files.write("tls.key", key))),
+        collector_credentials: Default::default(),
+        limits: Default::default(),
+        metrics_listen: None,
+    };
+    let app = cudly_api::startup::build(settings, pool).await.unwrap();
+    let port = app.local_addr().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+
+    let tls =
+        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pki.ca.pem()));
+    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    assert!(health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok(), "health over TLS");
+    // Plaintext gets no gRPC answer from a TLS port.
+    if let Ok(channel) =
+        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await
+    {
+        let mut plain = tonic_health::pb::health_client::HealthClient::new(channel);
+        assert!(plain.check(tonic_health::pb::HealthCheckRequest::default()).await.is_err());
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -188,3 +188,36 @@ async fn a_replica_refuses_watchers_beyond_its_cap_and_takes_them_again_when_one
     }
     assert!(again.is_some(), "a slot was freed when a watcher left");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPool) {
+    // A "collector" that accepts connections and never answers: a refresh
+    // then holds its slot until the dispatch deadline.
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = blackhole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = blackhole.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let limits = cudly_api::startup::Limits { max_concurrent_requests: 1, ..Default::default() };
+    let opts = Options { limits, with_collector: false, ..Options::default() };
+    let app = crate::helpers::spawn_api(pool, &opts, collector_addr, None).await;
+
+    let slow = {
+        let app_client = app.client.clone();
+        tokio::spawn(async move {
+            let mut client = app_client;
+            client.refresh_recommendations(pb::RefreshRecommendationsRequest::default()).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = app.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(!slow.is_finished(), "shed while the slot was taken, not queued until it was free");
+    let refreshed = slow.await.unwrap().unwrap_err();
+    assert_eq!(refreshed.code(), Code::Unavailable, "the dispatch deadline passed: {refreshed:?}");
+    app.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.expect("served again once the slot is free");
+    held.abort();
+}

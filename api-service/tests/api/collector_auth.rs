@@ -7,35 +7,13 @@ use cudly_api::dispatch::CollectorCredentials;
 use cudly_collector::auth::{InternalAuth, ServerTls};
 use cudly_proto::collector::v1::CollectRequest;
 use cudly_proto::collector::v1::collector_service_client::CollectorServiceClient;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use secrecy::SecretString;
 use sqlx::PgPool;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::auth::KeyDir;
-use crate::helpers::{Options, spawn_app};
-
-/// A CA, and certificates it signs, as PEM.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        Pki { ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap() }
-    }
-
-    /// (certificate, key) for `name`.
-    fn issue(&self, name: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &self.ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
+use crate::helpers::{Options, Pki, spawn_app};
 
 fn collect_request() -> CollectRequest {
     CollectRequest { collection_id: uuid::Uuid::new_v4().to_string(), generation: 1, trigger: "user".into() }
