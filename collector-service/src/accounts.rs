@@ -7,16 +7,26 @@ use sqlx::PgPool;
 use crate::domain::{Account, Provider};
 
 /// Every enabled account, ordered by provider and id.
+/// An account whose stored credentials do not parse is still collected: its
+/// backend then fails it with a message (it is never silently skipped).
 pub async fn enabled_accounts(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT provider, external_id, display_name FROM accounts WHERE enabled ORDER BY provider, external_id",
+    let rows: Vec<(String, String, String, Option<serde_json::Value>)> = sqlx::query_as(
+        "SELECT provider, external_id, display_name, credentials
+         FROM accounts WHERE enabled ORDER BY provider, external_id",
     )
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(provider, external_id, display_name)| {
-            Some(Account { provider: Provider::parse(&provider)?, external_id, display_name })
+        .filter_map(|(provider, external_id, display_name, credentials)| {
+            let credentials = credentials.and_then(|json| match serde_json::from_value(json) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    tracing::warn!(account = %external_id, error = %err, "stored credentials do not parse");
+                    None
+                }
+            });
+            Some(Account { provider: Provider::parse(&provider)?, external_id, display_name, credentials })
         })
         .collect())
 }
@@ -57,7 +67,7 @@ pub fn simulated_account(provider: Provider, n: u32) -> Account {
         Provider::Azure => "Azure subscription",
         Provider::Gcp => "GCP project",
     };
-    Account { provider, external_id, display_name: format!("Simulated {name} {n:03}") }
+    Account { provider, external_id, display_name: format!("Simulated {name} {n:03}"), credentials: None }
 }
 
 /// Upserts the simulated accounts `spec` asks for (enabling them). Returns

@@ -147,6 +147,9 @@ pub struct Account {
     pub external_id: String,
     /// A human name.
     pub display_name: String,
+    /// How to reach it; `None` uses the provider's default (AWS: the ambient
+    /// credentials; GCP: the metadata server; Azure has none).
+    pub credentials: Option<crate::credentials::Credentials>,
 }
 
 /// Progress and result of one provider within a run, stored as JSON on the

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::domain::{Account, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation};
-use crate::providers::{Backends, CloudBackend, Query};
+use crate::providers::{Backends, CloudBackend, Query, RequestCount};
 
 /// The caps of the fan-out.
 #[derive(Clone, Debug)]
@@ -124,6 +124,17 @@ pub async fn collect(
         for (account, result) in accts.iter().zip(results) {
             if result.failures.is_empty() {
                 collected.complete_accounts.push((backend.provider(), account.external_id.clone()));
+                // An organization's management account answers for its
+                // linked accounts too: their sweep completed with it.
+                let mut linked: Vec<&str> = result
+                    .recommendations
+                    .iter()
+                    .map(|r| r.account_id.as_str())
+                    .filter(|id| *id != account.external_id)
+                    .collect();
+                linked.sort_unstable();
+                linked.dedup();
+                collected.complete_accounts.extend(linked.into_iter().map(|id| (backend.provider(), id.to_string())));
             }
             collected.recommendations.extend(result.recommendations);
         }
@@ -196,7 +207,19 @@ async fn collect_provider(
 }
 
 async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: &EngineConfig) -> AccountResult {
-    let listed = match backend.regions(account).await {
+    let calls = RequestCount::default();
+    let mut result = collect_account_counted(backend, account, config, &calls).await;
+    (result.requests, result.request_errors) = calls.get();
+    result
+}
+
+async fn collect_account_counted(
+    backend: &dyn CloudBackend,
+    account: &Account,
+    config: &EngineConfig,
+    calls: &RequestCount,
+) -> AccountResult {
+    let listed = match backend.regions(account, calls).await {
         // No region at all is no sweep: treated as a failure, so that the
         // account's rows are kept rather than evicted.
         Ok(Some(regions)) if regions.is_empty() => {
@@ -204,9 +227,6 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
         }
         other => other,
     };
-    // Listing regions is a call unless the backend answered "no regions"
-    // without asking anyone.
-    let listing_calls = u64::from(!matches!(listed, Ok(None)));
     let regions = match listed {
         Ok(Some(mut regions)) => {
             regions.sort();
@@ -222,19 +242,19 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
                 region: String::new(),
                 error: format!("listing regions: {err}"),
             };
-            return AccountResult { failures: vec![failure], requests: 1, request_errors: 1, ..Default::default() };
+            return AccountResult { failures: vec![failure], ..Default::default() };
         }
     };
     let per_service = join_all(backend.services().iter().map(|&service| {
-        let regions = regions.as_deref();
+        let regions = regions.as_deref().filter(|_| backend.is_regional(service));
         async move {
             match regions {
-                None => vec![sweep(backend, account, service, None).await],
+                None => vec![sweep(backend, account, service, None, calls).await],
                 Some(regions) => {
                     let permits = Semaphore::new(config.region_parallelism.max(1));
                     join_all(regions.iter().map(|region| async {
                         let _permit = permits.acquire().await.expect("the semaphore is never closed");
-                        sweep(backend, account, service, Some(region)).await
+                        sweep(backend, account, service, Some(region), calls).await
                     }))
                     .await
                 }
@@ -243,12 +263,10 @@ async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: 
         .instrument(tracing::info_span!("service", service))
     }))
     .await;
-    let mut result = AccountResult { requests: listing_calls, ..Default::default() };
+    let mut result = AccountResult::default();
     for part in per_service.into_iter().flatten() {
         result.recommendations.extend(part.recommendations);
         result.failures.extend(part.failures);
-        result.requests += part.requests;
-        result.request_errors += part.request_errors;
     }
     result
 }
@@ -260,11 +278,11 @@ async fn sweep(
     account: &Account,
     service: &'static str,
     region: Option<&str>,
+    calls: &RequestCount,
 ) -> AccountResult {
     let mut result = AccountResult::default();
     for sweep in backend.sweeps(service) {
-        let query = Query { account, service, region, sweep };
-        result.requests += 1;
+        let query = Query { account, service, region, sweep, calls };
         // A payload with a non-finite amount is malformed: the sweep of that
         // service fails (and its account keeps its rows), like any error.
         let fetched = backend.fetch(query).await.and_then(|recs| {
@@ -282,7 +300,6 @@ async fn sweep(
                 result.recommendations.extend(recs);
             }
             Err(err) => {
-                result.request_errors += 1;
                 tracing::warn!(
                     provider = %backend.provider(),
                     account = %account.external_id,
@@ -319,6 +336,7 @@ mod tests {
                 provider,
                 external_id: format!("{provider}-{i:03}"),
                 display_name: format!("Simulated {provider} account {i:03}"),
+                credentials: None,
             })
             .collect()
     }
@@ -391,6 +409,7 @@ mod tests {
         fn regions<'a>(
             &'a self,
             _: &'a Account,
+            _: &'a RequestCount,
         ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<String>>, crate::providers::BackendError>> {
             Box::pin(async { Ok(self.regions.clone()) })
         }
@@ -422,13 +441,29 @@ mod tests {
             SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
         let account = &accounts(Provider::Gcp, 1)[0];
         let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
-        let query = Query { account, service: "compute", region: Some("us-east1"), sweep };
+        let calls = RequestCount::default();
+        let query = Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls };
         let mut recs = sim.fetch(query).await.unwrap();
         recs[0].estimated_monthly_savings = f64::NAN;
         let collected = collect_one(Fixed { regions: None, recs }).await;
         assert!(collected.recommendations.is_empty(), "nothing of a malformed payload is kept");
         assert!(collected.complete_accounts.is_empty());
         assert!(collected.providers[0].failures[0].error.contains("non-finite"));
+    }
+
+    #[tokio::test]
+    async fn an_organization_account_completes_the_linked_accounts_it_answered_for() {
+        let sim =
+            SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
+        let account = &accounts(Provider::Gcp, 1)[0];
+        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
+        let calls = RequestCount::default();
+        let query = Query { account, service: "compute", region: None, sweep, calls: &calls };
+        let mut recs = sim.fetch(query).await.unwrap();
+        recs[0].account_id = "linked-002".into();
+        let collected = collect_one(Fixed { regions: None, recs }).await;
+        let complete: Vec<&str> = collected.complete_accounts.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(complete, [account.external_id.as_str(), "linked-002"]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod domain;
 pub mod engine;

@@ -107,7 +107,7 @@ async fn ideal_critical_path(sim: &SimulatedConfig, accounts: &[Account], caps: 
     for backend in backends(&instant) {
         let mine: Vec<&Account> = accounts.iter().filter(|a| a.provider == backend.provider()).collect();
         let Some(first) = mine.first() else { continue };
-        let regions = backend.regions(first).await.expect("the simulated region list");
+        let regions = backend.regions(first, &Default::default()).await.expect("the simulated region list");
         let region_waves = regions.as_ref().map_or(1, |r| r.len().div_ceil(caps.region_parallelism)) as u32;
         let listing = if regions.is_some() { sim.latency } else { Duration::ZERO };
         let slowest_service = backend

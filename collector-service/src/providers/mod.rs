@@ -6,7 +6,13 @@ use futures_util::future::BoxFuture;
 
 use crate::domain::{Account, PaymentOption, Provider, Recommendation};
 
+pub mod azure;
+pub mod calls;
+pub mod gcp;
+pub mod http;
 pub mod simulated;
+
+pub use calls::RequestCount;
 
 /// One term × payment combination a service is swept with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +35,8 @@ pub struct Query<'a> {
     pub region: Option<&'a str>,
     /// Term and payment option.
     pub sweep: Sweep,
+    /// Counts the requests this query makes (pages and retries included).
+    pub calls: &'a RequestCount,
 }
 
 /// Why a call failed. The text is shown to operators in the run status.
@@ -48,8 +56,19 @@ pub trait CloudBackend: Send + Sync + 'static {
     fn sweeps(&self, service: &'static str) -> Vec<Sweep>;
 
     /// The regions to sweep for an account, or `None` when the cloud answers
-    /// for all regions of an account in one call.
-    fn regions<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
+    /// for all regions of an account in one call. Requests made are counted
+    /// in `calls`.
+    fn regions<'a>(
+        &'a self,
+        account: &'a Account,
+        calls: &'a RequestCount,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
+
+    /// Whether `service` is swept region by region (when [`Self::regions`]
+    /// lists any); a service answered for all regions at once is not.
+    fn is_regional(&self, _service: &'static str) -> bool {
+        true
+    }
 
     /// Fetches the recommendations for one query.
     fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>>;

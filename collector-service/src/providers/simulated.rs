@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use super::{BackendError, CloudBackend, Query, Sweep};
+use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
 
 /// How a simulated cloud behaves.
@@ -87,7 +87,8 @@ impl SimulatedBackend {
 
     /// What one call takes: sleeps its latency, then fails with the
     /// configured probability.
-    async fn call(&self, what: &str) -> Result<(), BackendError> {
+    async fn call(&self, what: &str, calls: &RequestCount) -> Result<(), BackendError> {
+        calls.request();
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let roll = mix(&[self.config.seed, n, 0x5eed]);
         let jitter = self.config.jitter.as_secs_f64() * (unit(roll) * 2.0 - 1.0);
@@ -95,6 +96,7 @@ impl SimulatedBackend {
         tokio::time::sleep(Duration::from_secs_f64(latency)).await;
         let rate = f64::from_bits(self.failure_rate.load(Ordering::Relaxed));
         if unit(mix(&[roll, 1])) < rate {
+            calls.error();
             return Err(BackendError(format!("simulated {} API error on {what}", self.provider)));
         }
         Ok(())
@@ -214,12 +216,16 @@ impl CloudBackend for SimulatedBackend {
             .collect()
     }
 
-    fn regions<'a>(&'a self, account: &'a Account) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+    fn regions<'a>(
+        &'a self,
+        account: &'a Account,
+        calls: &'a RequestCount,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
         async move {
             if self.provider != Provider::Gcp {
                 return Ok(None);
             }
-            self.call(&format!("regions of {}", account.external_id)).await?;
+            self.call(&format!("regions of {}", account.external_id), calls).await?;
             Ok(Some(GCP_REGIONS.iter().map(|r| r.to_string()).collect()))
         }
         .boxed()
@@ -227,7 +233,7 @@ impl CloudBackend for SimulatedBackend {
 
     fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
         async move {
-            self.call(&format!("{} of {}", query.service, query.account.external_id)).await?;
+            self.call(&format!("{} of {}", query.service, query.account.external_id), query.calls).await?;
             Ok(self.generate(&query))
         }
         .boxed()
@@ -309,8 +315,11 @@ mod tests {
             provider: Provider::Aws,
             external_id: "000000000001".into(),
             display_name: "Simulated AWS account 01".into(),
+            credentials: None,
         }
     }
+
+    static CALLS: RequestCount = RequestCount::new();
 
     fn query(account: &Account) -> Query<'_> {
         Query {
@@ -318,6 +327,7 @@ mod tests {
             service: "ec2",
             region: None,
             sweep: Sweep { term_months: 36, payment: PaymentOption::AllUpfront },
+            calls: &CALLS,
         }
     }
 

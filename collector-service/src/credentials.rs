@@ -1,0 +1,261 @@
+//! How an account is reached: per provider, a reference to its credentials.
+//! The database stores references only (an environment variable or a file
+//! name); the process reads the secret behind one when it needs it, and no
+//! secret value is ever stored, logged or put in an error message.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Where a secret lives: `env:NAME` or `file:/absolute/path`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SecretRef {
+    /// An environment variable of the collector process.
+    Env(String),
+    /// A file the collector can read (e.g. a mounted Kubernetes Secret).
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret; the error names the reference, never the value.
+    pub fn read(&self) -> Result<SecretString, String> {
+        let value = match self {
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
+            }
+            SecretRef::File(path) => {
+                std::fs::read_to_string(path).map_err(|err| format!("reading {}: {}", path.display(), err.kind()))?
+            }
+        };
+        let value = value.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
+            return Err(format!("{self} is empty"));
+        }
+        Ok(SecretString::from(value.to_string()))
+    }
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for SecretRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(name) = s.strip_prefix("env:") {
+            let valid = !name.is_empty()
+                && name.len() <= 128
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            return if valid {
+                Ok(SecretRef::Env(name.to_string()))
+            } else {
+                Err(format!("{s:?}: an environment variable name is upper-case letters, digits and _"))
+            };
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            return if path.starts_with('/') && path.len() <= 4096 && !path.contains('\0') {
+                Ok(SecretRef::File(PathBuf::from(path)))
+            } else {
+                Err(format!("{s:?}: a file reference needs an absolute path"))
+            };
+        }
+        Err(format!("{s:?} is not a secret reference: use env:NAME or file:/path (never the secret itself)"))
+    }
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<SecretRef> for String {
+    fn from(r: SecretRef) -> String {
+        r.to_string()
+    }
+}
+
+/// How an AWS account is reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCredentials {
+    /// Role to assume in the account; none uses the ambient credentials
+    /// (environment, profile, instance or pod role) directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The external id the role's trust policy requires, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The account is an organization's management (payer) account: one
+    /// call covers every linked account, split by account in the response.
+    #[serde(default)]
+    pub organization: bool,
+}
+
+/// How an Azure subscription is reached: an Entra ID app registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureCredentials {
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Where the client secret is.
+    pub client_secret: SecretRef,
+}
+
+/// How a GCP project is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcpCredentials {
+    /// A service-account key (JSON) behind this reference; none uses the
+    /// metadata server (the workload's own service account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key: Option<SecretRef>,
+    /// The billing account whose spend-based commitment recommendations
+    /// (Cloud SQL, Memorystore) belong to this project, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_account_id: Option<String>,
+}
+
+/// An account's credentials reference, by provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum Credentials {
+    /// AWS.
+    Aws(AwsCredentials),
+    /// Azure.
+    Azure(AzureCredentials),
+    /// GCP.
+    Gcp(GcpCredentials),
+}
+
+/// Shapes of the providers' ids, checked wherever an account is written.
+pub mod validate {
+    /// An AWS account id: 12 digits.
+    pub fn aws_account_id(s: &str) -> Result<(), String> {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not an AWS account id (12 digits)"))
+        }
+    }
+
+    /// `arn:aws:iam::<12 digits>:role/<path/name>` (any AWS partition).
+    pub fn role_arn(s: &str) -> Result<(), String> {
+        let err = || format!("{s:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)");
+        let rest = s.strip_prefix("arn:").ok_or_else(err)?;
+        let (partition, rest) = rest.split_once(':').ok_or_else(err)?;
+        if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
+            return Err(err());
+        }
+        let rest = rest.strip_prefix("iam::").ok_or_else(err)?;
+        let (account, role) = rest.split_once(':').ok_or_else(err)?;
+        aws_account_id(account).map_err(|_| err())?;
+        let name = role.strip_prefix("role/").ok_or_else(err)?;
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c);
+        if name.is_empty() || name.len() > 512 || !name.chars().all(valid_char) || name.ends_with('/') {
+            return Err(err());
+        }
+        Ok(())
+    }
+
+    /// An STS external id: 2–1224 characters of `[\w+=,.@:/-]`.
+    pub fn external_id(s: &str) -> Result<(), String> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c);
+        if (2..=1224).contains(&s.len()) && s.chars().all(valid_char) {
+            Ok(())
+        } else {
+            Err("an external id is 2 to 1224 letters, digits or _+=,.@:/-".to_string())
+        }
+    }
+
+    /// A UUID in its canonical hyphenated form (Azure tenant, client and
+    /// subscription ids).
+    pub fn azure_id(what: &str, s: &str) -> Result<(), String> {
+        let canonical = uuid::Uuid::parse_str(s).ok().filter(|u| u.hyphenated().to_string() == s.to_ascii_lowercase());
+        match canonical {
+            Some(_) if s.len() == 36 => Ok(()),
+            _ => Err(format!("{s:?} is not an Azure {what} (a UUID like 00000000-0000-0000-0000-000000000000)")),
+        }
+    }
+
+    /// A GCP project id: 6–30 characters, lower-case letters, digits and
+    /// hyphens, starting with a letter, not ending with a hyphen.
+    pub fn gcp_project_id(s: &str) -> Result<(), String> {
+        let valid = (6..=30).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP project id (6-30 of a-z, 0-9, -)")) }
+    }
+
+    /// A GCP billing account id: `XXXXXX-XXXXXX-XXXXXX` (hex, upper case).
+    pub fn gcp_billing_account_id(s: &str) -> Result<(), String> {
+        let parts: Vec<&str> = s.split('-').collect();
+        let valid = parts.len() == 3
+            && parts.iter().all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
+        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP billing account id (XXXXXX-XXXXXX-XXXXXX)")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate::*;
+    use super::*;
+
+    #[test]
+    fn secret_refs_are_references_never_values() {
+        assert_eq!("env:AZURE_SECRET_1".parse::<SecretRef>().unwrap(), SecretRef::Env("AZURE_SECRET_1".into()));
+        assert_eq!("file:/var/run/s".parse::<SecretRef>().unwrap(), SecretRef::File("/var/run/s".into()));
+        for bad in ["s3cr3t-value", "env:lower", "env:", "env:1X", "file:relative", ""] {
+            let err = bad.parse::<SecretRef>().unwrap_err();
+            assert!(!bad.is_empty() || err.contains("env:NAME"), "{err}");
+        }
+        let err = "hunter2".parse::<SecretRef>().unwrap_err();
+        assert!(err.contains("never the secret itself"), "{err}");
+        let missing = SecretRef::Env("CUDLY_TEST_SURELY_UNSET_VARIABLE".into()).read().unwrap_err();
+        assert!(missing.contains("CUDLY_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
+    }
+
+    #[test]
+    fn credentials_round_trip_through_their_stored_json() {
+        let azure = Credentials::Azure(AzureCredentials {
+            tenant_id: "a".into(),
+            client_id: "b".into(),
+            client_secret: SecretRef::Env("X".into()),
+        });
+        let json = serde_json::to_value(&azure).unwrap();
+        assert_eq!(json["provider"], "azure");
+        assert_eq!(json["client_secret"], "env:X");
+        assert_eq!(serde_json::from_value::<Credentials>(json).unwrap(), azure);
+        let aws: Credentials = serde_json::from_str(r#"{"provider": "aws"}"#).unwrap();
+        assert_eq!(aws, Credentials::Aws(AwsCredentials::default()));
+    }
+
+    #[test]
+    fn provider_ids_are_checked_for_shape() {
+        assert!(aws_account_id("123456789012").is_ok());
+        assert!(aws_account_id("12345678901").is_err() && aws_account_id("12345678901a").is_err());
+        assert!(role_arn("arn:aws:iam::123456789012:role/cudly/ReadCostExplorer").is_ok());
+        for bad in ["arn:aws:iam::123:role/x", "arn:aws:s3:::bucket", "arn:aws:iam::123456789012:user/x", "role/x"] {
+            assert!(role_arn(bad).is_err(), "{bad}");
+        }
+        assert!(external_id("cudly-7f3a").is_ok() && external_id("x").is_err() && external_id("a b").is_err());
+        assert!(azure_id("subscription id", "0b1f6471-1bf0-4dda-aec3-cb9272f09590").is_ok());
+        assert!(azure_id("subscription id", "0b1f64711bf04ddaaec3cb9272f09590").is_err());
+        assert!(gcp_project_id("my-project-123").is_ok());
+        for bad in ["My-Project", "short", "1project", "project-", "a".repeat(31).as_str()] {
+            assert!(gcp_project_id(bad).is_err(), "{bad}");
+        }
+        assert!(gcp_billing_account_id("01A2B3-C4D5E6-F7A8B9").is_ok() && gcp_billing_account_id("01A2B3").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Azure: reservation and Advisor cost recommendations over the ARM REST API.

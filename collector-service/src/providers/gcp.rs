@@ -1,0 +1,1 @@
+//! GCP: Recommender API commitment recommendations over REST.

@@ -1,0 +1,1 @@
+//! Azure backend tests against a fake ARM and Entra ID.

@@ -1,0 +1,1 @@
+//! GCP backend tests against a fake Recommender, Compute and token endpoint.

@@ -1,0 +1,5 @@
+//! The live backends against local fake servers that speak each API's
+//! documented wire format.
+
+mod azure;
+mod gcp;
