@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let includes = vec![PathBuf::from("proto"), protoc_bin_vendored::include_path()?];
     let files = vec![
         PathBuf::from("proto/cudly/recommendations/v1/recommendations.proto"),
+        PathBuf::from("proto/cudly/recommendations/v1/accounts.proto"),
         PathBuf::from("proto/cudly/collector/v1/collector.proto"),
     ];
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

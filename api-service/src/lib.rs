@@ -2,6 +2,7 @@
 //! collection lease and handing the run to collector-service; streams the
 //! collection state with WatchFreshness; serves recommendations.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod dispatch;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use cudly_collector::auth::read_file;
 use cudly_collector::metrics::RpcMetricsLayer;
 use cudly_collector::serving;
+use cudly_proto::recommendations::v1::accounts_service_server::AccountsServiceServer;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsServiceServer;
 use http::{HeaderName, HeaderValue, Method};
 use prometheus_client::registry::Registry;
@@ -22,6 +23,7 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::accounts::AccountsApi;
 use crate::auth::{AuthLayer, AuthSettings, Authenticator};
 use crate::config::Config;
 use crate::dispatch::{CollectorCredentials, Dispatcher};
@@ -261,13 +263,16 @@ impl App {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
             .layer(auth)
             .into_inner();
+        let accounts = AccountsApi::new(api.pool().clone());
         let recommendations =
             RecommendationsServiceServer::new(api).max_decoding_message_size(limits.max_request_bytes);
         let mut router = server.layer(layers).add_service(health_service);
         if settings.reflection {
             router = router.add_service(reflection_v1).add_service(reflection_v1alpha);
         }
-        let server = router.add_service(recommendations).serve_with_incoming_shutdown(incoming, signal);
+        let accounts = AccountsServiceServer::new(accounts).max_decoding_message_size(limits.max_request_bytes);
+        let server =
+            router.add_service(recommendations).add_service(accounts).serve_with_incoming_shutdown(incoming, signal);
         let served = tokio::select! {
             served = server => served.map_err(anyhow::Error::from),
             _ = async { draining.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {

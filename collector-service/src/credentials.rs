@@ -68,7 +68,8 @@ impl std::str::FromStr for SecretRef {
                 Err(format!("{s:?}: a file reference needs an absolute path"))
             };
         }
-        Err(format!("{s:?} is not a secret reference: use env:NAME or file:/path (never the secret itself)"))
+        // The value is not echoed: it may be the secret itself, pasted here.
+        Err("not a secret reference: use env:NAME or file:/path (never the secret itself)".to_string())
     }
 }
 

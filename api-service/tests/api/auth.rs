@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cudly_api::auth::{AuthSettings, JwtSettings, KeySource};
 use cudly_proto::recommendations::v1 as pb;
+use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message as _;
 use sqlx::PgPool;
@@ -79,13 +80,26 @@ enum Rpc {
     Watch,
     List,
     Collections,
+    ListAccounts,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 5] = [Rpc::GetFreshness, Rpc::Watch, Rpc::List, Rpc::Collections, Rpc::Refresh];
+    const ALL: [Rpc; 6] = [Rpc::GetFreshness, Rpc::Watch, Rpc::List, Rpc::Collections, Rpc::ListAccounts, Rpc::Refresh];
+
+    fn service(self) -> &'static str {
+        match self {
+            Rpc::ListAccounts => "AccountsService",
+            _ => "RecommendationsService",
+        }
+    }
+
+    fn is_admin(self) -> bool {
+        matches!(self, Rpc::ListAccounts)
+    }
 
     fn method(self) -> &'static str {
         match self {
+            Rpc::ListAccounts => "ListAccounts",
             Rpc::Refresh => "RefreshRecommendations",
             Rpc::GetFreshness => "GetFreshness",
             Rpc::Watch => "WatchFreshness",
@@ -102,6 +116,7 @@ impl Rpc {
             Rpc::Watch => pb::WatchFreshnessRequest::default().encode_to_vec(),
             Rpc::List => pb::ListRecommendationsRequest::default().encode_to_vec(),
             Rpc::Collections => pb::ListCollectionsRequest::default().encode_to_vec(),
+            Rpc::ListAccounts => pb::ListAccountsRequest::default().encode_to_vec(),
         }
     }
 }
@@ -134,6 +149,11 @@ async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
         Rpc::Collections => {
             client.list_collections(with_token(pb::ListCollectionsRequest::default(), bearer)).await.map(drop)
         }
+        Rpc::ListAccounts => {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap();
+            let mut accounts = AccountsServiceClient::new(channel.connect().await.unwrap());
+            accounts.list_accounts(with_token(pb::ListAccountsRequest::default(), bearer)).await.map(drop)
+        }
     };
     match result {
         Ok(()) => Code::Ok,
@@ -146,9 +166,10 @@ async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     let body = rpc.body();
     let authorization = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let mut request = format!(
-        "POST /cudly.recommendations.v1.RecommendationsService/{} HTTP/1.1\r\nHost: api\r\n\
+        "POST /cudly.recommendations.v1.{}/{} HTTP/1.1\r\nHost: api\r\n\
          Origin: https://console.example\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\n\
          {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        rpc.service(),
         rpc.method(),
         body.len() + 5
     )
@@ -186,25 +207,28 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         Algorithm::HS256,
         serde_json::json!({}),
     );
-    let callers: Vec<(&str, Option<String>, Code)> = vec![
-        ("no token", None, Code::Unauthenticated),
-        ("expired", Some(hs(serde_json::json!({"exp": now() - 60}))), Code::Unauthenticated),
-        ("wrong signature", Some(forged), Code::Unauthenticated),
-        ("wrong audience", Some(hs(serde_json::json!({"aud": "someone-else"}))), Code::Unauthenticated),
-        ("wrong issuer", Some(hs(serde_json::json!({"iss": "https://evil.test/"}))), Code::Unauthenticated),
-        ("not yet valid", Some(hs(serde_json::json!({"nbf": now() + 600}))), Code::Unauthenticated),
-        ("garbage", Some("not.a.jwt".to_string()), Code::Unauthenticated),
-        ("admin only", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), Code::PermissionDenied),
-        ("viewer", Some(hs(serde_json::json!({}))), Code::Ok),
+    // (who, token, expected on the recommendation RPCs, expected on AccountsService)
+    let unauthenticated = (Code::Unauthenticated, Code::Unauthenticated);
+    let callers: Vec<(&str, Option<String>, (Code, Code))> = vec![
+        ("no token", None, unauthenticated),
+        ("expired", Some(hs(serde_json::json!({"exp": now() - 60}))), unauthenticated),
+        ("wrong signature", Some(forged), unauthenticated),
+        ("wrong audience", Some(hs(serde_json::json!({"aud": "someone-else"}))), unauthenticated),
+        ("wrong issuer", Some(hs(serde_json::json!({"iss": "https://evil.test/"}))), unauthenticated),
+        ("not yet valid", Some(hs(serde_json::json!({"nbf": now() + 600}))), unauthenticated),
+        ("garbage", Some("not.a.jwt".to_string()), unauthenticated),
+        ("admin", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), (Code::PermissionDenied, Code::Ok)),
+        ("viewer", Some(hs(serde_json::json!({}))), (Code::Ok, Code::PermissionDenied)),
         (
             "viewer and admin, space-separated",
             Some(hs(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
-            Code::Ok,
+            (Code::Ok, Code::Ok),
         ),
     ];
     let mut mismatches = Vec::new();
-    for (who, bearer, expected) in &callers {
+    for (who, bearer, (view_expected, admin_expected)) in &callers {
         for rpc in Rpc::ALL {
+            let expected = if rpc.is_admin() { admin_expected } else { view_expected };
             for (transport, got) in [
                 ("grpc", call_grpc(&app, rpc, bearer.as_deref()).await),
                 ("grpc-web", call_grpc_web(&app, rpc, bearer.as_deref()).await),

@@ -1,6 +1,7 @@
 //! api-service integration tests: the real pair on port 0, a real Postgres
 //! database per test, real tonic clients.
 
+mod accounts;
 mod auth;
 mod bad_input;
 mod collector_auth;

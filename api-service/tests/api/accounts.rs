@@ -1,0 +1,162 @@
+//! The accounts registry over gRPC: create, get, list, update, delete, with
+//! validation, and deletion taking the account's recommendations with it.
+
+use cudly_proto::recommendations::v1 as pb;
+use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
+use sqlx::PgPool;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::helpers::{Options, spawn_app};
+
+fn aws(id: &str, name: &str, role: &str) -> pb::Account {
+    pb::Account {
+        provider: pb::Provider::Aws as i32,
+        external_id: id.into(),
+        display_name: name.into(),
+        enabled: true,
+        credentials: Some(pb::account::Credentials::Aws(pb::AwsCredentials {
+            role_arn: role.into(),
+            external_id: if role.is_empty() { String::new() } else { "cudly-ext-1".into() },
+            organization: false,
+        })),
+        ..Default::default()
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendations(pool: PgPool) {
+    let app = spawn_app(pool.clone(), Options::default()).await;
+    let channel = Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let mut accounts = AccountsServiceClient::new(channel);
+
+    // Create, with a role to assume; a second create of the same id is refused.
+    let role = "arn:aws:iam::210987654321:role/cudly-read-cost-explorer";
+    let created = accounts
+        .create_account(pb::CreateAccountRequest { account: Some(aws("210987654321", "Payments prod", role)) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.display_name, "Payments prod");
+    assert!(created.created_at.is_some());
+    let again = accounts
+        .create_account(pb::CreateAccountRequest { account: Some(aws("210987654321", "x", "")) })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+
+    // Bad fields are named.
+    for (account, field) in [
+        (aws("2109876543", "short id", ""), "external_id"),
+        (aws("210987654322", "bad role", "arn:aws:iam::1:role/x"), "aws.role_arn"),
+        (aws("210987654322", "bell\u{7}", ""), "display_name"),
+        (
+            pb::Account {
+                provider: pb::Provider::Azure as i32,
+                external_id: "9b1f6471-1bf0-4dda-aec3-cb9272f09590".into(),
+                credentials: Some(pb::account::Credentials::Azure(pb::AzureCredentials {
+                    tenant_id: "0b1f6471-1bf0-4dda-aec3-cb9272f09590".into(),
+                    client_id: "5f1c1c3e-98a4-4f3e-9e1e-3a1b2c3d4e5f".into(),
+                    client_secret_ref: "p4ssw0rd!".into(),
+                })),
+                ..Default::default()
+            },
+            "azure.client_secret_ref",
+        ),
+    ] {
+        let status = accounts.create_account(pb::CreateAccountRequest { account: Some(account) }).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(status.message().starts_with(field), "{field}: {}", status.message());
+    }
+    let secret_echo = accounts
+        .create_account(pb::CreateAccountRequest {
+            account: Some(pb::Account {
+                provider: pb::Provider::Gcp as i32,
+                external_id: "my-project-1".into(),
+                credentials: Some(pb::account::Credentials::Gcp(pb::GcpCredentials {
+                    service_account_key_ref: "-----BEGIN PRIVATE KEY-----".into(),
+                    billing_account_id: String::new(),
+                })),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(!secret_echo.message().contains("BEGIN PRIVATE KEY"), "a refused secret is not echoed back");
+
+    // Listed with the three seeded simulated AWS accounts, in id order, in pages.
+    let first = accounts
+        .list_accounts(pb::ListAccountsRequest {
+            provider: pb::Provider::Aws as i32,
+            page_size: 3,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.accounts.len(), 3);
+    let rest = accounts
+        .list_accounts(pb::ListAccountsRequest {
+            provider: pb::Provider::Aws as i32,
+            page_size: 3,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.accounts.len(), 1);
+    assert_eq!(rest.accounts[0].external_id, "210987654321");
+    assert!(rest.next_page_token.is_empty());
+    let foreign = accounts
+        .list_accounts(pb::ListAccountsRequest { provider: 0, page_size: 3, page_token: first.next_page_token })
+        .await
+        .unwrap_err();
+    assert_eq!(foreign.code(), Code::InvalidArgument, "a token is bound to its provider filter");
+
+    // Update: rename, disable, switch to ambient credentials.
+    let updated = accounts
+        .update_account(pb::UpdateAccountRequest {
+            provider: pb::Provider::Aws as i32,
+            external_id: "210987654321".into(),
+            display_name: Some("Payments (prod)".into()),
+            enabled: Some(false),
+            credentials: None,
+            clear_credentials: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((updated.display_name.as_str(), updated.enabled), ("Payments (prod)", false));
+    assert!(updated.credentials.is_none());
+    let missing = accounts
+        .get_account(pb::GetAccountRequest { provider: pb::Provider::Aws as i32, external_id: "999999999999".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // Delete a collected account: its recommendations go, and the summary
+    // (cached per data version) no longer counts them.
+    let run = app.refresh().await.unwrap().collection.unwrap();
+    app.wait_for_end(&run.id).await;
+    let before = app.list(pb::ListRecommendationsRequest::default()).await.unwrap().summary.unwrap().count;
+    let victim = first.accounts[0].external_id.clone();
+    let own: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations WHERE account_id = $1")
+        .bind(&victim)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(own > 0);
+    let deleted = accounts
+        .delete_account(pb::DeleteAccountRequest { provider: pb::Provider::Aws as i32, external_id: victim.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.recommendations_deleted, own);
+    let after = app.list(pb::ListRecommendationsRequest::default()).await.unwrap().summary.unwrap().count;
+    assert_eq!(after, before - own);
+    let gone = accounts
+        .get_account(pb::GetAccountRequest { provider: pb::Provider::Aws as i32, external_id: victim })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}
