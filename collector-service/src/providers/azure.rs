@@ -1,1 +1,1146 @@
-//! Azure: reservation and Advisor cost recommendations over the ARM REST API.
+//! Azure: reservation purchase recommendations from the Consumption API and
+//! Azure Advisor's commitment-purchase recommendations, over the ARM REST API
+//! with an Entra ID token per app registration (OAuth2 client credentials).
+//!
+//! Wire formats: Consumption `ReservationRecommendations_List` (api-version
+//! 2023-05-01, `legacy` and `modern` kinds), Advisor `Recommendations_List`
+//! (2023-01-01) and the Entra ID v2.0 token endpoint. Every request (token,
+//! each page, each retry) goes through the shared [`CallLimits`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+use reqwest::header::{ACCEPT, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::calls::{CallError, CallLimits};
+use super::{BackendError, CloudBackend, Query, RequestCount, Sweep, http};
+use crate::credentials::{AzureCredentials, Credentials};
+use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+
+const CONSUMPTION_API_VERSION: &str = "2023-05-01";
+const ADVISOR_API_VERSION: &str = "2023-01-01";
+/// The token audience: Azure Resource Manager (public cloud).
+const ARM_SCOPE: &str = "https://management.azure.com/.default";
+const ADVISOR: &str = "advisor";
+const SERVICES: &[&str] = &["virtual_machines", "sql_database", "cosmos_db", "redis_cache", ADVISOR];
+/// A token is renewed this long before it expires (at most half its life).
+const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(300);
+/// How long a refused client secret is remembered: the other services and
+/// sweeps of a run fail at once instead of asking Entra ID again. A changed
+/// secret is tried at once.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(120);
+/// How long a reservation listing waits for the sweeps of its other terms.
+const LISTING_REUSE: Duration = Duration::from_secs(600);
+/// A guard against a nextLink that never ends.
+const MAX_PAGES: usize = 500;
+
+/// How the Azure backend reaches Azure and what it asks for.
+#[derive(Debug)]
+pub struct AzureConfig {
+    /// Azure Resource Manager, [`AzureConfig::DEFAULT_MANAGEMENT_URL`] unless
+    /// testing.
+    pub management_url: String,
+    /// Entra ID, [`AzureConfig::DEFAULT_LOGIN_URL`] unless testing.
+    pub login_url: String,
+    /// Usage looked back on: 7, 30 or 60 days.
+    pub lookback_days: u32,
+    /// Reservation terms swept, in months: a non-empty subset of 12 and 36.
+    pub terms: Vec<i32>,
+    /// Rate limit and retries, shared by every subscription (one ARM bucket).
+    pub limits: CallLimits,
+}
+
+impl AzureConfig {
+    /// Azure Resource Manager in the public cloud.
+    pub const DEFAULT_MANAGEMENT_URL: &str = "https://management.azure.com";
+    /// Entra ID in the public cloud.
+    pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
+}
+
+/// The live Azure backend.
+pub struct AzureBackend {
+    client: reqwest::Client,
+    management: Url,
+    login: Url,
+    lookback: &'static str,
+    terms: Vec<i32>,
+    limits: CallLimits,
+    /// One slot per (tenant, client id); its async lock makes concurrent
+    /// fetches of one app wait for a single token request.
+    tokens: Mutex<HashMap<(String, String), SharedSlot>>,
+    /// Reservation listings kept for the sweeps of their other terms.
+    listings: Mutex<HashMap<(String, &'static str), Listing>>,
+}
+
+/// A token slot, locked across its refresh.
+type SharedSlot = Arc<tokio::sync::Mutex<TokenSlot>>;
+
+#[derive(Default)]
+struct TokenSlot {
+    token: Option<(SecretString, Instant)>,
+    refusal: Option<Refusal>,
+}
+
+struct Refusal {
+    message: String,
+    secret: SecretString,
+    until: Instant,
+}
+
+struct Listing {
+    items: Arc<Vec<Value>>,
+    fetched_at: Instant,
+    served_terms: Vec<i32>,
+}
+
+#[derive(Debug)]
+struct Page {
+    items: Vec<Value>,
+    next: Option<Url>,
+}
+
+struct Grant {
+    token: SecretString,
+    expires_in: Duration,
+}
+
+impl AzureBackend {
+    /// Checks the configuration and builds the HTTP client.
+    pub fn new(config: AzureConfig) -> anyhow::Result<Self> {
+        let management = base_url("management URL", &config.management_url)?;
+        let login = base_url("login URL", &config.login_url)?;
+        let lookback = match config.lookback_days {
+            7 => "Last7Days",
+            30 => "Last30Days",
+            60 => "Last60Days",
+            days => bail!("Azure look-back period: {days} days is not one of 7, 30 or 60"),
+        };
+        let mut terms = config.terms.clone();
+        terms.sort_unstable();
+        terms.dedup();
+        if terms.is_empty() || terms.iter().any(|t| !matches!(t, 12 | 36)) {
+            bail!("Azure terms: {:?} is not a non-empty subset of 12 and 36 months", config.terms);
+        }
+        Ok(AzureBackend {
+            client: http::client()?,
+            management,
+            login,
+            lookback,
+            terms,
+            limits: config.limits,
+            tokens: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// An access token for ARM, from the cache while it is fresh.
+    async fn token(
+        &self,
+        creds: &AzureCredentials,
+        subscription: &str,
+        calls: &RequestCount,
+    ) -> Result<SecretString, BackendError> {
+        let slot = {
+            let mut slots = self.tokens.lock().unwrap();
+            slots.entry((creds.tenant_id.clone(), creds.client_id.clone())).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some((token, renew_at)) = &slot.token
+            && Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
+        }
+        let what = format!("Azure token for subscription {subscription}");
+        let secret = creds.client_secret.read().map_err(|err| {
+            BackendError(format!(
+                "{what}: cannot read the client secret of client {}: {err}; fix it or set another reference with \
+                 UpdateAccount",
+                creds.client_id
+            ))
+        })?;
+        if let Some(refusal) = &slot.refusal
+            && Instant::now() < refusal.until
+            && refusal.secret.expose_secret() == secret.expose_secret()
+        {
+            return Err(BackendError(format!("{what}: {}", refusal.message)));
+        }
+        let refused = Mutex::new(None);
+        let asked_at = Instant::now();
+        match self.limits.call(calls, &what, || self.request_token(creds, &secret, &refused)).await {
+            Ok(grant) => {
+                let margin = TOKEN_RENEWAL_MARGIN.min(grant.expires_in / 2);
+                slot.token = Some((grant.token.clone(), asked_at + grant.expires_in - margin));
+                slot.refusal = None;
+                Ok(grant.token)
+            }
+            Err(err) => {
+                if let Some(message) = refused.into_inner().unwrap() {
+                    slot.refusal = Some(Refusal { message, secret, until: Instant::now() + REFUSAL_MEMORY });
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops a token ARM rejected (revoked, or expired early), so that the
+    /// next fetch asks for a new one instead of failing until it expires.
+    async fn forget_token(&self, creds: &AzureCredentials, rejected: &SecretString) {
+        let slot = self.tokens.lock().unwrap().get(&(creds.tenant_id.clone(), creds.client_id.clone())).cloned();
+        if let Some(slot) = slot {
+            let mut slot = slot.lock().await;
+            if slot.token.as_ref().is_some_and(|(t, _)| t.expose_secret() == rejected.expose_secret()) {
+                slot.token = None;
+            }
+        }
+    }
+
+    /// One client-credentials request to Entra ID.
+    async fn request_token(
+        &self,
+        creds: &AzureCredentials,
+        secret: &SecretString,
+        refused: &Mutex<Option<String>>,
+    ) -> Result<Grant, CallError> {
+        let mut url = self.login.clone();
+        extend_path(&mut url, &[&creds.tenant_id, "oauth2", "v2.0", "token"]);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", secret.expose_secret()),
+            ("scope", ARM_SCOPE),
+        ];
+        let response = self.client.post(url).form(&form).send().await.map_err(http::send_error)?;
+        let status = response.status();
+        let retry_after = header(&response, RETRY_AFTER);
+        let body = response.text().await.map_err(http::send_error)?;
+        if status.is_success() {
+            return parse_grant(&body).map_err(|err| CallError::Permanent(format!("Entra ID answered {err}")));
+        }
+        if matches!(status.as_u16(), 400 | 401) {
+            let message = refusal_message(creds, status.as_u16(), &body, secret);
+            *refused.lock().unwrap() = Some(message.clone());
+            return Err(CallError::Permanent(message));
+        }
+        let body = redact(&body, secret);
+        Err(http::classify(
+            status,
+            retry_after.as_deref(),
+            &body,
+            &format!("check the app registration {}", creds.client_id),
+        ))
+    }
+
+    /// Every item of a paged ARM list, following nextLink to the end (a
+    /// token first, from the cache while it is fresh).
+    async fn list_all(
+        &self,
+        first: Url,
+        what: &str,
+        query: &Query<'_>,
+        creds: &AzureCredentials,
+    ) -> Result<Vec<Value>, BackendError> {
+        let subscription = query.account.external_id.as_str();
+        let token = self.token(creds, subscription, query.calls).await?;
+        let hint = format!(
+            "grant the app (client {}) the Reader and Cost Management Reader roles on subscription {subscription}",
+            creds.client_id
+        );
+        let rejected = AtomicBool::new(false);
+        let mut items = Vec::new();
+        let mut url = first;
+        for page in 1..=MAX_PAGES {
+            let what = match page {
+                1 => format!("Azure {what} for subscription {subscription}"),
+                n => format!("Azure {what}, page {n}, for subscription {subscription}"),
+            };
+            let got = self.limits.call(query.calls, &what, || self.get_page(&url, &token, &hint, &rejected)).await;
+            if got.is_err() && rejected.load(Ordering::Relaxed) {
+                self.forget_token(creds, &token).await;
+            }
+            let got = got?;
+            items.extend(got.items);
+            match got.next {
+                Some(next) => url = next,
+                None => return Ok(items),
+            }
+        }
+        Err(BackendError(format!("Azure {what} for subscription {subscription}: still paging after {MAX_PAGES} pages")))
+    }
+
+    /// One page of an ARM list.
+    async fn get_page(
+        &self,
+        url: &Url,
+        token: &SecretString,
+        hint: &str,
+        rejected: &AtomicBool,
+    ) -> Result<Page, CallError> {
+        let response = self
+            .client
+            .get(url.clone())
+            .bearer_auth(token.expose_secret())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(http::send_error)?;
+        let status = response.status();
+        // The Consumption API documents 204 for a scope with nothing to say.
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let retry_after = header(&response, RETRY_AFTER);
+        let body = response.text().await.map_err(http::send_error)?;
+        if !status.is_success() {
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                rejected.store(true, Ordering::Relaxed);
+            }
+            return Err(http::classify(status, retry_after.as_deref(), &arm_error_text(&body), hint));
+        }
+        self.parse_page(&body).map_err(|err| CallError::Permanent(format!("malformed answer: {err}")))
+    }
+
+    fn parse_page(&self, body: &str) -> Result<Page, String> {
+        let doc: Value = serde_json::from_str(body).map_err(|err| format!("not JSON ({err})"))?;
+        let Value::Object(mut doc) = doc else { return Err(format!("the answer is {}, not an object", kind(&doc))) };
+        let items = match doc.remove("value") {
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(format!("`value` is {}, not a list", kind(&other))),
+            None => return Err("`value` is missing".into()),
+        };
+        let next = match doc.remove("nextLink") {
+            Some(Value::String(link)) if !link.is_empty() => Some(self.next_link(&link)?),
+            None | Some(Value::Null) | Some(Value::String(_)) => None,
+            Some(other) => return Err(format!("`nextLink` is {}, not a URL", kind(&other))),
+        };
+        Ok(Page { items, next })
+    }
+
+    /// The bearer token goes to the configured management host only.
+    fn next_link(&self, link: &str) -> Result<Url, String> {
+        let url = Url::parse(link).map_err(|err| format!("`nextLink` is not a URL ({err})"))?;
+        let origin =
+            |u: &Url| (u.scheme().to_string(), u.host_str().map(str::to_ascii_lowercase), u.port_or_known_default());
+        if origin(&url) != origin(&self.management) {
+            return Err(format!(
+                "refusing to follow `nextLink` to {}://{}: only {} is sent the token",
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                self.management.as_str().trim_end_matches('/')
+            ));
+        }
+        Ok(url)
+    }
+
+    fn arm_url(&self, segments: &[&str], query: &str) -> Url {
+        let mut url = self.management.clone();
+        extend_path(&mut url, segments);
+        url.set_query(Some(query));
+        url
+    }
+
+    async fn fetch_reservations(
+        &self,
+        query: &Query<'_>,
+        creds: &AzureCredentials,
+        resource_type: &'static str,
+    ) -> Result<Vec<Recommendation>, BackendError> {
+        let subscription = query.account.external_id.as_str();
+        let items = self.reservation_listing(query, creds, resource_type).await?;
+        map_reservations(&items, query.sweep.term_months, query.service, query.account).map_err(|err| {
+            BackendError(format!(
+                "Azure reservation recommendations ({resource_type}) for subscription {subscription}: malformed \
+                 answer: {err}"
+            ))
+        })
+    }
+
+    /// The subscription's reservation recommendations of a resource type,
+    /// every term at once: the documented filter has no term, so one listing
+    /// serves the sweeps of all configured terms.
+    async fn reservation_listing(
+        &self,
+        query: &Query<'_>,
+        creds: &AzureCredentials,
+        resource_type: &'static str,
+    ) -> Result<Arc<Vec<Value>>, BackendError> {
+        let subscription = query.account.external_id.as_str();
+        let key = (subscription.to_string(), resource_type);
+        if let Some(items) = self.reuse_listing(&key, query.sweep.term_months) {
+            return Ok(items);
+        }
+        let filter = format!(
+            "properties/scope eq 'Single' AND properties/resourceType eq '{resource_type}' AND \
+             properties/lookBackPeriod eq '{}'",
+            self.lookback
+        );
+        let url = self.arm_url(
+            &["subscriptions", subscription, "providers", "Microsoft.Consumption", "reservationRecommendations"],
+            &format!("api-version={CONSUMPTION_API_VERSION}&$filter={}", encode(&filter)),
+        );
+        let what = format!("reservation recommendations ({resource_type})");
+        let items = Arc::new(self.list_all(url, &what, query, creds).await?);
+        if self.terms.len() > 1 {
+            let listing = Listing {
+                items: items.clone(),
+                fetched_at: Instant::now(),
+                served_terms: vec![query.sweep.term_months],
+            };
+            self.listings.lock().unwrap().insert(key, listing);
+        }
+        Ok(items)
+    }
+
+    /// The listing fetched for another term's sweep, if it is recent and not
+    /// yet used for this term (a new run lists afresh).
+    fn reuse_listing(&self, key: &(String, &'static str), term: i32) -> Option<Arc<Vec<Value>>> {
+        let mut listings = self.listings.lock().unwrap();
+        let listing = listings.get_mut(key)?;
+        if listing.fetched_at.elapsed() >= LISTING_REUSE || listing.served_terms.contains(&term) {
+            listings.remove(key);
+            return None;
+        }
+        listing.served_terms.push(term);
+        let items = listing.items.clone();
+        if self.terms.iter().all(|t| listing.served_terms.contains(t)) {
+            listings.remove(key);
+        }
+        Some(items)
+    }
+
+    async fn fetch_advisor(
+        &self,
+        query: &Query<'_>,
+        creds: &AzureCredentials,
+    ) -> Result<Vec<Recommendation>, BackendError> {
+        let subscription = query.account.external_id.as_str();
+        let url = self.arm_url(
+            &["subscriptions", subscription, "providers", "Microsoft.Advisor", "recommendations"],
+            &format!("api-version={ADVISOR_API_VERSION}&$filter={}", encode("Category eq 'Cost'")),
+        );
+        let items = self.list_all(url, "Advisor cost recommendations", query, creds).await?;
+        map_advisor(&items, &self.terms, query.account).map_err(|err| {
+            BackendError(format!(
+                "Azure Advisor cost recommendations for subscription {subscription}: malformed answer: {err}"
+            ))
+        })
+    }
+}
+
+impl CloudBackend for AzureBackend {
+    fn provider(&self) -> Provider {
+        Provider::Azure
+    }
+
+    fn services(&self) -> &'static [&'static str] {
+        SERVICES
+    }
+
+    fn sweeps(&self, service: &'static str) -> Vec<Sweep> {
+        // Azure reservations cost the same paid upfront or monthly, and the
+        // recommendations carry no billing plan: one sweep per term, labelled
+        // Monthly (no upfront cost, the whole price spread over the term).
+        if service != ADVISOR {
+            return self
+                .terms
+                .iter()
+                .map(|&term_months| Sweep { term_months, payment: PaymentOption::Monthly })
+                .collect();
+        }
+        // Advisor answers once for every term; its savings are for
+        // three-year reservations where sold, so the sweep is labelled so
+        // (each recommendation keeps the term Advisor gives).
+        let term_months = if self.terms.contains(&36) { 36 } else { 12 };
+        vec![Sweep { term_months, payment: PaymentOption::Monthly }]
+    }
+
+    fn regions<'a>(
+        &'a self,
+        _account: &'a Account,
+        _calls: &'a RequestCount,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        // Subscription scope covers every region in one call.
+        futures_util::future::ready(Ok(None)).boxed()
+    }
+
+    fn is_regional(&self, _service: &'static str) -> bool {
+        false
+    }
+
+    fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
+        async move {
+            let creds = azure_credentials(query.account)?;
+            match reserved_resource_type(query.service) {
+                Some(resource_type) => self.fetch_reservations(&query, creds, resource_type).await,
+                None if query.service == ADVISOR => self.fetch_advisor(&query, creds).await,
+                None => Err(BackendError(format!("{:?} is not an Azure service", query.service))),
+            }
+        }
+        .boxed()
+    }
+}
+
+fn azure_credentials(account: &Account) -> Result<&AzureCredentials, BackendError> {
+    match &account.credentials {
+        Some(Credentials::Azure(creds)) => Ok(creds),
+        _ => Err(BackendError(format!(
+            "no Azure credentials registered for subscription {}: set tenant, client id and client secret reference \
+             with UpdateAccount",
+            account.external_id
+        ))),
+    }
+}
+
+/// The Consumption API's `properties/resourceType` of a reservation service.
+fn reserved_resource_type(service: &str) -> Option<&'static str> {
+    match service {
+        "virtual_machines" => Some("VirtualMachines"),
+        "sql_database" => Some("SQLDatabases"),
+        "cosmos_db" => Some("CosmosDB"),
+        "redis_cache" => Some("RedisCache"),
+        _ => None,
+    }
+}
+
+fn base_url(what: &str, text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text.trim_end_matches('/')).with_context(|| format!("Azure {what} {text:?}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || url.query().is_some() {
+        bail!("Azure {what} {text:?}: expected http(s)://host[:port]");
+    }
+    Ok(url)
+}
+
+/// Appends percent-encoded path segments.
+fn extend_path(url: &mut Url, segments: &[&str]) {
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+}
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn parse_grant(body: &str) -> Result<Grant, String> {
+    let doc: Value = serde_json::from_str(body).map_err(|err| format!("a token that is not JSON ({err})"))?;
+    let token = doc.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+    let token = token.ok_or("a token answer without access_token")?;
+    // v2.0 sends a number of seconds; v1.0 sent it as a string.
+    let expires_in = match doc.get("expires_in") {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let expires_in = expires_in.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(3600.0).min(86_400.0);
+    Ok(Grant { token: SecretString::from(token.to_string()), expires_in: Duration::from_secs_f64(expires_in) })
+}
+
+/// What an operator reads when Entra ID refuses the app: the client, the
+/// tenant, Entra's first line (`AADSTS…: reason`, without trace ids) and
+/// where the secret comes from, never the secret.
+fn refusal_message(creds: &AzureCredentials, status: u16, body: &str, secret: &SecretString) -> String {
+    let doc: Option<Value> = serde_json::from_str(body).ok();
+    let field = |name: &str| doc.as_ref().and_then(|d| d.get(name)).and_then(Value::as_str).map(str::to_owned);
+    let error = field("error").unwrap_or_else(|| format!("HTTP {status}"));
+    let description = field("error_description").unwrap_or_else(|| body.to_string());
+    let first_line: String = description.lines().next().unwrap_or("").trim().chars().take(300).collect();
+    format!(
+        "Entra ID refused client {} in tenant {} ({error}): {}; check the client secret behind {} (expired or \
+         replaced?) and that the app registration exists in that tenant",
+        creds.client_id,
+        creds.tenant_id,
+        redact(&first_line, secret),
+        creds.client_secret
+    )
+}
+
+fn redact(text: &str, secret: &SecretString) -> String {
+    let secret = secret.expose_secret();
+    if secret.is_empty() { text.to_string() } else { text.replace(secret, "[redacted]") }
+}
+
+/// ARM errors are `{"error": {"code", "message"}}`: keep the readable part.
+fn arm_error_text(body: &str) -> String {
+    let doc: Option<Value> = serde_json::from_str(body).ok();
+    let error = doc.as_ref().and_then(|d| d.get("error"));
+    let part = |name: &str| error.and_then(|e| e.get(name)).and_then(Value::as_str);
+    match (part("code"), part("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        _ => body.to_string(),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `P1Y` → 12, `P3Y` → 36; other terms are not swept.
+fn term_months(term: &str) -> Option<i32> {
+    match term.trim().to_ascii_uppercase().as_str() {
+        "P1Y" => Some(12),
+        "P3Y" => Some(36),
+        _ => None,
+    }
+}
+
+fn text<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
+    object.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn finite(value: Option<f64>, field: &str) -> Result<f64, String> {
+    value.filter(|v| v.is_finite()).ok_or_else(|| format!("{field} is not a finite number"))
+}
+
+fn number(object: &Map<String, Value>, field: &str) -> Result<f64, String> {
+    match object.get(field) {
+        Some(Value::Number(n)) => finite(n.as_f64(), field),
+        None | Some(Value::Null) => Err(format!("{field} is missing")),
+        Some(other) => Err(format!("{field} is {}, not a number", kind(other))),
+    }
+}
+
+fn ensure_usd(currency: &str, field: &str) -> Result<(), String> {
+    if currency.trim().eq_ignore_ascii_case("USD") {
+        Ok(())
+    } else {
+        Err(format!("{field} is in {currency}, and cudly stores USD amounts without converting currencies"))
+    }
+}
+
+/// An amount: a plain number (`legacy` kind, billing currency assumed USD)
+/// or `{currency, value}` (`modern` kind).
+fn amount(object: &Map<String, Value>, field: &str) -> Result<f64, String> {
+    match object.get(field) {
+        Some(Value::Object(money)) => {
+            if let Some(currency) = money.get("currency").and_then(Value::as_str) {
+                ensure_usd(currency, field)?;
+            }
+            number(money, "value").map_err(|err| format!("{field}.{err}"))
+        }
+        _ => number(object, field),
+    }
+}
+
+/// Monthly figures of one reservation recommendation.
+#[derive(Debug, PartialEq)]
+struct Monthly {
+    on_demand: f64,
+    with_reservation: f64,
+    savings: f64,
+    savings_percentage: f64,
+}
+
+/// ASSUMPTION (cost period): `costWithNoReservedInstances`,
+/// `totalCostWithReservedInstances` and `netSavings` are totals over the
+/// reservation TERM, not over the look-back period and not per month. The
+/// documented `modern` example (2023-05-01, billing profile, look-back 60
+/// days) lists the same SKU, quantity (35) and region for both terms: the
+/// pay-as-you-go cost is 93,208.86 for P1Y and 279,881.95 for P3Y (3.00×),
+/// and the reserved cost for P1Y is 60,655.00 = 35 × 1,733.00, a whole unit
+/// price. The same usage's on-demand cost would not depend on the term if it
+/// covered the look-back period; per vCore-hour it is $0.30 over a term and
+/// would be $1.85 over 60 days. (The `legacy` examples have zero costs with
+/// positive savings and cannot tell.) So each figure is divided by the
+/// term's months.
+fn monthly(term_months: i32, cost_without: f64, cost_with: f64, net_savings: f64) -> Monthly {
+    let months = f64::from(term_months.max(1));
+    let on_demand = cost_without / months;
+    let savings = net_savings / months;
+    let savings_percentage = if on_demand > 0.0 { savings / on_demand * 100.0 } else { 0.0 };
+    Monthly { on_demand, with_reservation: cost_with / months, savings, savings_percentage }
+}
+
+/// Maps the documented `value[]` of reservation recommendations (both kinds)
+/// to recommendations of one term; other terms are skipped.
+fn map_reservations(
+    items: &[Value],
+    term: i32,
+    service: &str,
+    account: &Account,
+) -> Result<Vec<Recommendation>, String> {
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |err: String| format!("recommendation {i}: {err}");
+        let item = item.as_object().ok_or_else(|| at(format!("is {}, not an object", kind(item))))?;
+        let props =
+            item.get("properties").and_then(Value::as_object).ok_or_else(|| at("properties is missing".into()))?;
+        let item_term = text(props, "term").ok_or_else(|| at("term is missing".into()))?;
+        if term_months(item_term) != Some(term) {
+            continue;
+        }
+        // `modern` puts location and SKU under properties, `legacy` on the item.
+        let region = text(props, "location").or_else(|| text(item, "location"));
+        let region = region.ok_or_else(|| at("location is missing".into()))?.to_ascii_lowercase();
+        let sku = text(props, "skuName").or_else(|| text(item, "sku")).or_else(|| text(props, "normalizedSize"));
+        let sku = sku.ok_or_else(|| at("skuName (or sku) is missing".into()))?;
+        let quantity = number(props, "recommendedQuantity").map_err(at)?;
+        let cost_without = amount(props, "costWithNoReservedInstances").map_err(at)?;
+        let cost_with = amount(props, "totalCostWithReservedInstances").map_err(at)?;
+        let net_savings = amount(props, "netSavings").map_err(at)?;
+        let m = monthly(term, cost_without, cost_with, net_savings);
+        out.push(Recommendation {
+            provider: Provider::Azure,
+            account_id: account.external_id.clone(),
+            account_name: account.display_name.clone(),
+            service: service.to_string(),
+            region,
+            resource_type: sku.to_string(),
+            // Azure reservations cover compute only, whatever the OS.
+            platform: String::new(),
+            commitment_type: CommitmentType::ReservedInstance,
+            term_months: term,
+            payment_option: PaymentOption::Monthly,
+            recommended_count: quantity,
+            upfront_cost: 0.0,
+            // What the usage costs per month with the reservation bought
+            // (its price plus any usage it leaves uncovered).
+            recurring_monthly_cost: m.with_reservation,
+            on_demand_monthly_cost: m.on_demand,
+            estimated_monthly_savings: m.savings,
+            savings_percentage: m.savings_percentage,
+            break_even_months: 0.0,
+        });
+    }
+    Ok(out)
+}
+
+/// A number Advisor sent as text (its extended properties are strings).
+fn advisor_number(ext: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
+    let value = match ext.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(other) => return Err(format!("extendedProperties.{field} is {}, not a number", kind(other))),
+    };
+    finite(value, &format!("extendedProperties.{field}")).map(Some)
+}
+
+/// Maps Advisor cost recommendations that describe a commitment purchase.
+///
+/// Kept, conservatively: category Cost; `extendedProperties.term` of P1Y or
+/// P3Y among the configured terms; a reservation (`reservedResourceType`, or
+/// `vmSize` for the virtual-machine kind) or a savings plan (SKU
+/// `Compute_Savings_Plan`); a savings figure, `annualSavingsAmount` (÷ 12)
+/// or else `savingsAmount` (taken as monthly); USD. Skipped: everything else
+/// (right-sizing, shutdown, …), and reservations of the four resource types
+/// the reservation services collect, which Advisor copies from the same
+/// engine (its single-subscription, three-year figures). Advisor gives the
+/// savings only: on-demand and recurring cost and the percentage are 0
+/// (unknown). `platform` names the reserved product, `region` is empty for
+/// savings plans.
+fn map_advisor(items: &[Value], terms: &[i32], account: &Account) -> Result<Vec<Recommendation>, String> {
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = |err: String| format!("recommendation {i}: {err}");
+        let props =
+            item.get("properties").and_then(Value::as_object).ok_or_else(|| at("properties is missing".into()))?;
+        if text(props, "category").is_some_and(|c| !c.eq_ignore_ascii_case("Cost")) {
+            continue;
+        }
+        let Some(ext) = props.get("extendedProperties").and_then(Value::as_object) else { continue };
+        let Some(term) = text(ext, "term").and_then(term_months).filter(|t| terms.contains(t)) else { continue };
+        let sku = text(ext, "sku").or_else(|| text(ext, "vmSize")).or_else(|| text(ext, "displaySKU"));
+        let reserved = text(ext, "reservedResourceType").or_else(|| text(ext, "vmSize").map(|_| "VirtualMachines"));
+        let squash = |s: &str| s.to_ascii_lowercase().replace(['_', ' ', '-'], "");
+        let savings_plan = sku.into_iter().chain(reserved).any(|s| squash(s).contains("savingsplan"));
+        if !savings_plan {
+            match reserved {
+                None => continue,
+                Some(r)
+                    if SERVICES.iter().filter_map(|s| reserved_resource_type(s)).any(|t| t.eq_ignore_ascii_case(r)) =>
+                {
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        let savings = match advisor_number(ext, "annualSavingsAmount").map_err(at)? {
+            Some(annual) => annual / 12.0,
+            None => match advisor_number(ext, "savingsAmount").map_err(at)? {
+                Some(monthly) => monthly,
+                None => continue,
+            },
+        };
+        if let Some(currency) = text(ext, "savingsCurrency") {
+            ensure_usd(currency, "extendedProperties.savingsCurrency").map_err(at)?;
+        }
+        let count = ["targetResourceCount", "qty", "displayQty"]
+            .iter()
+            .find_map(|f| advisor_number(ext, f).ok().flatten())
+            .unwrap_or(0.0);
+        let region = text(ext, "region").or_else(|| text(ext, "location")).unwrap_or("").to_ascii_lowercase();
+        let (commitment_type, platform) = if savings_plan {
+            (CommitmentType::SavingsPlan, String::new())
+        } else {
+            (CommitmentType::ReservedInstance, reserved.unwrap_or("").to_string())
+        };
+        let resource_type = sku.or(reserved).unwrap_or("Compute_Savings_Plan").to_string();
+        out.push(Recommendation {
+            provider: Provider::Azure,
+            account_id: account.external_id.clone(),
+            account_name: account.display_name.clone(),
+            service: ADVISOR.to_string(),
+            region,
+            resource_type,
+            platform,
+            commitment_type,
+            term_months: term,
+            payment_option: PaymentOption::Monthly,
+            recommended_count: count,
+            upfront_cost: 0.0,
+            recurring_monthly_cost: 0.0,
+            on_demand_monthly_cost: 0.0,
+            estimated_monthly_savings: savings,
+            savings_percentage: 0.0,
+            break_even_months: 0.0,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::credentials::SecretRef;
+    use crate::providers::calls::{RateLimiter, RetryPolicy};
+
+    fn account() -> Account {
+        Account {
+            provider: Provider::Azure,
+            external_id: "c6aa8a01-a744-44a7-a4f1-caad17512f27".into(),
+            display_name: "Payments prod".into(),
+            credentials: None,
+        }
+    }
+
+    fn config(management_url: &str) -> AzureConfig {
+        AzureConfig {
+            management_url: management_url.into(),
+            login_url: AzureConfig::DEFAULT_LOGIN_URL.into(),
+            lookback_days: 30,
+            terms: vec![36, 12],
+            limits: CallLimits { limiter: RateLimiter::new(10.0, 1), retry: RetryPolicy::default() },
+        }
+    }
+
+    /// The two items of the documented `modern` example (billing profile,
+    /// 2023-05-01), which differ only in term.
+    fn modern(term: &str, without: f64, with: f64, savings: f64) -> Value {
+        json!({
+            "id": "/providers/Microsoft.Billing/billingAccounts/123456/billingProfiles/6420/providers/\
+                   Microsoft.Consumption/reservationRecommendations/00000000-0000-0000-0000-000000000000",
+            "name": "00000000-0000-0000-0000-000000000000",
+            "type": "Microsoft.Consumption/reservationRecommendations",
+            "kind": "modern",
+            "properties": {
+                "costWithNoReservedInstances": {"currency": "USD", "value": without},
+                "firstUsageDate": "2022-08-22T00:00:00Z",
+                "instanceFlexibilityGroup": "NA",
+                "instanceFlexibilityRatio": 1,
+                "location": "westus2",
+                "lookBackPeriod": 60,
+                "meterId": "30f7049a-b092-42f4-9173-9ec31ab945ad",
+                "netSavings": {"currency": "USD", "value": savings},
+                "normalizedSize": "SQLDB_BC_Compute_Gen5",
+                "recommendedQuantity": 35,
+                "recommendedQuantityNormalized": 35,
+                "resourceType": "sqldatabases",
+                "scope": "Single",
+                "skuName": "SQLDB_BC_Compute_Gen5",
+                "skuProperties": null,
+                "subscriptionId": "c6aa8a01-a744-44a7-a4f1-caad17512f27",
+                "term": term,
+                "totalCostWithReservedInstances": {"currency": "USD", "value": with}
+            }
+        })
+    }
+
+    fn documented_modern_items() -> Vec<Value> {
+        vec![
+            modern("P3Y", 279881.9457795231, 126115.06849314792, 153766.87728637524),
+            modern("P1Y", 93208.8596802244, 60654.99999999984, 32553.85968022456),
+        ]
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn term_totals_become_monthly_figures_and_both_terms_price_the_same_usage_alike() {
+        let items = documented_modern_items();
+        let one = map_reservations(&items, 12, "sql_database", &account()).unwrap();
+        let three = map_reservations(&items, 36, "sql_database", &account()).unwrap();
+        assert_eq!((one.len(), three.len()), (1, 1), "each sweep keeps its own term");
+        let (one, three) = (&one[0], &three[0]);
+        assert!(close(one.on_demand_monthly_cost, 93208.8596802244 / 12.0), "{one:?}");
+        assert!(close(one.recurring_monthly_cost, 60654.99999999984 / 12.0));
+        assert!(close(one.estimated_monthly_savings, 32553.85968022456 / 12.0));
+        assert!(close(one.savings_percentage, 32553.85968022456 / 93208.8596802244 * 100.0));
+        // The assumption under test: over the term, the same usage costs the
+        // same per month on demand whichever term is asked (within 0.3 %).
+        // Over the look-back period the 3-year figure would be 3x the 1-year.
+        let ratio = three.on_demand_monthly_cost / one.on_demand_monthly_cost;
+        assert!((0.997..1.003).contains(&ratio), "{ratio}");
+        assert!(three.savings_percentage > one.savings_percentage, "3 years buy a deeper discount");
+        assert_eq!((one.upfront_cost, one.break_even_months), (0.0, 0.0), "paid monthly");
+        assert_eq!(one.payment_option, PaymentOption::Monthly);
+        assert_eq!((one.region.as_str(), one.resource_type.as_str()), ("westus2", "SQLDB_BC_Compute_Gen5"));
+        assert_eq!((one.recommended_count, one.term_months), (35.0, 12));
+        assert_eq!(
+            (one.account_id.as_str(), one.account_name.as_str()),
+            (account().external_id.as_str(), "Payments prod")
+        );
+        assert!(one.has_finite_amounts() && three.has_finite_amounts());
+    }
+
+    #[test]
+    fn the_legacy_kind_keeps_sku_and_location_on_the_item() {
+        let legacy = json!({
+            "id": "subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Consumption/\
+                   reservationRecommendations/reservationRecommendations1",
+            "name": "reservationRecommendations1",
+            "type": "Microsoft.Consumption/reservationRecommendations",
+            "sku": "Standard_DS1_v2",
+            "location": "northeurope",
+            "kind": "legacy",
+            "properties": {
+                "lookBackPeriod": "Last7Days",
+                "meterId": "00000000-0000-0000-0000-000000000000",
+                "term": "P1Y",
+                "costWithNoReservedInstances": 1200.0,
+                "recommendedQuantity": 2,
+                "totalCostWithReservedInstances": 840.0,
+                "netSavings": 360.0,
+                "firstUsageDate": "2018-03-06T00:00:00Z",
+                "scope": "Single",
+                "subscriptionId": "00000000-0000-0000-0000-000000000000"
+            }
+        });
+        let recs = map_reservations(&[legacy], 12, "virtual_machines", &account()).unwrap();
+        let rec = &recs[0];
+        assert_eq!((rec.region.as_str(), rec.resource_type.as_str()), ("northeurope", "Standard_DS1_v2"));
+        assert_eq!(rec.service, "virtual_machines");
+        assert_eq!((rec.on_demand_monthly_cost, rec.recurring_monthly_cost), (100.0, 70.0));
+        assert_eq!((rec.estimated_monthly_savings, rec.savings_percentage), (30.0, 30.0));
+    }
+
+    #[test]
+    fn no_on_demand_cost_gives_zero_percent_rather_than_nan() {
+        let m = monthly(12, 0.0, 0.0, 4.634521202630137);
+        assert_eq!(m.savings_percentage, 0.0);
+        assert!(m.savings.is_finite());
+    }
+
+    #[test]
+    fn malformed_items_are_errors_naming_the_field_never_panics() {
+        let mut wrong_currency = modern("P1Y", 10.0, 5.0, 5.0);
+        wrong_currency["properties"]["netSavings"]["currency"] = json!("EUR");
+        let err = map_reservations(&[wrong_currency], 12, "sql_database", &account()).unwrap_err();
+        assert!(err.contains("netSavings is in EUR"), "{err}");
+        let mut object_amount = modern("P1Y", 10.0, 5.0, 5.0);
+        object_amount["properties"]["costWithNoReservedInstances"] = json!({"amount": 3});
+        let err = map_reservations(&[object_amount], 12, "sql_database", &account()).unwrap_err();
+        assert!(err.contains("recommendation 0: costWithNoReservedInstances.value is missing"), "{err}");
+        let mut no_term = modern("P1Y", 10.0, 5.0, 5.0);
+        no_term["properties"].as_object_mut().unwrap().remove("term");
+        assert!(map_reservations(&[no_term], 12, "sql_database", &account()).unwrap_err().contains("term is missing"));
+        let err = map_reservations(&[json!("oops")], 12, "sql_database", &account()).unwrap_err();
+        assert!(err.contains("is a string, not an object"), "{err}");
+        let mut text_quantity = modern("P1Y", 10.0, 5.0, 5.0);
+        text_quantity["properties"]["recommendedQuantity"] = json!("lots");
+        let err = map_reservations(&[text_quantity], 12, "sql_database", &account()).unwrap_err();
+        assert!(err.contains("recommendedQuantity is a string"), "{err}");
+    }
+
+    fn advisor(ext: Value) -> Value {
+        json!({
+            "id": "/subscriptions/c6aa8a01-a744-44a7-a4f1-caad17512f27/providers/Microsoft.Advisor/recommendations/r",
+            "name": "r",
+            "type": "Microsoft.Advisor/recommendations",
+            "properties": {
+                "category": "Cost",
+                "impact": "High",
+                "impactedField": "Microsoft.Subscriptions/subscriptions",
+                "impactedValue": "c6aa8a01-a744-44a7-a4f1-caad17512f27",
+                "lastUpdated": "2024-05-01T00:00:00Z",
+                "shortDescription": {"problem": "Buy reserved capacity", "solution": "Buy reserved capacity"},
+                "extendedProperties": ext
+            }
+        })
+    }
+
+    #[test]
+    fn advisor_keeps_only_the_purchases_the_reservation_services_do_not_collect() {
+        let items = vec![
+            // Kept: App Service reserved capacity, annual savings.
+            advisor(json!({
+                "reservedResourceType": "AppService", "sku": "P1v3", "displaySKU": "Premium v3 P1v3",
+                "region": "westeurope", "qty": "4", "term": "P3Y", "lookbackPeriod": "30",
+                "annualSavingsAmount": "1200", "savingsCurrency": "USD", "scope": "Single"
+            })),
+            // Skipped: a VM reservation, which virtual_machines collects.
+            advisor(json!({
+                "vmSize": "Standard_D2s_v3", "location": "eastus", "targetResourceCount": "3", "term": "P3Y",
+                "annualSavingsAmount": "2400", "savingsCurrency": "USD"
+            })),
+            // Skipped: right-sizing is not a purchase.
+            advisor(json!({"currentSku": "Standard_D8s_v3", "targetSku": "Standard_D4s_v3", "savingsAmount": "90"})),
+            // Kept: a savings plan, monthly savings.
+            advisor(json!({
+                "sku": "Compute_Savings_Plan", "term": "P1Y", "savingsAmount": "50.5", "savingsCurrency": "USD"
+            })),
+            // Skipped: a term not configured.
+            advisor(json!({"reservedResourceType": "MySQL", "term": "P5Y", "annualSavingsAmount": "100"})),
+            // Skipped: not a cost recommendation.
+            json!({"properties": {"category": "Security", "extendedProperties": {"term": "P1Y"}}}),
+        ];
+        let recs = map_advisor(&items, &[12, 36], &account()).unwrap();
+        assert_eq!(recs.len(), 2, "{recs:#?}");
+        let app = &recs[0];
+        assert_eq!((app.service.as_str(), app.commitment_type), ("advisor", CommitmentType::ReservedInstance));
+        assert_eq!(
+            (app.resource_type.as_str(), app.platform.as_str(), app.region.as_str()),
+            ("P1v3", "AppService", "westeurope")
+        );
+        assert_eq!((app.term_months, app.recommended_count, app.estimated_monthly_savings), (36, 4.0, 100.0));
+        let plan = &recs[1];
+        assert_eq!(
+            (plan.commitment_type, plan.term_months, plan.estimated_monthly_savings),
+            (CommitmentType::SavingsPlan, 12, 50.5)
+        );
+        assert!(recs.iter().all(Recommendation::has_finite_amounts));
+        let euros = advisor(json!({
+            "reservedResourceType": "AppService", "term": "P1Y", "annualSavingsAmount": "12",
+            "savingsCurrency": "EUR"
+        }));
+        assert!(map_advisor(&[euros], &[12], &account()).unwrap_err().contains("in EUR"));
+        let garbled =
+            advisor(json!({"reservedResourceType": "AppService", "term": "P1Y", "annualSavingsAmount": "lots"}));
+        assert!(
+            map_advisor(&[garbled], &[12], &account())
+                .unwrap_err()
+                .contains("annualSavingsAmount is not a finite number")
+        );
+    }
+
+    #[test]
+    fn entra_refusals_name_the_client_tenant_and_reference_never_the_secret() {
+        let creds = AzureCredentials {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            client_id: "8a3f2c1e-0000-4000-8000-000000000001".into(),
+            client_secret: SecretRef::Env("AZURE_SECRET_PAYMENTS".into()),
+        };
+        let secret = SecretString::from("s3cr3t-Value~x".to_string());
+        let body = json!({
+            "error": "invalid_client",
+            "error_description":
+                "AADSTS7000215: Invalid client secret provided (got s3cr3t-Value~x).\r\nTrace ID: 1\r\nCorrelation: 2",
+            "error_codes": [7000215]
+        })
+        .to_string();
+        let message = refusal_message(&creds, 401, &body, &secret);
+        assert!(
+            message.starts_with("Entra ID refused client 8a3f2c1e-0000-4000-8000-000000000001 in tenant 72f988bf"),
+            "{message}"
+        );
+        assert!(message.contains("(invalid_client): AADSTS7000215: Invalid client secret provided"), "{message}");
+        assert!(message.contains("env:AZURE_SECRET_PAYMENTS"), "{message}");
+        assert!(!message.contains("s3cr3t") && !message.contains("Trace ID"), "{message}");
+    }
+
+    #[test]
+    fn the_configuration_is_checked_at_start() {
+        assert!(AzureBackend::new(config(AzureConfig::DEFAULT_MANAGEMENT_URL)).is_ok());
+        let err = |c: AzureConfig| AzureBackend::new(c).err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(err(AzureConfig { lookback_days: 14, ..config("https://management.azure.com") }).contains("14 days"));
+        assert!(err(AzureConfig { terms: vec![24], ..config("https://management.azure.com") }).contains("[24]"));
+        assert!(err(AzureConfig { terms: vec![], ..config("https://management.azure.com") }).contains("terms"));
+        assert!(err(config("management.azure.com")).contains("management URL"));
+        assert!(err(config("ftp://management.azure.com")).contains("http(s)"));
+    }
+
+    #[test]
+    fn next_links_are_followed_on_the_management_host_only() {
+        let backend = AzureBackend::new(config("https://management.azure.com/")).unwrap();
+        let link = "https://management.azure.com/subscriptions/x/providers/Microsoft.Consumption/\
+                    reservationRecommendations?api-version=2023-05-01&$skiptoken=AQAAAA%3D%3D&";
+        assert_eq!(backend.next_link(link).unwrap().as_str(), link);
+        let err = backend.next_link("https://evil.example/steal?$skiptoken=1").unwrap_err();
+        assert!(err.contains("evil.example") && err.contains("only https://management.azure.com"), "{err}");
+        assert!(backend.next_link("http://management.azure.com/x").is_err(), "a scheme change is another origin");
+        let page = backend.parse_page(r#"{"value": [], "nextLink": null}"#).unwrap();
+        assert!(page.items.is_empty() && page.next.is_none());
+        assert!(backend.parse_page(r#"{"value": "oops"}"#).unwrap_err().contains("`value` is a string"));
+        assert!(backend.parse_page("<html>").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn urls_and_filters_are_encoded_and_sweeps_follow_the_terms() {
+        let backend = AzureBackend::new(config("https://management.azure.com")).unwrap();
+        let url = backend.arm_url(
+            &["subscriptions", "a b/c", "providers", "Microsoft.Advisor", "recommendations"],
+            &format!("api-version=2023-01-01&$filter={}", encode("Category eq 'Cost'")),
+        );
+        assert_eq!(
+            url.as_str(),
+            "https://management.azure.com/subscriptions/a%20b%2Fc/providers/Microsoft.Advisor/recommendations\
+             ?api-version=2023-01-01&$filter=Category%20eq%20%27Cost%27"
+        );
+        let monthly = |t| Sweep { term_months: t, payment: PaymentOption::Monthly };
+        assert_eq!(backend.sweeps("cosmos_db"), vec![monthly(12), monthly(36)]);
+        assert_eq!(backend.sweeps("advisor"), vec![monthly(36)]);
+        assert_eq!(backend.services(), SERVICES);
+    }
+
+    #[tokio::test]
+    async fn an_account_without_azure_credentials_fails_with_what_to_do() {
+        let backend = AzureBackend::new(config("https://management.azure.com")).unwrap();
+        let calls = RequestCount::new();
+        let account = account();
+        let query = Query {
+            account: &account,
+            service: "virtual_machines",
+            region: None,
+            sweep: backend.sweeps("virtual_machines")[0],
+            calls: &calls,
+        };
+        let err = backend.fetch(query).await.unwrap_err();
+        assert!(
+            err.0.contains("no Azure credentials registered for subscription c6aa8a01")
+                && err.0.contains("UpdateAccount"),
+            "{err}"
+        );
+        assert_eq!(calls.get(), (0, 0), "nothing was asked of Azure");
+        assert_eq!(backend.regions(&account, &calls).await.unwrap(), None);
+    }
+}
