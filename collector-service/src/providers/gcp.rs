@@ -1,1 +1,1320 @@
-//! GCP: Recommender API commitment recommendations over REST.
+//! GCP: committed-use-discount (CUD) recommendations from the Recommender
+//! REST API (v1), with Compute Engine's region list.
+//!
+//! - `compute`: `google.compute.commitment.UsageCommitmentRecommender`, per
+//!   project and region (resource-based commitments: vCPU, memory,
+//!   accelerators).
+//! - `cloud_sql`, `memorystore`: `google.cloudbilling.commitment.
+//!   SpendBasedCommitmentRecommender`, one list per billing account (the
+//!   account's `billing_account_id`), split by the service each
+//!   recommendation names. A project without a billing account id has no
+//!   spend-based recommendations to collect: those services return nothing
+//!   (logged at debug), they do not fail. Spend-based recommendations are
+//!   attributed to the billing account (`account_id` = its id), not to the
+//!   project: several projects share one billing account, and the same
+//!   commitment counted once per project would multiply the savings.
+//!
+//! Every request (tokens included) goes through the provider's
+//! [`CallLimits`]. Lists are asked for `stateInfo.state = ACTIVE` and
+//! non-ACTIVE entries are dropped again on arrival; pages are followed to
+//! the end. One list answers both terms (and, for a billing account, both
+//! services): it is cached for [`LIST_CACHE_TTL`] per (credentials, parent),
+//! bounded, so that a run asks the Recommender once per (project, region)
+//! and once per billing account, within its 100 reads a minute.
+//!
+//! Amounts: the recommendation's `primaryImpact.costProjection` is the net
+//! cost over `duration`, negative for a saving. It is scaled to an average
+//! month of 730 hours (8760 / 12, the month the other clouds' monthly
+//! figures use; a 30-day projection understates it by 1.4 %). The
+//! Recommender gives only the net saving, not the on-demand or commitment
+//! cost: those are derived from the nominal discount of the service and
+//! term ([`nominal_discount`]), so `savings_percentage` is that nominal
+//! rate. Billing accounts in another currency than USD fail the sweep (the
+//! CUD recommender only serves USD billing accounts).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
+use super::http::{classify, client, send_error};
+use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
+use crate::credentials::{Credentials, SecretRef};
+use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+
+const USAGE_RECOMMENDER: &str = "google.compute.commitment.UsageCommitmentRecommender";
+const SPEND_RECOMMENDER: &str = "google.cloudbilling.commitment.SpendBasedCommitmentRecommender";
+const SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
+const ACTIVE_FILTER: &str = "stateInfo.state = ACTIVE";
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// An average month: 8760 hours a year / 12.
+const SECONDS_PER_MONTH: f64 = 730.0 * 3600.0;
+/// A token is renewed this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+/// How long a fetched recommendation list is reused. A run asks for the
+/// same list once per term within moments; a minute covers that without
+/// letting the next run (a user's refresh) see an old list.
+pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Entries of each cache before unused ones are dropped.
+const CACHE_CAPACITY: usize = 4096;
+/// A list longer than this is a server looping on its page tokens.
+const MAX_PAGES: usize = 1000;
+
+/// Where and how the GCP backend calls.
+#[derive(Debug)]
+pub struct GcpConfig {
+    /// The Recommender API's base URL.
+    pub recommender_url: String,
+    /// The Compute Engine API's base URL (region lists).
+    pub compute_url: String,
+    /// The metadata server, for projects without a service-account key.
+    pub metadata_url: String,
+    /// Shared by every project: keep it within the Recommender's 100 reads
+    /// a minute ([`GcpConfig::default_limits`]).
+    pub limits: CallLimits,
+}
+
+impl GcpConfig {
+    /// Production Recommender endpoint.
+    pub const DEFAULT_RECOMMENDER_URL: &'static str = "https://recommender.googleapis.com";
+    /// Production Compute Engine endpoint.
+    pub const DEFAULT_COMPUTE_URL: &'static str = "https://compute.googleapis.com";
+    /// The metadata server as seen from a GCP workload.
+    pub const DEFAULT_METADATA_URL: &'static str = "http://metadata.google.internal";
+
+    /// The production endpoints, with `limits`.
+    pub fn new(limits: CallLimits) -> Self {
+        GcpConfig {
+            recommender_url: Self::DEFAULT_RECOMMENDER_URL.to_string(),
+            compute_url: Self::DEFAULT_COMPUTE_URL.to_string(),
+            metadata_url: Self::DEFAULT_METADATA_URL.to_string(),
+            limits,
+        }
+    }
+
+    /// 90 requests a minute in bursts of at most 5, the default retries:
+    /// under the Recommender's default quota of 100 reads a minute with room
+    /// for token and region requests.
+    pub fn default_limits() -> CallLimits {
+        CallLimits { limiter: RateLimiter::new(1.5, 5), retry: RetryPolicy::default() }
+    }
+}
+
+/// Live GCP recommendations, over REST.
+pub struct GcpBackend {
+    recommender_url: Url,
+    compute_url: Url,
+    metadata_url: Url,
+    limits: CallLimits,
+    http: reqwest::Client,
+    tokens: Cache<SecretString>,
+    lists: Cache<Arc<Vec<ApiRecommendation>>>,
+    list_ttl: Duration,
+}
+
+impl std::fmt::Debug for GcpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpBackend").field("recommender_url", &self.recommender_url.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl GcpBackend {
+    /// A backend calling the configured endpoints; fails on a URL that is
+    /// not http(s).
+    pub fn new(config: GcpConfig) -> anyhow::Result<Self> {
+        Ok(GcpBackend {
+            recommender_url: base_url("recommender_url", &config.recommender_url)?,
+            compute_url: base_url("compute_url", &config.compute_url)?,
+            metadata_url: base_url("metadata_url", &config.metadata_url)?,
+            limits: config.limits,
+            http: client()?,
+            tokens: Cache::default(),
+            lists: Cache::default(),
+            list_ttl: LIST_CACHE_TTL,
+        })
+    }
+
+    /// Reuses a fetched recommendation list for `ttl` instead of
+    /// [`LIST_CACHE_TTL`] (zero: never).
+    pub fn with_list_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.list_ttl = ttl;
+        self
+    }
+
+    /// An access token for the account's credentials, fetched once per
+    /// credential source until shortly before it expires.
+    async fn token(&self, account: &Account, calls: &RequestCount) -> Result<Auth, BackendError> {
+        let source = token_source(account)?;
+        let key = match &source {
+            TokenSource::Metadata => "metadata".to_string(),
+            TokenSource::Key(secret) => format!("key:{secret}"),
+        };
+        let what = format!("GCP token for project {}", account.external_id);
+        let token = self
+            .tokens
+            .get_or_fetch(&key, || async {
+                match &source {
+                    TokenSource::Metadata => self.metadata_token(&what, calls).await,
+                    TokenSource::Key(secret) => self.key_token(secret, &what, calls).await,
+                }
+            })
+            .await?;
+        Ok(Auth { cache_key: key, token })
+    }
+
+    async fn metadata_token(&self, what: &str, calls: &RequestCount) -> Result<(SecretString, Instant), BackendError> {
+        let url = endpoint(
+            &self.metadata_url,
+            &["computeMetadata", "v1", "instance", "service-accounts", "default", "token"],
+        );
+        let hint = "the metadata server has no usable default service account: attach one to the collector's \
+                    workload, or set a service_account_key for this project";
+        self.limits
+            .call(calls, what, || async {
+                let answer =
+                    self.http.get(url.clone()).header("Metadata-Flavor", "Google").send().await.map_err(|e| {
+                        CallError::Transient(format!(
+                            "metadata server unreachable ({e}); outside GCP, set a service_account_key for this project"
+                        ))
+                    })?;
+                token_answer(answer, hint).await
+            })
+            .await
+    }
+
+    async fn key_token(
+        &self,
+        secret: &SecretRef,
+        what: &str,
+        calls: &RequestCount,
+    ) -> Result<(SecretString, Instant), BackendError> {
+        let key = read_key(secret).map_err(|e| BackendError(format!("{what}: {e}")))?;
+        let hint = format!("check the service-account key {secret}: it may be deleted, disabled or malformed");
+        self.limits
+            .call(calls, what, || async {
+                // Signed per attempt: `iat` must be fresh.
+                let assertion = key.assertion().map_err(CallError::Permanent)?;
+                let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
+                let answer = self.http.post(key.token_uri.clone()).form(&form).send().await.map_err(send_error)?;
+                token_answer(answer, &hint).await
+            })
+            .await
+    }
+
+    /// The ACTIVE recommendations of one parent, every page, cached.
+    async fn recommendations(
+        &self,
+        query: &Query<'_>,
+        scope: &Scope<'_>,
+    ) -> Result<Arc<Vec<ApiRecommendation>>, BackendError> {
+        let auth = self.token(query.account, query.calls).await?;
+        let key = format!("{}|{}", auth.cache_key, scope.segments()[1..].join("/"));
+        self.lists
+            .get_or_fetch(&key, || async {
+                let list = ListCall {
+                    calls: query.calls,
+                    what: scope.what(),
+                    hint: scope.hint(),
+                    auth: &auth,
+                    base: &self.recommender_url,
+                    segments: &scope.segments(),
+                    filter: Some(ACTIVE_FILTER),
+                };
+                let pages =
+                    self.pages(&list, |page: RecommendationPage| (page.recommendations, page.next_page_token)).await?;
+                Ok((Arc::new(pages), Instant::now() + self.list_ttl))
+            })
+            .await
+    }
+
+    /// Follows `nextPageToken` to the end, collecting what `items` takes
+    /// out of each page.
+    async fn pages<P: DeserializeOwned, T>(
+        &self,
+        list: &ListCall<'_>,
+        items: impl Fn(P) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, BackendError> {
+        let mut out = Vec::new();
+        let mut page_token: Option<String> = None;
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let mut url = endpoint(list.base, list.segments);
+            let pairs: Vec<String> = list
+                .filter
+                .map(|f| ("filter", f))
+                .into_iter()
+                .chain(page_token.as_deref().map(|t| ("pageToken", t)))
+                .map(|(k, v)| format!("{k}={}", encode_query_value(v)))
+                .collect();
+            if !pairs.is_empty() {
+                url.set_query(Some(&pairs.join("&")));
+            }
+            let page: P = self.get_json(list, url).await?;
+            let (found, next) = items(page);
+            out.extend(found);
+            match next.filter(|t| !t.is_empty()) {
+                None => return Ok(out),
+                Some(next) if !seen.insert(next.clone()) => {
+                    return Err(BackendError(format!(
+                        "{}: the API repeated a page token; the list is incomplete",
+                        list.what
+                    )));
+                }
+                Some(next) => page_token = Some(next),
+            }
+        }
+        Err(BackendError(format!("{}: more than {MAX_PAGES} pages; the list is incomplete", list.what)))
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, list: &ListCall<'_>, url: Url) -> Result<T, BackendError> {
+        let auth = list.auth;
+        self.limits
+            .call(list.calls, &list.what, || async {
+                let answer = self
+                    .http
+                    .get(url.clone())
+                    .bearer_auth(auth.token.expose_secret())
+                    .send()
+                    .await
+                    .map_err(send_error)?;
+                let status = answer.status();
+                if !status.is_success() {
+                    if status == reqwest::StatusCode::UNAUTHORIZED {
+                        // A revoked or expired token: the next call fetches a new one.
+                        self.tokens.forget(&auth.cache_key);
+                    }
+                    return Err(failure(answer, &list.hint).await);
+                }
+                let body = answer.bytes().await.map_err(send_error)?;
+                serde_json::from_slice(&body).map_err(|e| CallError::Permanent(format!("malformed answer: {e}")))
+            })
+            .await
+    }
+
+    async fn fetch_compute(&self, query: &Query<'_>) -> Result<Vec<Recommendation>, BackendError> {
+        let project = query.account.external_id.as_str();
+        let region = query.region.ok_or_else(|| {
+            BackendError(format!("GCP compute recommendations for project {project}: no region given"))
+        })?;
+        let scope = Scope::Project { project, region };
+        let list = self.recommendations(query, &scope).await?;
+        let owner = Owner { id: project.to_string(), name: query.account.display_name.clone() };
+        self.priced(query, &scope, &list, region, &owner)
+    }
+
+    async fn fetch_spend_based(&self, query: &Query<'_>) -> Result<Vec<Recommendation>, BackendError> {
+        let project = query.account.external_id.as_str();
+        let Some(billing) = billing_account(query.account) else {
+            tracing::debug!(project, service = query.service, "no billing account id: no spend-based recommendations");
+            return Ok(Vec::new());
+        };
+        let scope = Scope::Billing { id: &billing, project };
+        let list = self.recommendations(query, &scope).await?;
+        let owner = Owner { id: billing.clone(), name: format!("GCP billing account {billing}") };
+        self.priced(query, &scope, &list, "global", &owner)
+    }
+
+    /// Maps the list's recommendations of `query.service` and its term.
+    fn priced(
+        &self,
+        query: &Query<'_>,
+        scope: &Scope<'_>,
+        list: &[ApiRecommendation],
+        default_region: &str,
+        owner: &Owner,
+    ) -> Result<Vec<Recommendation>, BackendError> {
+        let mut out: Vec<Recommendation> = Vec::new();
+        for rec in list {
+            let mapped = map_recommendation(rec, query.service, default_region)
+                .map_err(|problem| BackendError(format!("{}: recommendation {}: {problem}", scope.what(), rec.name)))?;
+            let Some(m) = mapped.filter(|m| m.term_months == query.sweep.term_months) else { continue };
+            let rec = m.into_recommendation(query, owner);
+            // Alternatives (stable-usage and optimal, one xorGroup) share a
+            // natural key: keep the larger saving.
+            match out.iter_mut().find(|r| r.region == rec.region && r.resource_type == rec.resource_type) {
+                Some(kept) if kept.estimated_monthly_savings >= rec.estimated_monthly_savings => {}
+                Some(kept) => *kept = rec,
+                None => out.push(rec),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CloudBackend for GcpBackend {
+    fn provider(&self) -> Provider {
+        Provider::Gcp
+    }
+
+    fn services(&self) -> &'static [&'static str] {
+        SERVICES
+    }
+
+    fn sweeps(&self, _service: &'static str) -> Vec<Sweep> {
+        [12, 36].into_iter().map(|term_months| Sweep { term_months, payment: PaymentOption::Monthly }).collect()
+    }
+
+    fn regions<'a>(
+        &'a self,
+        account: &'a Account,
+        calls: &'a RequestCount,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        async move {
+            let project = account.external_id.as_str();
+            let auth = self.token(account, calls).await?;
+            let list = ListCall {
+                calls,
+                what: format!("GCP regions for project {project}"),
+                hint: format!(
+                    "enable the Compute Engine API (compute.googleapis.com) on project {project} and grant the \
+                     collector's service account a role with compute.regions.list there (e.g. roles/compute.viewer)"
+                ),
+                auth: &auth,
+                base: &self.compute_url,
+                segments: &["compute", "v1", "projects", project, "regions"],
+                filter: None,
+            };
+            let mut names = self
+                .pages(&list, |page: RegionPage| {
+                    (page.items.into_iter().map(|r| r.name).collect(), page.next_page_token)
+                })
+                .await?;
+            names.sort();
+            names.dedup();
+            Ok(Some(names))
+        }
+        .boxed()
+    }
+
+    fn is_regional(&self, service: &'static str) -> bool {
+        service == "compute"
+    }
+
+    fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
+        async move {
+            match query.service {
+                "compute" => self.fetch_compute(&query).await,
+                "cloud_sql" | "memorystore" => self.fetch_spend_based(&query).await,
+                other => Err(BackendError(format!("GCP has no service {other:?}"))),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Where a list lives, for URLs, errors and hints.
+enum Scope<'a> {
+    Project { project: &'a str, region: &'a str },
+    Billing { id: &'a str, project: &'a str },
+}
+
+impl Scope<'_> {
+    /// `v1/<parent>/recommendations`, one segment each.
+    fn segments(&self) -> Vec<&str> {
+        match *self {
+            Scope::Project { project, region } => {
+                vec![
+                    "v1",
+                    "projects",
+                    project,
+                    "locations",
+                    region,
+                    "recommenders",
+                    USAGE_RECOMMENDER,
+                    "recommendations",
+                ]
+            }
+            Scope::Billing { id, .. } => {
+                vec![
+                    "v1",
+                    "billingAccounts",
+                    id,
+                    "locations",
+                    "global",
+                    "recommenders",
+                    SPEND_RECOMMENDER,
+                    "recommendations",
+                ]
+            }
+        }
+    }
+
+    fn what(&self) -> String {
+        match self {
+            Scope::Project { project, region } => {
+                format!("GCP compute recommendations for project {project} in {region}")
+            }
+            Scope::Billing { id, project } => {
+                format!("GCP spend-based recommendations for project {project} (billing account {id})")
+            }
+        }
+    }
+
+    fn hint(&self) -> String {
+        match self {
+            Scope::Project { project, .. } => format!(
+                "enable the Recommender API (recommender.googleapis.com) on project {project} and on the service \
+                 account's own project, and grant the collector's service account roles/recommender.computeViewer \
+                 on project {project}"
+            ),
+            Scope::Billing { id, .. } => format!(
+                "grant the collector's service account roles/recommender.billingAccountCudViewer on billing account \
+                 {id}, and enable the Recommender API on the service account's own project"
+            ),
+        }
+    }
+}
+
+/// One paged list request: where, with what, and how to name it.
+struct ListCall<'a> {
+    calls: &'a RequestCount,
+    what: String,
+    hint: String,
+    auth: &'a Auth,
+    base: &'a Url,
+    segments: &'a [&'a str],
+    filter: Option<&'a str>,
+}
+
+/// Who a mapped recommendation belongs to.
+struct Owner {
+    id: String,
+    name: String,
+}
+
+/// A token and the cache entry it came from.
+struct Auth {
+    cache_key: String,
+    token: SecretString,
+}
+
+enum TokenSource {
+    Metadata,
+    Key(SecretRef),
+}
+
+fn token_source(account: &Account) -> Result<TokenSource, BackendError> {
+    match &account.credentials {
+        None => Ok(TokenSource::Metadata),
+        Some(Credentials::Gcp(gcp)) => {
+            Ok(gcp.service_account_key.clone().map_or(TokenSource::Metadata, TokenSource::Key))
+        }
+        Some(_) => Err(BackendError(format!(
+            "GCP project {}: its credentials are not GCP credentials; register a service_account_key or none",
+            account.external_id
+        ))),
+    }
+}
+
+fn billing_account(account: &Account) -> Option<String> {
+    match &account.credentials {
+        Some(Credentials::Gcp(gcp)) => gcp
+            .billing_account_id
+            .as_deref()
+            .map(|id| id.trim().trim_start_matches("billingAccounts/").to_string())
+            .filter(|id| !id.is_empty()),
+        _ => None,
+    }
+}
+
+/// The fields of a service-account key file that the JWT grant needs.
+struct ServiceAccountKey {
+    client_email: String,
+    private_key_id: Option<String>,
+    signer: jsonwebtoken::EncodingKey,
+    token_uri: Url,
+}
+
+impl ServiceAccountKey {
+    /// A fresh RS256 assertion for the JWT-bearer grant.
+    fn assertion(&self) -> Result<String, String> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            scope: &'a str,
+            aud: &'a str,
+            iat: i64,
+            exp: i64,
+        }
+        let iat = chrono::Utc::now().timestamp();
+        let claims =
+            Claims { iss: &self.client_email, scope: SCOPE, aud: self.token_uri.as_str(), iat, exp: iat + 3600 };
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = self.private_key_id.clone();
+        jsonwebtoken::encode(&header, &claims, &self.signer).map_err(|e| format!("signing the token request: {e}"))
+    }
+}
+
+/// Reads and parses a key file; errors never quote its content.
+fn read_key(secret: &SecretRef) -> Result<ServiceAccountKey, String> {
+    #[derive(Deserialize)]
+    struct KeyFile {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        client_email: Option<String>,
+        private_key: Option<String>,
+        private_key_id: Option<String>,
+        token_uri: Option<String>,
+    }
+    let text = secret.read()?;
+    let file: KeyFile = serde_json::from_str(text.expose_secret()).map_err(|e| {
+        format!("{secret} is not a service-account key (JSON {:?} error at line {})", e.classify(), e.line())
+    })?;
+    if let Some(kind) = file.kind.as_deref().filter(|k| *k != "service_account") {
+        return Err(format!("{secret} is a {kind:?} credential; only service_account keys are supported"));
+    }
+    let missing = |field: &str| format!("{secret} has no {field}: download a service-account key (JSON)");
+    let client_email = file.client_email.filter(|e| !e.is_empty()).ok_or_else(|| missing("client_email"))?;
+    let private_key = file.private_key.ok_or_else(|| missing("private_key"))?;
+    let signer = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+        .map_err(|e| format!("{secret}: its private_key is not an RSA key in PEM ({e})"))?;
+    let token_uri = file.token_uri.unwrap_or_else(|| DEFAULT_TOKEN_URI.to_string());
+    let token_uri = Url::parse(&token_uri)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| format!("{secret}: its token_uri is not an http(s) URL"))?;
+    Ok(ServiceAccountKey { client_email, private_key_id: file.private_key_id, signer, token_uri })
+}
+
+/// An OAuth2 token answer (token endpoint or metadata server).
+async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<(SecretString, Instant), CallError> {
+    #[derive(Deserialize)]
+    struct TokenAnswer {
+        access_token: Option<String>,
+        expires_in: Option<u64>,
+        token_type: Option<String>,
+    }
+    let status = answer.status();
+    if !status.is_success() {
+        // A refused grant (400 invalid_grant) or a missing account (404)
+        // needs the same fix as a 401.
+        return Err(match failure(answer, hint).await {
+            CallError::Permanent(m) if !m.ends_with(hint) => CallError::Permanent(format!("{m}; {hint}")),
+            other => other,
+        });
+    }
+    let body = answer.bytes().await.map_err(send_error)?;
+    let parsed: TokenAnswer = serde_json::from_slice(&body)
+        .map_err(|e| CallError::Permanent(format!("malformed token answer (JSON {:?} error)", e.classify())))?;
+    if parsed.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+        return Err(CallError::Permanent("the token answer is not a bearer token".into()));
+    }
+    let token = parsed
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| CallError::Permanent("the token answer has no access_token".into()))?;
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+    let usable = if lifetime > TOKEN_MARGIN * 2 { lifetime - TOKEN_MARGIN } else { lifetime / 2 };
+    Ok((SecretString::from(token), Instant::now() + usable))
+}
+
+/// Sorts a non-success answer, with Google's error message instead of the
+/// whole JSON body when there is one.
+async fn failure(answer: reqwest::Response, hint: &str) -> CallError {
+    let status = answer.status();
+    let retry_after =
+        answer.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = answer.text().await.unwrap_or_default();
+    classify(status, retry_after.as_deref(), &google_error_text(&body), hint)
+}
+
+/// `{"error": {"status", "message"}}` (Google APIs) or `{"error",
+/// "error_description"}` (OAuth2) as one line; anything else as is.
+fn google_error_text(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<Value>(body) else { return body.to_string() };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    match json.get("error") {
+        Some(Value::Object(error)) => {
+            let status = text(error.get("status"));
+            let message = text(error.get("message"));
+            if status.is_empty() { message } else { format!("{status}: {message}") }
+        }
+        Some(Value::String(code)) => match text(json.get("error_description")) {
+            d if d.is_empty() => code.clone(),
+            d => format!("{code}: {d}"),
+        },
+        _ => body.to_string(),
+    }
+}
+
+fn base_url(name: &str, raw: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(raw).map_err(|e| anyhow::anyhow!("GCP {name} {raw:?}: {e}"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base(),
+        "GCP {name} {raw:?} is not an http(s) base URL"
+    );
+    Ok(url)
+}
+
+/// `base` with `segments` appended, each percent-encoded (a project id or
+/// region can never change the path's shape).
+fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// Percent-encodes a query value (spaces as %20, which every Google
+/// front end reads as a space).
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Values fetched once per key and kept until their expiry. Concurrent
+/// askers of one key wait for the single fetch (no stampede); a failed
+/// fetch is not kept. Bounded: past [`CACHE_CAPACITY`] keys, expired and
+/// then all unused entries are dropped.
+struct Cache<T> {
+    slots: Mutex<HashMap<String, Slot<T>>>,
+}
+
+/// One key's value and its expiry; the lock is held while it is fetched.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<(Instant, T)>>>;
+
+impl<T> Default for Cache<T> {
+    fn default() -> Self {
+        Cache { slots: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Clone> Cache<T> {
+    async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<T, BackendError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(T, Instant), BackendError>>,
+    {
+        let slot = self.slot(key);
+        let mut held = slot.lock().await;
+        if let Some((until, value)) = held.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(value.clone());
+        }
+        let (value, until) = fetch().await?;
+        *held = Some((until, value.clone()));
+        Ok(value)
+    }
+
+    fn slot(&self, key: &str) -> Slot<T> {
+        let mut slots = self.slots.lock().unwrap();
+        if !slots.contains_key(key) && slots.len() >= CACHE_CAPACITY {
+            let now = Instant::now();
+            slots.retain(|_, s| {
+                Arc::strong_count(s) > 1
+                    || s.try_lock().is_ok_and(|v| v.as_ref().is_some_and(|(until, _)| now < *until))
+            });
+            if slots.len() >= CACHE_CAPACITY {
+                slots.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+        }
+        slots.entry(key.to_string()).or_default().clone()
+    }
+
+    fn forget(&self, key: &str) {
+        self.slots.lock().unwrap().remove(key);
+    }
+}
+
+// ---- the wire format -------------------------------------------------------
+
+/// One page of `recommendations.list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RecommendationPage {
+    recommendations: Vec<ApiRecommendation>,
+    next_page_token: Option<String>,
+}
+
+/// One page of Compute's `regions.list`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RegionPage {
+    items: Vec<RegionItem>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RegionItem {
+    name: String,
+}
+
+/// The parts of a Recommendation resource this backend reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ApiRecommendation {
+    name: String,
+    description: String,
+    recommender_subtype: String,
+    primary_impact: Option<Impact>,
+    content: Content,
+    state_info: Option<StateInfo>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Impact {
+    category: String,
+    cost_projection: Option<CostProjection>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct CostProjection {
+    cost: Option<Money>,
+    duration: Option<String>,
+}
+
+/// `google.type.Money`: `units` is an int64, a string in JSON.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Money {
+    currency_code: String,
+    units: Option<Value>,
+    nanos: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Content {
+    overview: serde_json::Map<String, Value>,
+    operation_groups: Vec<OperationGroup>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct OperationGroup {
+    operations: Vec<Operation>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct Operation {
+    resource_type: String,
+    resource: String,
+    path: String,
+    value: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct StateInfo {
+    state: String,
+}
+
+// ---- mapping ---------------------------------------------------------------
+
+/// What a recommendation says, reduced to this table's terms.
+#[derive(Debug, PartialEq)]
+struct Mapped {
+    service: &'static str,
+    term_months: i32,
+    region: String,
+    resource_type: String,
+    count: f64,
+    monthly_savings: f64,
+}
+
+impl Mapped {
+    fn into_recommendation(self, query: &Query<'_>, owner: &Owner) -> Recommendation {
+        let discount = nominal_discount(self.service, self.term_months);
+        let on_demand = if discount > 0.0 { self.monthly_savings / discount } else { 0.0 };
+        let percentage = if on_demand > 0.0 { self.monthly_savings / on_demand * 100.0 } else { 0.0 };
+        Recommendation {
+            provider: Provider::Gcp,
+            account_id: owner.id.clone(),
+            account_name: owner.name.clone(),
+            service: query.service.to_string(),
+            region: self.region,
+            resource_type: self.resource_type,
+            platform: String::new(),
+            commitment_type: CommitmentType::CommittedUseDiscount,
+            term_months: self.term_months,
+            payment_option: PaymentOption::Monthly,
+            recommended_count: self.count,
+            upfront_cost: 0.0,
+            recurring_monthly_cost: round2(on_demand - self.monthly_savings),
+            on_demand_monthly_cost: round2(on_demand),
+            estimated_monthly_savings: round2(self.monthly_savings),
+            savings_percentage: round2(percentage),
+            break_even_months: 0.0,
+        }
+    }
+}
+
+/// The published nominal CUD discount of a service and term: the
+/// Recommender reports the net saving only, and this splits it into the
+/// on-demand and the commitment cost (Compute Engine resource-based: 37 %
+/// and 55 % for most machine series; Cloud SQL: 25 % and 52 %;
+/// Memorystore: 20 % and 40 %).
+fn nominal_discount(service: &str, term_months: i32) -> f64 {
+    match (service, term_months >= 36) {
+        ("compute", false) => 0.37,
+        ("compute", true) => 0.55,
+        ("cloud_sql", false) => 0.25,
+        ("cloud_sql", true) => 0.52,
+        ("memorystore", false) => 0.20,
+        ("memorystore", true) => 0.40,
+        _ => 0.0,
+    }
+}
+
+/// Maps one recommendation for `service`: `None` when it is not for that
+/// service, not ACTIVE or saves nothing; an error when it is malformed.
+fn map_recommendation(rec: &ApiRecommendation, service: &str, default_region: &str) -> Result<Option<Mapped>, String> {
+    if rec.state_info.as_ref().is_none_or(|s| s.state != "ACTIVE") {
+        return Ok(None);
+    }
+    let service: &'static str = match service {
+        "compute" => "compute",
+        "cloud_sql" | "memorystore" => match spend_service(rec) {
+            Some(s) if s == service => s,
+            _ => return Ok(None),
+        },
+        other => return Err(format!("unknown service {other:?}")),
+    };
+    let term_months = term_of(rec)?;
+    let monthly_savings = monthly_savings(rec)?;
+    if monthly_savings <= 0.0 {
+        return Ok(None);
+    }
+    let shape = commitment_shape(&rec.content);
+    let (region, resource_type, count) = if service == "compute" {
+        let (resource_type, count) = compute_resources(&shape)?;
+        (default_region.to_string(), resource_type, count)
+    } else {
+        // A spend-based commitment is a dollar amount: one commitment,
+        // sized by its cost.
+        let region =
+            overview_text(rec, &["region", "location"]).or(shape.region).unwrap_or_else(|| default_region.to_string());
+        (last_segment(&region).to_string(), format!("{service}_spend_commitment"), 1.0)
+    };
+    Ok(Some(Mapped { service, term_months, region, resource_type, count, monthly_savings }))
+}
+
+/// USD a month saved: the cost projection's negated amount, scaled from
+/// its duration to an average month.
+fn monthly_savings(rec: &ApiRecommendation) -> Result<f64, String> {
+    let projection = rec
+        .primary_impact
+        .as_ref()
+        .and_then(|i| i.cost_projection.as_ref())
+        .ok_or("no primaryImpact.costProjection")?;
+    let Some(cost) = &projection.cost else { return Ok(0.0) };
+    let amount = usd(cost)?;
+    let seconds = duration_seconds(projection.duration.as_deref().ok_or("the cost projection has no duration")?)?;
+    let monthly = -amount * SECONDS_PER_MONTH / seconds;
+    if monthly.is_finite() { Ok(monthly) } else { Err("the cost projection is not a finite amount".into()) }
+}
+
+/// A Money amount in USD; another currency is an error.
+fn usd(money: &Money) -> Result<f64, String> {
+    let units = int_field(money.units.as_ref(), "units")?;
+    let nanos = int_field(money.nanos.as_ref(), "nanos")?;
+    if nanos.abs() >= 1_000_000_000 || (units != 0 && nanos != 0 && units.signum() != nanos.signum()) {
+        return Err(format!("malformed money: units {units}, nanos {nanos}"));
+    }
+    if units == 0 && nanos == 0 {
+        return Ok(0.0);
+    }
+    match money.currency_code.as_str() {
+        "USD" => Ok(units as f64 + nanos as f64 / 1e9),
+        "" => Err("an amount without a currency".into()),
+        other => Err(format!("amounts in {other}; only USD billing accounts are supported")),
+    }
+}
+
+/// An int64 field: a JSON string (proto3 JSON) or number; absent is 0.
+fn int_field(value: Option<&Value>, name: &str) -> Result<i64, String> {
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("money {name} {s:?} is not an integer")),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("money {name} {n} is not an integer")),
+        Some(other) => Err(format!("money {name} is {other}, not an integer")),
+    }
+}
+
+/// A `google.protobuf.Duration` in JSON (`"2592000s"`, `"1.5s"`), in
+/// seconds; it must be positive.
+fn duration_seconds(text: &str) -> Result<f64, String> {
+    text.strip_suffix('s')
+        .and_then(|n| n.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .ok_or_else(|| format!("duration {text:?} is not a positive number of seconds"))
+}
+
+/// The term: the commitment's `plan` (`TWELVE_MONTH`, `THIRTY_SIX_MONTH`)
+/// when an operation carries one, else the term the subtype, the overview
+/// or the description names. A recommendation naming no term, or both,
+/// is malformed.
+fn term_of(rec: &ApiRecommendation) -> Result<i32, String> {
+    let shape = commitment_shape(&rec.content);
+    let mut overview = Vec::new();
+    collect_strings(&Value::Object(rec.content.overview.clone()), &mut overview, 0);
+    let sources: [(&str, Vec<String>); 4] = [
+        ("plan", shape.plan.into_iter().collect()),
+        ("recommenderSubtype", vec![rec.recommender_subtype.clone()]),
+        ("overview", overview),
+        ("description", vec![rec.description.clone()]),
+    ];
+    for (source, texts) in sources {
+        let mut terms: Vec<i32> = texts.iter().flat_map(|t| terms_named(t)).collect();
+        terms.sort_unstable();
+        terms.dedup();
+        match terms[..] {
+            [] => continue,
+            [term] => return Ok(term),
+            _ => return Err(format!("its {source} names both a 1-year and a 3-year term")),
+        }
+    }
+    Err("it names no term (no plan TWELVE_MONTH or THIRTY_SIX_MONTH)".into())
+}
+
+/// The terms a text names, as words: `TWELVE_MONTH`, `ONE_YEAR`, `1-year`,
+/// `3 years`…
+fn terms_named(text: &str) -> Vec<i32> {
+    let words: String =
+        text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let padded = format!("_{words}_");
+    let has = |token: &str| padded.contains(&format!("_{token}_")) || padded.contains(&format!("_{token}S_"));
+    let mut out = Vec::new();
+    if ["TWELVE_MONTH", "ONE_YEAR", "1_YEAR", "12_MONTH"].iter().any(|t| has(t)) {
+        out.push(12);
+    }
+    if ["THIRTY_SIX_MONTH", "THREE_YEAR", "3_YEAR", "36_MONTH"].iter().any(|t| has(t)) {
+        out.push(36);
+    }
+    out
+}
+
+/// Which spend-based service a recommendation is for, from every text it
+/// carries (subtype, description, overview, operations). Google documents
+/// no field for it, so the names and API hosts are matched; a
+/// recommendation naming both or neither is for another service.
+fn spend_service(rec: &ApiRecommendation) -> Option<&'static str> {
+    let mut texts = vec![rec.recommender_subtype.clone(), rec.description.clone()];
+    collect_strings(&Value::Object(rec.content.overview.clone()), &mut texts, 0);
+    for op in rec.content.operation_groups.iter().flat_map(|g| &g.operations) {
+        texts.extend([op.resource_type.clone(), op.resource.clone(), op.path.clone()]);
+        if let Some(value) = &op.value {
+            collect_strings(value, &mut texts, 0);
+        }
+    }
+    let text = texts.join(" ").to_ascii_lowercase();
+    let sql = ["cloud sql", "cloudsql", "cloud_sql", "sqladmin.googleapis.com"].iter().any(|k| text.contains(k));
+    let memorystore =
+        ["memorystore", "redis.googleapis.com", "memcache.googleapis.com"].iter().any(|k| text.contains(k));
+    match (sql, memorystore) {
+        (true, false) => Some("cloud_sql"),
+        (false, true) => Some("memorystore"),
+        _ => None,
+    }
+}
+
+/// Every string in a JSON value (keys' values, not keys), depth-limited.
+fn collect_strings(value: &Value, out: &mut Vec<String>, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out, depth + 1)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out, depth + 1)),
+        _ => {}
+    }
+}
+
+fn overview_text(rec: &ApiRecommendation, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|k| rec.content.overview.get(*k).and_then(Value::as_str)).map(str::to_string)
+}
+
+/// A Compute Commitment as the operations describe it: the whole resource
+/// added at `/`, or its fields at `/plan`, `/type`, `/resources`.
+#[derive(Debug, Default)]
+struct CommitmentShape {
+    plan: Option<String>,
+    kind: Option<String>,
+    region: Option<String>,
+    resources: Vec<CommittedResource>,
+}
+
+#[derive(Debug)]
+struct CommittedResource {
+    kind: String,
+    amount: f64,
+    accelerator: Option<String>,
+}
+
+fn commitment_shape(content: &Content) -> CommitmentShape {
+    let mut shape = CommitmentShape::default();
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    for op in content.operation_groups.iter().flat_map(|g| &g.operations) {
+        let value = op.value.as_ref();
+        match op.path.as_str() {
+            "" | "/" => {
+                let Some(Value::Object(commitment)) = value else { continue };
+                shape.plan = text(commitment.get("plan")).or(shape.plan);
+                shape.kind = text(commitment.get("type")).or(shape.kind);
+                shape.region = text(commitment.get("region")).or(shape.region);
+                shape.resources.extend(resources(commitment.get("resources")));
+            }
+            "/plan" => shape.plan = text(value).or(shape.plan),
+            "/type" => shape.kind = text(value).or(shape.kind),
+            "/resources" => shape.resources.extend(resources(value)),
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// `ResourceCommitment`s: `type` (VCPU, MEMORY in MB, ACCELERATOR,
+/// LOCAL_SSD in GB), `amount` (an int64), `acceleratorType`.
+fn resources(value: Option<&Value>) -> Vec<CommittedResource> {
+    let Some(Value::Array(items)) = value else { return Vec::new() };
+    items
+        .iter()
+        .filter_map(|item| {
+            let kind = item.get("type")?.as_str()?.to_string();
+            let amount = match item.get("amount")? {
+                Value::String(s) => s.trim().parse::<f64>().ok()?,
+                Value::Number(n) => n.as_f64()?,
+                _ => return None,
+            };
+            let accelerator = item.get("acceleratorType").and_then(Value::as_str).map(|a| last_segment(a).to_string());
+            (amount.is_finite() && amount >= 0.0).then_some(CommittedResource { kind, amount, accelerator })
+        })
+        .collect()
+}
+
+/// Resource type and count of a resource-based commitment: the commitment
+/// type (`general_purpose_n2`…; absent is Google's default,
+/// `general_purpose`) and its vCPUs; an accelerator commitment is counted in
+/// accelerators of its type; memory alone in GB.
+fn compute_resources(shape: &CommitmentShape) -> Result<(String, f64), String> {
+    let kind = shape.kind.as_deref().unwrap_or("GENERAL_PURPOSE").to_ascii_lowercase();
+    let total = |k: &str| shape.resources.iter().filter(|r| r.kind == k).map(|r| r.amount).sum::<f64>();
+    let vcpus = total("VCPU");
+    if vcpus > 0.0 {
+        return Ok((kind, vcpus));
+    }
+    let accelerators = total("ACCELERATOR");
+    if accelerators > 0.0 {
+        let name = shape.resources.iter().find_map(|r| r.accelerator.clone()).unwrap_or(kind);
+        return Ok((name, accelerators));
+    }
+    let memory_gb = total("MEMORY") / 1024.0;
+    if memory_gb > 0.0 {
+        return Ok((format!("{kind}_memory_gb"), memory_gb));
+    }
+    Err("its commitment names no vCPU, accelerator or memory amount".into())
+}
+
+fn last_segment(text: &str) -> &str {
+    text.rsplit('/').next().unwrap_or(text)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rec(value: Value) -> ApiRecommendation {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn money(currency: &str, units: Value, nanos: i64) -> Money {
+        Money { currency_code: currency.into(), units: Some(units), nanos: Some(json!(nanos)) }
+    }
+
+    #[test]
+    fn money_is_units_plus_nanos_in_usd_only() {
+        assert_eq!(usd(&money("USD", json!("-300"), -500_000_000)).unwrap(), -300.5);
+        assert_eq!(usd(&money("USD", json!(12), 250_000_000)).unwrap(), 12.25);
+        assert_eq!(usd(&money("USD", json!("0"), -750_000_000)).unwrap(), -0.75);
+        assert_eq!(usd(&Money::default()).unwrap(), 0.0, "an absent amount is zero");
+        let eur = usd(&money("EUR", json!("-10"), 0)).unwrap_err();
+        assert_eq!(eur, "amounts in EUR; only USD billing accounts are supported");
+        assert!(usd(&money("USD", json!("ten"), 0)).unwrap_err().contains("not an integer"));
+        assert!(usd(&money("USD", json!("-1"), 5)).unwrap_err().contains("malformed money"), "signs must agree");
+        assert!(usd(&money("USD", json!("1"), 1_000_000_000)).is_err());
+    }
+
+    #[test]
+    fn durations_convert_to_an_average_month_of_730_hours() {
+        assert_eq!(duration_seconds("2592000s").unwrap(), 2_592_000.0);
+        assert_eq!(duration_seconds("1.5s").unwrap(), 1.5);
+        for bad in ["0s", "-5s", "2592000", "s", "NaNs", "infs"] {
+            assert!(duration_seconds(bad).is_err(), "{bad}");
+        }
+        let projection = |units: &str, duration: &str| {
+            rec(json!({"primaryImpact": {"costProjection": {
+                "cost": {"currencyCode": "USD", "units": units}, "duration": duration}}}))
+        };
+        // 30 days of -720 USD is -1 USD an hour: 730 USD an average month.
+        assert!((monthly_savings(&projection("-720", "2592000s")).unwrap() - 730.0).abs() < 1e-9);
+        assert!((monthly_savings(&projection("-8760", "31536000s")).unwrap() - 730.0).abs() < 1e-9);
+        assert!(monthly_savings(&projection("-1", "0s")).is_err(), "no division by a zero duration");
+        assert!(monthly_savings(&rec(json!({"primaryImpact": {"category": "COST"}}))).is_err());
+    }
+
+    #[test]
+    fn the_plan_decides_the_term_and_a_missing_or_double_one_is_malformed() {
+        let with_plan = |plan: &str| {
+            rec(json!({"content": {"operationGroups": [{"operations": [
+                {"path": "/", "value": {"plan": plan, "resources": []}}]}]}}))
+        };
+        assert_eq!(term_of(&with_plan("TWELVE_MONTH")).unwrap(), 12);
+        assert_eq!(term_of(&with_plan("THIRTY_SIX_MONTH")).unwrap(), 36);
+        let by_path = rec(json!({"content": {"operationGroups": [{"operations": [
+            {"path": "/plan", "value": "THIRTY_SIX_MONTH"}]}]}}));
+        assert_eq!(term_of(&by_path).unwrap(), 36);
+        // The plan wins over a description that says otherwise.
+        let mut both = with_plan("TWELVE_MONTH");
+        both.description = "Save with a 3-year commitment".into();
+        assert_eq!(term_of(&both).unwrap(), 12);
+        assert_eq!(term_of(&rec(json!({"recommenderSubtype": "COMMIT_ONE_YEAR"}))).unwrap(), 12);
+        assert_eq!(term_of(&rec(json!({"description": "Buy a 3 years commitment"}))).unwrap(), 36);
+        assert_eq!(terms_named("THIRTEEN_YEARS 31_YEAR"), Vec::<i32>::new(), "whole words only");
+        assert!(term_of(&rec(json!({"description": "1-year or 3-year"}))).unwrap_err().contains("both"));
+        assert!(term_of(&rec(json!({"description": "a commitment"}))).unwrap_err().contains("no term"));
+    }
+
+    #[test]
+    fn compute_commitments_count_vcpus_then_accelerators_then_memory() {
+        let shape = |value: Value| {
+            commitment_shape(
+                &rec(json!({"content": {"operationGroups": [{"operations": [
+                {"path": "/", "value": value}]}]}}))
+                .content,
+            )
+        };
+        let n2 = shape(json!({"type": "GENERAL_PURPOSE_N2",
+            "resources": [{"type": "VCPU", "amount": "16"}, {"type": "MEMORY", "amount": "65536"}]}));
+        assert_eq!(compute_resources(&n2).unwrap(), ("general_purpose_n2".to_string(), 16.0));
+        let gpu = shape(json!({"type": "ACCELERATOR_OPTIMIZED", "resources": [
+            {"type": "ACCELERATOR", "amount": 2, "acceleratorType": "projects/p/zones/z/acceleratorTypes/nvidia-l4"}]}));
+        assert_eq!(compute_resources(&gpu).unwrap(), ("nvidia-l4".to_string(), 2.0));
+        let memory = shape(json!({"resources": [{"type": "MEMORY", "amount": "2048"}]}));
+        assert_eq!(compute_resources(&memory).unwrap(), ("general_purpose_memory_gb".to_string(), 2.0));
+        assert!(compute_resources(&shape(json!({"resources": [{"type": "VCPU", "amount": "x"}]}))).is_err());
+    }
+
+    #[test]
+    fn spend_based_recommendations_are_told_apart_by_the_service_they_name() {
+        let sql = rec(json!({"description": "Purchase a spend-based commitment for Cloud SQL"}));
+        assert_eq!(spend_service(&sql), Some("cloud_sql"));
+        let redis = rec(json!({"content": {"overview": {"service": "Memorystore for Redis"}}}));
+        assert_eq!(spend_service(&redis), Some("memorystore"));
+        let by_host = rec(json!({"content": {"operationGroups": [{"operations": [
+            {"resourceType": "sqladmin.googleapis.com/Instance"}]}]}}));
+        assert_eq!(spend_service(&by_host), Some("cloud_sql"));
+        assert_eq!(spend_service(&rec(json!({"description": "Spanner commitment"}))), None);
+        assert_eq!(spend_service(&rec(json!({"description": "Cloud SQL and Memorystore"}))), None);
+    }
+
+    #[test]
+    fn the_saving_is_split_by_the_nominal_discount_without_nan() {
+        let account = Account {
+            provider: Provider::Gcp,
+            external_id: "my-project".into(),
+            display_name: "My project".into(),
+            credentials: None,
+        };
+        let calls = RequestCount::new();
+        let query = Query {
+            account: &account,
+            service: "compute",
+            region: Some("us-central1"),
+            sweep: Sweep { term_months: 12, payment: PaymentOption::Monthly },
+            calls: &calls,
+        };
+        let owner = Owner { id: "my-project".into(), name: "My project".into() };
+        let mapped = Mapped {
+            service: "compute",
+            term_months: 12,
+            region: "us-central1".into(),
+            resource_type: "general_purpose_n2".into(),
+            count: 16.0,
+            monthly_savings: 370.0,
+        };
+        let r = mapped.into_recommendation(&query, &owner);
+        assert_eq!((r.on_demand_monthly_cost, r.recurring_monthly_cost, r.savings_percentage), (1000.0, 630.0, 37.0));
+        assert!(r.has_finite_amounts());
+        let unknown = Mapped {
+            service: "spanner",
+            term_months: 12,
+            region: String::new(),
+            resource_type: String::new(),
+            count: 1.0,
+            monthly_savings: 5.0,
+        };
+        let r = unknown.into_recommendation(&query, &owner);
+        assert!(r.has_finite_amounts() && r.savings_percentage == 0.0, "an unknown discount divides by nothing");
+    }
+
+    #[test]
+    fn only_active_recommendations_that_save_are_mapped() {
+        let base = json!({
+            "name": "r", "stateInfo": {"state": "ACTIVE"},
+            "primaryImpact": {"category": "COST", "costProjection": {
+                "cost": {"currencyCode": "USD", "units": "-100"}, "duration": "2592000s"}},
+            "content": {"operationGroups": [{"operations": [{"path": "/", "value": {
+                "plan": "TWELVE_MONTH", "resources": [{"type": "VCPU", "amount": "4"}]}}]}]}
+        });
+        let mapped = map_recommendation(&rec(base.clone()), "compute", "europe-west1").unwrap().unwrap();
+        assert_eq!((mapped.region.as_str(), mapped.count, mapped.term_months), ("europe-west1", 4.0, 12));
+        let mut dismissed = base.clone();
+        dismissed["stateInfo"]["state"] = json!("DISMISSED");
+        assert_eq!(map_recommendation(&rec(dismissed), "compute", "r").unwrap(), None);
+        let mut costly = base.clone();
+        costly["primaryImpact"]["costProjection"]["cost"]["units"] = json!("100");
+        assert_eq!(map_recommendation(&rec(costly), "compute", "r").unwrap(), None);
+        let mut no_state = base;
+        no_state.as_object_mut().unwrap().remove("stateInfo");
+        assert_eq!(map_recommendation(&rec(no_state), "compute", "r").unwrap(), None);
+    }
+
+    #[test]
+    fn query_values_and_path_segments_are_escaped() {
+        assert_eq!(encode_query_value(ACTIVE_FILTER), "stateInfo.state%20%3D%20ACTIVE");
+        let base = Url::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(
+            endpoint(&base, &["v1", "projects", "a/b?c"]).as_str(),
+            "http://127.0.0.1:8080/v1/projects/a%2Fb%3Fc"
+        );
+        assert_eq!(
+            google_error_text(r#"{"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}"#),
+            "PERMISSION_DENIED: denied"
+        );
+        assert_eq!(
+            google_error_text(r#"{"error": "invalid_grant", "error_description": "bad"}"#),
+            "invalid_grant: bad"
+        );
+        assert_eq!(google_error_text("<html>"), "<html>");
+    }
+}
