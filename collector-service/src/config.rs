@@ -12,6 +12,7 @@ use crate::accounts::SeedSpec;
 use crate::auth::{InternalAuth, ServerTls, read_token};
 use crate::domain::Provider;
 use crate::metrics::{MetricsListen, parse_metrics_listen};
+use crate::providers::live::CloudArgs;
 use crate::telemetry::LogFormat;
 
 /// Runs cloud-commitment recommendation collections in the background for
@@ -52,11 +53,16 @@ pub struct Config {
     #[arg(long, env = "CUDLY_PROVIDERS", value_delimiter = ',', default_value = "aws,azure,gcp", value_parser = parse_provider)]
     pub providers: Vec<Provider>,
 
-    /// Where recommendations come from. Only `simulated` exists so far: it
-    /// generates deterministic, plausible data and labels its accounts
-    /// "Simulated".
+    /// Where recommendations come from: `simulated` generates deterministic,
+    /// plausible data (demos, tests, benchmarks); `live` calls AWS Cost
+    /// Explorer, Azure Consumption and Advisor, and GCP Recommender with
+    /// each registered account's credentials.
     #[arg(long, env = "CUDLY_BACKEND", value_enum, default_value = "simulated")]
     pub backend: Backend,
+
+    /// The live backends' settings.
+    #[command(flatten)]
+    pub clouds: CloudArgs,
 
     /// Simulated accounts to upsert at start-up, e.g. `aws=3,azure=2,gcp=2`
     /// (for local runs; empty seeds nothing).
@@ -145,6 +151,8 @@ pub enum Command {
 pub enum Backend {
     /// Generated data, for demos, tests and benchmarks.
     Simulated,
+    /// The clouds' cost APIs.
+    Live,
 }
 
 /// A lease TTL: at least 300 ms, since the lease is renewed every third

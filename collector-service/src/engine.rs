@@ -458,7 +458,7 @@ mod tests {
         let account = &accounts(Provider::Gcp, 1)[0];
         let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
         let calls = RequestCount::default();
-        let query = Query { account, service: "compute", region: None, sweep, calls: &calls };
+        let query = Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls };
         let mut recs = sim.fetch(query).await.unwrap();
         recs[0].account_id = "linked-002".into();
         let collected = collect_one(Fixed { regions: None, recs }).await;

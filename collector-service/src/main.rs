@@ -1,7 +1,7 @@
 //! collector-service binary: parse config, init telemetry, migrate or serve.
 
 use clap::Parser;
-use cudly_collector::config::{Command, Config};
+use cudly_collector::config::{Backend, Command, Config};
 use cudly_collector::{accounts, db, serving, startup, telemetry};
 
 #[tokio::main]
@@ -14,11 +14,17 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
         }
         Command::Serve => {
+            if config.backend == Backend::Live && !config.seed_accounts.0.is_empty() {
+                anyhow::bail!(
+                    "CUDLY_SEED_ACCOUNTS seeds simulated accounts, which the live backend cannot collect; \
+                     register real accounts with AccountsService instead"
+                );
+            }
             let pool = config.common.connect_lazy()?;
             if !config.seed_accounts.0.is_empty() {
                 tokio::spawn(accounts::seed_when_reachable(pool.clone(), config.seed_accounts.clone()));
             }
-            let backends = startup::backends_from_config(&config);
+            let backends = startup::backends_from_config(&config).await?;
             let app = startup::build(startup::Settings::from_config(&config)?, pool, backends).await?;
             app.run(serving::shutdown_signal()).await?;
         }

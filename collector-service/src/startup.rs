@@ -65,8 +65,8 @@ impl Settings {
 }
 
 /// The backends `config` asks for, in its provider order.
-pub fn backends_from_config(config: &Config) -> Backends {
-    match config.backend {
+pub async fn backends_from_config(config: &Config) -> anyhow::Result<Backends> {
+    Ok(match config.backend {
         Backend::Simulated => {
             let sim = SimulatedConfig {
                 seed: config.sim_seed,
@@ -76,7 +76,8 @@ pub fn backends_from_config(config: &Config) -> Backends {
             };
             config.providers.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect()
         }
-    }
+        Backend::Live => crate::providers::live::live_backends(&config.clouds, &config.providers).await?,
+    })
 }
 
 /// A bound, not yet serving collector.

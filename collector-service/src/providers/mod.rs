@@ -6,10 +6,12 @@ use futures_util::future::BoxFuture;
 
 use crate::domain::{Account, PaymentOption, Provider, Recommendation};
 
+pub mod aws;
 pub mod azure;
 pub mod calls;
 pub mod gcp;
 pub mod http;
+pub mod live;
 pub mod simulated;
 
 pub use calls::RequestCount;

@@ -1,0 +1,610 @@
+//! AWS: reserved-instance and savings-plan purchase recommendations from
+//! Cost Explorer, through the official SDK.
+//!
+//! Every Cost Explorer request is billed (USD 0.01 a request, each page
+//! counts), so the SDK's own retries are off: every attempt goes through the
+//! provider's rate limiter and retry policy and is counted.
+//!
+//! An account is collected with its own credentials (the ambient chain, or
+//! a role assumed with an external id) for itself, or, when it is an
+//! organization's management account, once for every linked account: the
+//! call asks for `LINKED` scope and each detail names its account.
+
+use std::collections::HashMap;
+
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_sdk_costexplorer::Client;
+use aws_sdk_costexplorer::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_costexplorer::types::{
+    AccountScope, InstanceDetails, LookbackPeriodInDays, PaymentOption as AwsPayment,
+    ReservationPurchaseRecommendation, SavingsPlansPurchaseRecommendation, SupportedSavingsPlansType, TermInYears,
+};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::Mutex;
+
+use super::calls::{CallError, CallLimits};
+use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
+use crate::credentials::{AwsCredentials, Credentials};
+use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+
+/// How the AWS backend calls Cost Explorer.
+#[derive(Debug)]
+pub struct AwsConfig {
+    /// Cost Explorer (and STS) endpoint override, e.g. a VPC endpoint or a
+    /// local fake; `None` uses AWS's.
+    pub endpoint_url: Option<String>,
+    /// Cost Explorer's region (its API lives in us-east-1).
+    pub region: String,
+    /// Days of usage the recommendations consider: 7, 30 or 60.
+    pub lookback_days: u32,
+    /// Terms swept, in months: 12 and/or 36.
+    pub terms: Vec<i32>,
+    /// Payment options swept.
+    pub payment_options: Vec<PaymentOption>,
+    /// Shared by every account (Cost Explorer allows a few requests a second).
+    pub limits: CallLimits,
+}
+
+/// Reserved-instance services (Cost Explorer's names), in canonical order.
+const RI_SERVICES: &[(&str, &str)] = &[
+    ("ec2", "Amazon Elastic Compute Cloud - Compute"),
+    ("rds", "Amazon Relational Database Service"),
+    ("elasticache", "Amazon ElastiCache"),
+    ("opensearch", "Amazon OpenSearch Service"),
+    ("redshift", "Amazon Redshift"),
+];
+
+/// Reserved instances, then savings-plan types.
+const SERVICES: &[&str] = &[
+    "ec2",
+    "rds",
+    "elasticache",
+    "opensearch",
+    "redshift",
+    "compute_savings_plans",
+    "ec2_instance_savings_plans",
+    "sagemaker_savings_plans",
+];
+
+/// Hours in a month, as AWS prices monthly figures.
+const HOURS_PER_MONTH: f64 = 730.0;
+
+/// Cost Explorer's recommendations for AWS accounts.
+pub struct AwsBackend {
+    config: AwsConfig,
+    base: SdkConfig,
+    /// One client per credentials reference (the role's session is cached
+    /// and refreshed by its provider).
+    clients: Mutex<HashMap<RoleKey, Client>>,
+}
+
+/// (role ARN, external id), or `None` for the ambient credentials.
+type RoleKey = Option<(String, Option<String>)>;
+
+impl std::fmt::Debug for AwsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsBackend").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl AwsBackend {
+    /// A backend over the ambient AWS configuration (environment, profile,
+    /// web identity, instance or pod role).
+    pub async fn new(config: AwsConfig) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(config.region.clone()));
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let base = loader.load().await;
+        Self::with_sdk_config(config, base)
+    }
+
+    /// A backend over a given SDK configuration (its credentials are the
+    /// ambient ones).
+    pub fn with_sdk_config(config: AwsConfig, base: SdkConfig) -> Self {
+        AwsBackend { config, base, clients: Mutex::new(HashMap::new()) }
+    }
+
+    async fn client(&self, credentials: &AwsCredentials) -> Client {
+        let key = credentials.role_arn.clone().map(|arn| (arn, credentials.external_id.clone()));
+        let mut clients = self.clients.lock().await;
+        if let Some(client) = clients.get(&key) {
+            return client.clone();
+        }
+        let mut builder = aws_sdk_costexplorer::config::Builder::from(&self.base).retry_config(RetryConfig::disabled());
+        if let Some((arn, external_id)) = &key {
+            let mut role = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                .session_name("cudly-collector")
+                .configure(&self.base);
+            if let Some(id) = external_id {
+                role = role.external_id(id.clone());
+            }
+            builder = builder.credentials_provider(role.build().await);
+        }
+        let client = Client::from_conf(builder.build());
+        clients.insert(key, client.clone());
+        client
+    }
+
+    fn lookback(&self) -> LookbackPeriodInDays {
+        match self.config.lookback_days {
+            7 => LookbackPeriodInDays::SevenDays,
+            60 => LookbackPeriodInDays::SixtyDays,
+            _ => LookbackPeriodInDays::ThirtyDays,
+        }
+    }
+
+    async fn fetch_query(&self, query: &Query<'_>) -> Result<Vec<Recommendation>, BackendError> {
+        let account = query.account;
+        let credentials = match &account.credentials {
+            None => AwsCredentials::default(),
+            Some(Credentials::Aws(c)) => c.clone(),
+            Some(_) => {
+                return Err(BackendError(format!(
+                    "account {}: its stored credentials are not AWS credentials; fix them with UpdateAccount",
+                    account.external_id
+                )));
+            }
+        };
+        let client = self.client(&credentials).await;
+        let scope = credentials.organization.then_some(AccountScope::Linked);
+        let term = if query.sweep.term_months >= 36 { TermInYears::ThreeYears } else { TermInYears::OneYear };
+        let payment = match query.sweep.payment {
+            PaymentOption::AllUpfront => AwsPayment::AllUpfront,
+            PaymentOption::PartialUpfront => AwsPayment::PartialUpfront,
+            PaymentOption::NoUpfront | PaymentOption::Monthly => AwsPayment::NoUpfront,
+        };
+        let hint = access_hint(&credentials, account);
+        let ctx =
+            Mapping { account, service: query.service, sweep: query.sweep, lookback_days: self.config.lookback_days };
+        let mut recommendations = Vec::new();
+        let mut page_token: Option<String> = None;
+        if let Some((_, ce_service)) = RI_SERVICES.iter().find(|(s, _)| *s == query.service) {
+            loop {
+                let what =
+                    format!("GetReservationPurchaseRecommendation ({ce_service}) for account {}", account.external_id);
+                let output = self
+                    .config
+                    .limits
+                    .call(query.calls, &what, || {
+                        client
+                            .get_reservation_purchase_recommendation()
+                            .service(*ce_service)
+                            .set_account_scope(scope.clone())
+                            .lookback_period_in_days(self.lookback())
+                            .term_in_years(term.clone())
+                            .payment_option(payment.clone())
+                            .set_next_page_token(page_token.clone())
+                            .send()
+                            .map(|r| r.map_err(|e| classify(e, &hint)))
+                    })
+                    .await;
+                let output = match output {
+                    Ok(output) => output,
+                    Err(err) if err.0.contains(NO_DATA) => break,
+                    Err(err) => return Err(err),
+                };
+                for rec in output.recommendations() {
+                    recommendations
+                        .extend(map_reservations(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
+                }
+                page_token = output.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
+                if page_token.is_none() {
+                    break;
+                }
+            }
+        } else {
+            let sp_type = match query.service {
+                "compute_savings_plans" => SupportedSavingsPlansType::ComputeSp,
+                "ec2_instance_savings_plans" => SupportedSavingsPlansType::Ec2InstanceSp,
+                "sagemaker_savings_plans" => SupportedSavingsPlansType::SagemakerSp,
+                other => return Err(BackendError(format!("unknown AWS service {other:?}"))),
+            };
+            loop {
+                let what =
+                    format!("GetSavingsPlansPurchaseRecommendation ({sp_type}) for account {}", account.external_id);
+                let output = self
+                    .config
+                    .limits
+                    .call(query.calls, &what, || {
+                        client
+                            .get_savings_plans_purchase_recommendation()
+                            .savings_plans_type(sp_type.clone())
+                            .set_account_scope(scope.clone())
+                            .lookback_period_in_days(self.lookback())
+                            .term_in_years(term.clone())
+                            .payment_option(payment.clone())
+                            .set_next_page_token(page_token.clone())
+                            .send()
+                            .map(|r| r.map_err(|e| classify(e, &hint)))
+                    })
+                    .await;
+                let output = match output {
+                    Ok(output) => output,
+                    Err(err) if err.0.contains(NO_DATA) => break,
+                    Err(err) => return Err(err),
+                };
+                if let Some(rec) = output.savings_plans_purchase_recommendation() {
+                    recommendations
+                        .extend(map_savings_plans(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
+                }
+                page_token = output.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
+                if page_token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(recommendations)
+    }
+}
+
+/// Cost Explorer's answer for an account without enough usage data: no
+/// recommendations, not a failure.
+const NO_DATA: &str = "DataUnavailableException";
+
+fn access_hint(credentials: &AwsCredentials, account: &Account) -> String {
+    match &credentials.role_arn {
+        Some(arn) => format!(
+            "check that {arn} trusts the collector's identity (sts:AssumeRole{}) and allows \
+             ce:GetReservationPurchaseRecommendation and ce:GetSavingsPlansPurchaseRecommendation",
+            if credentials.external_id.is_some() { " with the external id" } else { "" }
+        ),
+        None => format!(
+            "the collector's own AWS identity needs ce:GetReservationPurchaseRecommendation and \
+             ce:GetSavingsPlansPurchaseRecommendation for account {}",
+            account.external_id
+        ),
+    }
+}
+
+/// Sorts an SDK error: throttling and server errors may be retried;
+/// credentials, permissions and bad requests may not.
+fn classify<E, R>(err: SdkError<E, R>, hint: &str) -> CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("UnknownError");
+            let message = service.err().message().unwrap_or("");
+            match code {
+                "LimitExceededException"
+                | "ThrottlingException"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded" => {
+                    CallError::Throttled { retry_after: None, message: format!("{code}: {message}") }
+                }
+                NO_DATA => CallError::Permanent(format!("{NO_DATA}: {message}")),
+                "InternalFailure" | "ServiceUnavailable" | "InternalServerError" => {
+                    CallError::Transient(format!("{code}: {message}"))
+                }
+                "AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "ExpiredTokenException"
+                | "AccessDenied" => CallError::Permanent(format!("{code}: {message}; {hint}")),
+                _ => CallError::Permanent(format!("{code}: {message}")),
+            }
+        }
+        SdkError::ResponseError(_) => {
+            // The answer arrived but cannot be read: asking again (a billed
+            // request) would get the same answer.
+            CallError::Permanent(format!("malformed answer: {}", shorten(&format!("{}", DisplayErrorContext(&err)))))
+        }
+        SdkError::TimeoutError(_) => CallError::Transient(format!("{}", DisplayErrorContext(&err))),
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+            CallError::Transient(format!("{}", DisplayErrorContext(&err)))
+        }
+        _ => {
+            // Credentials that cannot be had (AssumeRole refused, no
+            // ambient identity) end up here, before anything is sent.
+            let text = format!("{}", DisplayErrorContext(&err));
+            let what = if text.contains("AssumeRole") || text.contains("assume role") {
+                "AssumeRole denied"
+            } else if text.contains("credentials") || text.contains("Credentials") {
+                "no usable AWS credentials"
+            } else {
+                "the request could not be sent"
+            };
+            CallError::Permanent(format!("{what}: {}; {hint}", shorten(&text)))
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(400).collect()
+}
+
+/// What a mapped recommendation is for.
+struct Mapping<'a> {
+    account: &'a Account,
+    service: &'static str,
+    sweep: Sweep,
+    lookback_days: u32,
+}
+
+impl Mapping<'_> {
+    /// The account a detail belongs to: its own `AccountId` (linked
+    /// accounts of an organization) or the account collected.
+    fn account_id(&self, detail_account: Option<&str>) -> String {
+        match detail_account.filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())) {
+            Some(id) => id.to_string(),
+            None => self.account.external_id.clone(),
+        }
+    }
+
+    fn account_name(&self, account_id: &str) -> String {
+        if account_id == self.account.external_id {
+            self.account.display_name.clone()
+        } else {
+            format!("{} (linked to {})", account_id, self.account.display_name)
+        }
+    }
+}
+
+/// Cost Explorer reports numbers as strings; an absent one is 0, a
+/// malformed one an error.
+fn number(field: &str, value: Option<&str>) -> Result<f64, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(0.0),
+        Some(v) => {
+            v.parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| format!("{field} is not a number: {v:?}"))
+        }
+    }
+}
+
+fn check_currency(code: Option<&str>) -> Result<(), String> {
+    match code {
+        None | Some("") | Some("USD") => Ok(()),
+        Some(other) => Err(format!("amounts in {other}; only USD is supported")),
+    }
+}
+
+/// (resource type, platform, region display name) of an instance detail.
+fn instance(details: Option<&InstanceDetails>) -> (String, String, String) {
+    let s = |v: Option<&str>| v.unwrap_or("").to_string();
+    let Some(d) = details else { return Default::default() };
+    if let Some(ec2) = d.ec2_instance_details() {
+        let platform = match ec2.tenancy() {
+            Some("dedicated") => format!("{} (dedicated)", s(ec2.platform())),
+            _ => s(ec2.platform()),
+        };
+        return (s(ec2.instance_type()), platform, s(ec2.region()));
+    }
+    if let Some(rds) = d.rds_instance_details() {
+        let mut platform = s(rds.database_engine());
+        if let Some(edition) = rds.database_edition().filter(|e| !e.is_empty()) {
+            platform = format!("{platform} {edition}");
+        }
+        if let Some(deployment) = rds.deployment_option().filter(|e| !e.is_empty()) {
+            platform = format!("{platform} ({deployment})");
+        }
+        return (s(rds.instance_type()), platform, s(rds.region()));
+    }
+    if let Some(cache) = d.elasti_cache_instance_details() {
+        return (s(cache.node_type()), s(cache.product_description()), s(cache.region()));
+    }
+    if let Some(es) = d.es_instance_details() {
+        let size = match (es.instance_class(), es.instance_size()) {
+            (Some(class), Some(size)) => format!("{class}.{size}"),
+            (class, size) => s(class.or(size)),
+        };
+        return (size, String::new(), s(es.region()));
+    }
+    if let Some(redshift) = d.redshift_instance_details() {
+        return (s(redshift.node_type()), String::new(), s(redshift.region()));
+    }
+    Default::default()
+}
+
+/// Maps one reserved-instance recommendation. Cost Explorer's figures are
+/// monthly already (`EstimatedMonthly…`, `RecurringStandardMonthlyCost`);
+/// the upfront cost is once per purchase.
+fn map_reservations(ctx: &Mapping<'_>, rec: &ReservationPurchaseRecommendation) -> Result<Vec<Recommendation>, String> {
+    let mut out = Vec::new();
+    for detail in rec.recommendation_details() {
+        check_currency(detail.currency_code())?;
+        let (resource_type, platform, region_name) = instance(detail.instance_details());
+        let account_id = ctx.account_id(detail.account_id());
+        let savings = number("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
+        let on_demand = number("EstimatedMonthlyOnDemandCost", detail.estimated_monthly_on_demand_cost())?;
+        out.push(Recommendation {
+            provider: Provider::Aws,
+            account_name: ctx.account_name(&account_id),
+            account_id,
+            service: ctx.service.to_string(),
+            region: region_code(&region_name),
+            resource_type,
+            platform,
+            commitment_type: CommitmentType::ReservedInstance,
+            term_months: ctx.sweep.term_months,
+            payment_option: ctx.sweep.payment,
+            recommended_count: number(
+                "RecommendedNumberOfInstancesToPurchase",
+                detail.recommended_number_of_instances_to_purchase(),
+            )?,
+            upfront_cost: number("UpfrontCost", detail.upfront_cost())?,
+            recurring_monthly_cost: number("RecurringStandardMonthlyCost", detail.recurring_standard_monthly_cost())?,
+            on_demand_monthly_cost: on_demand,
+            estimated_monthly_savings: savings,
+            savings_percentage: number(
+                "EstimatedMonthlySavingsPercentage",
+                detail.estimated_monthly_savings_percentage(),
+            )?,
+            break_even_months: number("EstimatedBreakEvenInMonths", detail.estimated_break_even_in_months())?,
+        });
+    }
+    Ok(out)
+}
+
+/// Maps one savings-plan recommendation. The on-demand and plan costs
+/// (`EstimatedOnDemandCost`, `EstimatedSPCost`) cover the look-back period,
+/// so they are scaled to a month of 730 hours; the monthly savings are given
+/// as such. The count is the hourly commitment in USD.
+fn map_savings_plans(
+    ctx: &Mapping<'_>,
+    rec: &SavingsPlansPurchaseRecommendation,
+) -> Result<Vec<Recommendation>, String> {
+    let per_month = HOURS_PER_MONTH / (f64::from(ctx.lookback_days.max(1)) * 24.0);
+    let mut out = Vec::new();
+    for detail in rec.savings_plans_purchase_recommendation_details() {
+        check_currency(detail.currency_code())?;
+        let account_id = ctx.account_id(detail.account_id());
+        let hourly = number("HourlyCommitmentToPurchase", detail.hourly_commitment_to_purchase())?;
+        let upfront = number("UpfrontCost", detail.upfront_cost())?;
+        let savings = number("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
+        let on_demand = number("EstimatedOnDemandCost", detail.estimated_on_demand_cost())? * per_month;
+        // The commitment covers the whole term; what is paid upfront is not
+        // paid again monthly.
+        let term = f64::from(ctx.sweep.term_months.max(1));
+        let recurring = (hourly * HOURS_PER_MONTH - upfront / term).max(0.0);
+        let details = detail.savings_plans_details();
+        let family = details.and_then(|d| d.instance_family()).unwrap_or("").to_string();
+        let region_name = details.and_then(|d| d.region()).unwrap_or("").to_string();
+        let resource_type = match ctx.service {
+            "compute_savings_plans" => "compute".to_string(),
+            "sagemaker_savings_plans" => "sagemaker".to_string(),
+            _ => family,
+        };
+        out.push(Recommendation {
+            provider: Provider::Aws,
+            account_name: ctx.account_name(&account_id),
+            account_id,
+            service: ctx.service.to_string(),
+            region: if region_name.is_empty() { "global".to_string() } else { region_code(&region_name) },
+            resource_type,
+            platform: String::new(),
+            commitment_type: CommitmentType::SavingsPlan,
+            term_months: ctx.sweep.term_months,
+            payment_option: ctx.sweep.payment,
+            recommended_count: hourly,
+            upfront_cost: upfront,
+            recurring_monthly_cost: recurring,
+            on_demand_monthly_cost: on_demand,
+            estimated_monthly_savings: savings,
+            savings_percentage: number("EstimatedSavingsPercentage", detail.estimated_savings_percentage())?,
+            break_even_months: if upfront > 0.0 && savings > 0.0 { upfront / savings } else { 0.0 },
+        });
+    }
+    Ok(out)
+}
+
+/// Cost Explorer names regions ("US East (N. Virginia)"); recommendations
+/// carry codes. An unknown name is kept as it is rather than dropped.
+pub fn region_code(name: &str) -> String {
+    const REGIONS: &[(&str, &str)] = &[
+        ("US East (N. Virginia)", "us-east-1"),
+        ("US East (Ohio)", "us-east-2"),
+        ("US West (N. California)", "us-west-1"),
+        ("US West (Oregon)", "us-west-2"),
+        ("Africa (Cape Town)", "af-south-1"),
+        ("Asia Pacific (Hong Kong)", "ap-east-1"),
+        ("Asia Pacific (Hyderabad)", "ap-south-2"),
+        ("Asia Pacific (Jakarta)", "ap-southeast-3"),
+        ("Asia Pacific (Malaysia)", "ap-southeast-5"),
+        ("Asia Pacific (Melbourne)", "ap-southeast-4"),
+        ("Asia Pacific (Mumbai)", "ap-south-1"),
+        ("Asia Pacific (Osaka)", "ap-northeast-3"),
+        ("Asia Pacific (Seoul)", "ap-northeast-2"),
+        ("Asia Pacific (Singapore)", "ap-southeast-1"),
+        ("Asia Pacific (Sydney)", "ap-southeast-2"),
+        ("Asia Pacific (Thailand)", "ap-southeast-7"),
+        ("Asia Pacific (Tokyo)", "ap-northeast-1"),
+        ("Canada (Central)", "ca-central-1"),
+        ("Canada West (Calgary)", "ca-west-1"),
+        ("EU (Frankfurt)", "eu-central-1"),
+        ("Europe (Frankfurt)", "eu-central-1"),
+        ("EU (Ireland)", "eu-west-1"),
+        ("Europe (Ireland)", "eu-west-1"),
+        ("EU (London)", "eu-west-2"),
+        ("Europe (London)", "eu-west-2"),
+        ("EU (Milan)", "eu-south-1"),
+        ("Europe (Milan)", "eu-south-1"),
+        ("EU (Paris)", "eu-west-3"),
+        ("Europe (Paris)", "eu-west-3"),
+        ("Europe (Spain)", "eu-south-2"),
+        ("EU (Stockholm)", "eu-north-1"),
+        ("Europe (Stockholm)", "eu-north-1"),
+        ("Europe (Zurich)", "eu-central-2"),
+        ("Israel (Tel Aviv)", "il-central-1"),
+        ("Mexico (Central)", "mx-central-1"),
+        ("Middle East (Bahrain)", "me-south-1"),
+        ("Middle East (UAE)", "me-central-1"),
+        ("South America (Sao Paulo)", "sa-east-1"),
+        ("South America (São Paulo)", "sa-east-1"),
+        ("AWS GovCloud (US-East)", "us-gov-east-1"),
+        ("AWS GovCloud (US-West)", "us-gov-west-1"),
+        ("AWS GovCloud (US)", "us-gov-west-1"),
+    ];
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return String::new();
+    }
+    // Some answers carry the code already.
+    if trimmed.split('-').count() >= 3
+        && trimmed.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return trimmed.to_string();
+    }
+    REGIONS.iter().find(|(n, _)| *n == trimmed).map(|(_, c)| c.to_string()).unwrap_or_else(|| trimmed.to_string())
+}
+
+impl CloudBackend for AwsBackend {
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    fn services(&self) -> &'static [&'static str] {
+        SERVICES
+    }
+
+    fn sweeps(&self, _service: &'static str) -> Vec<Sweep> {
+        self.config
+            .terms
+            .iter()
+            .flat_map(|&term_months| {
+                self.config.payment_options.iter().map(move |&payment| Sweep { term_months, payment })
+            })
+            .collect()
+    }
+
+    fn regions<'a>(
+        &'a self,
+        _account: &'a Account,
+        _calls: &'a RequestCount,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
+        // Cost Explorer answers for every region of an account at once.
+        async { Ok(None) }.boxed()
+    }
+
+    fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
+        async move { self.fetch_query(&query).await }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_names_map_to_codes() {
+        assert_eq!(region_code("US East (N. Virginia)"), "us-east-1");
+        assert_eq!(region_code("EU (Ireland)"), "eu-west-1");
+        assert_eq!(region_code("eu-west-1"), "eu-west-1");
+        assert_eq!(region_code("Moon (Base 1)"), "Moon (Base 1)");
+        assert_eq!(region_code(""), "");
+    }
+
+    #[test]
+    fn numbers_come_as_strings_and_garbage_is_an_error() {
+        assert_eq!(number("x", Some("12.50")).unwrap(), 12.5);
+        assert_eq!(number("x", None).unwrap(), 0.0);
+        assert!(number("UpfrontCost", Some("lots")).unwrap_err().contains("UpfrontCost"));
+        assert!(number("x", Some("NaN")).is_err());
+        assert!(check_currency(Some("EUR")).unwrap_err().contains("EUR"));
+    }
+}
