@@ -241,13 +241,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             for run in response.collections {
+                let requests: Vec<String> = run
+                    .providers
+                    .iter()
+                    .map(|p| format!("{} {}", provider_name(p.provider), p.request_count))
+                    .collect();
                 println!(
-                    "{}  gen {:>4}  {:<10} {:<20} {:>7} recs  started {}  {}",
+                    "{}  gen {:>4}  {:<10} {:<20} {:>7} recs  requests [{}]  started {}  {}",
                     run.id,
                     run.generation,
                     trigger_name(run.trigger),
                     outcome_name(run.outcome),
                     run.recommendation_count,
+                    requests.join(", "),
                     run.started_at.map(|t| format_time(&t)).unwrap_or_default(),
                     run.error
                 );
@@ -292,13 +298,14 @@ fn describe(f: &pb::Freshness) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{} {} {}/{} accounts{} {} recs",
+                "{} {} {}/{} accounts{} {} recs {} requests",
                 provider_name(p.provider),
                 state_name(p.state),
                 p.accounts_succeeded + p.accounts_failed,
                 p.accounts_total,
                 if p.accounts_failed > 0 { format!(" ({} failed)", p.accounts_failed) } else { String::new() },
-                p.recommendation_count
+                p.recommendation_count,
+                p.request_count
             )
         })
         .collect();
