@@ -394,3 +394,33 @@ async fn fifty_accounts_at_parallelism_twenty_never_exceed_the_configured_rate()
     }
     assert!(worst as f64 <= rate + 2.0, "{worst} requests within one second at a limit of {rate}/s");
 }
+
+#[tokio::test]
+async fn ten_accounts_cost_forty_eight_requests_each_or_forty_eight_in_all_as_an_organization() {
+    // The default sweeps: 8 services × 2 terms × 3 payment options.
+    let defaults = |addr| AwsConfig {
+        terms: vec![12, 36],
+        payment_options: vec![PaymentOption::NoUpfront, PaymentOption::PartialUpfront, PaymentOption::AllUpfront],
+        ..config(addr, 1000.0, 50)
+    };
+    let linked: Vec<String> = (1..=10).map(|n| format!("{:012}", 600_000_000_000u64 + n)).collect();
+    let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
+
+    let (addr, _) = start(organization_fake(&linked)).await;
+    let backends: Backends = vec![Arc::new(backend(defaults(addr)).await)];
+    let each: Vec<Account> = linked.iter().map(|id| account(id, None)).collect();
+    let per_account = engine::collect(&backends, &each, &EngineConfig::default(), &tx).await;
+
+    let (addr, _) = start(organization_fake(&linked)).await;
+    let backends: Backends = vec![Arc::new(backend(defaults(addr)).await)];
+    let payer = AwsCredentials { role_arn: None, external_id: None, organization: true };
+    let organization =
+        engine::collect(&backends, &[account("600000000000", Some(payer))], &EngineConfig::default(), &tx).await;
+
+    assert_eq!(per_account.providers[0].requests, 480, "10 accounts × 48");
+    assert_eq!(organization.providers[0].requests, 48, "one management account for all 10");
+    println!(
+        "10 AWS accounts, one run: {} Cost Explorer requests per account, {} as an organization",
+        per_account.providers[0].requests, organization.providers[0].requests
+    );
+}
