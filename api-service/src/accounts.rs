@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::page_token;
-use crate::recommendations::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::recommendations;
 
 /// Longest display name.
 const MAX_NAME_LEN: usize = 200;
@@ -269,11 +269,7 @@ impl AccountsService for AccountsApi {
             0 => None,
             v => Some(parse_provider(v)?),
         };
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}")).into()),
-            n => i64::from(n).min(MAX_PAGE_SIZE),
-        };
+        let page_size = recommendations::parse_page_size(req.page_size)?;
         let filters = page_token::fingerprint(&[ACCOUNTS_TOKEN, provider.map(Provider::as_str).unwrap_or("")]);
         let after = page_token::decode::<(String, String)>(&req.page_token, filters)?;
         let (after_provider, after_id) = after.unwrap_or_default();

@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::lease::Acquired;
-use crate::recommendations::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SummaryCache};
+use crate::recommendations::{self, SummaryCache};
 use crate::refresh::{AutoRefresh, Refresher};
 use crate::{page_token, state};
 
@@ -137,11 +137,7 @@ impl RecommendationsService for RecommendationsApi {
         request: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
         let req = request.into_inner();
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}")).into()),
-            n => i64::from(n).min(MAX_PAGE_SIZE),
-        };
+        let page_size = recommendations::parse_page_size(req.page_size)?;
         let before = page_token::decode::<i64>(&req.page_token, COLLECTIONS_TOKEN)?;
         let mut runs = state::list_runs(&self.pool, before, page_size + 1).await.map_err(Error::from)?;
         let next_page_token = if runs.len() as i64 > page_size {

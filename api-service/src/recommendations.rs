@@ -106,6 +106,16 @@ impl Filters {
     }
 }
 
+/// A request's `page_size`: unset is the default, more than the maximum is
+/// the maximum, negative is an error.
+pub fn parse_page_size(requested: i32) -> Result<i64, Error> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n < 0 => Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}"))),
+        n => Ok(i64::from(n).min(MAX_PAGE_SIZE)),
+    }
+}
+
 /// Validates a request into a query; every error names its field.
 pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, Error> {
     let invalid = |msg: String| Error::InvalidArgument(msg);
@@ -138,11 +148,7 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
     if !(0.0..=100.0).contains(&pct) {
         return Err(invalid(format!("min_savings_percentage: must be between 0 and 100, got {pct}")));
     }
-    let page_size = match req.page_size {
-        0 => DEFAULT_PAGE_SIZE,
-        n if n < 0 => return Err(invalid(format!("page_size: must be positive, got {n}"))),
-        n => i64::from(n).min(MAX_PAGE_SIZE),
-    };
+    let page_size = parse_page_size(req.page_size)?;
     let mut account_ids = req.account_ids;
     account_ids.sort();
     account_ids.dedup();

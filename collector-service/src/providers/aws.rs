@@ -57,7 +57,7 @@ const RI_SERVICES: &[(&str, &str)] = &[
 ];
 
 /// Reserved instances, then savings-plan types.
-const SERVICES: &[&str] = &[
+pub const SERVICES: &[&str] = &[
     "ec2",
     "rds",
     "elasticache",
@@ -129,6 +129,36 @@ impl AwsBackend {
         client
     }
 
+    /// Every page of one request, each through the rate limiter and the
+    /// retry policy. No data for the account is no pages, not a failure.
+    async fn all_pages<O, F, Fut>(
+        &self,
+        calls: &RequestCount,
+        what: &str,
+        mut page: F,
+        next_token: impl Fn(&O) -> Option<&str>,
+    ) -> Result<Vec<O>, BackendError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<O, CallError>>,
+    {
+        let mut pages = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let output = match self.config.limits.call(calls, what, || page(token.clone())).await {
+                Ok(output) => output,
+                Err(err) if err.0.contains(NO_DATA) => break,
+                Err(err) => return Err(err),
+            };
+            token = next_token(&output).filter(|t| !t.is_empty()).map(str::to_string);
+            pages.push(output);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(pages)
+    }
+
     fn lookback(&self) -> LookbackPeriodInDays {
         match self.config.lookback_days {
             7 => LookbackPeriodInDays::SevenDays,
@@ -161,15 +191,14 @@ impl AwsBackend {
         let ctx =
             Mapping { account, service: query.service, sweep: query.sweep, lookback_days: self.config.lookback_days };
         let mut recommendations = Vec::new();
-        let mut page_token: Option<String> = None;
         if let Some((_, ce_service)) = RI_SERVICES.iter().find(|(s, _)| *s == query.service) {
-            loop {
-                let what =
-                    format!("GetReservationPurchaseRecommendation ({ce_service}) for account {}", account.external_id);
-                let output = self
-                    .config
-                    .limits
-                    .call(query.calls, &what, || {
+            let what =
+                format!("GetReservationPurchaseRecommendation ({ce_service}) for account {}", account.external_id);
+            let pages = self
+                .all_pages(
+                    query.calls,
+                    &what,
+                    |token| {
                         client
                             .get_reservation_purchase_recommendation()
                             .service(*ce_service)
@@ -177,24 +206,15 @@ impl AwsBackend {
                             .lookback_period_in_days(self.lookback())
                             .term_in_years(term.clone())
                             .payment_option(payment.clone())
-                            .set_next_page_token(page_token.clone())
+                            .set_next_page_token(token)
                             .send()
                             .map(|r| r.map_err(|e| classify(e, &hint)))
-                    })
-                    .await;
-                let output = match output {
-                    Ok(output) => output,
-                    Err(err) if err.0.contains(NO_DATA) => break,
-                    Err(err) => return Err(err),
-                };
-                for rec in output.recommendations() {
-                    recommendations
-                        .extend(map_reservations(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
-                }
-                page_token = output.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
-                if page_token.is_none() {
-                    break;
-                }
+                    },
+                    |page| page.next_page_token(),
+                )
+                .await?;
+            for rec in pages.iter().flat_map(|page| page.recommendations()) {
+                recommendations.extend(map_reservations(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
             }
         } else {
             let sp_type = match query.service {
@@ -203,13 +223,12 @@ impl AwsBackend {
                 "sagemaker_savings_plans" => SupportedSavingsPlansType::SagemakerSp,
                 other => return Err(BackendError(format!("unknown AWS service {other:?}"))),
             };
-            loop {
-                let what =
-                    format!("GetSavingsPlansPurchaseRecommendation ({sp_type}) for account {}", account.external_id);
-                let output = self
-                    .config
-                    .limits
-                    .call(query.calls, &what, || {
+            let what = format!("GetSavingsPlansPurchaseRecommendation ({sp_type}) for account {}", account.external_id);
+            let pages = self
+                .all_pages(
+                    query.calls,
+                    &what,
+                    |token| {
                         client
                             .get_savings_plans_purchase_recommendation()
                             .savings_plans_type(sp_type.clone())
@@ -217,24 +236,15 @@ impl AwsBackend {
                             .lookback_period_in_days(self.lookback())
                             .term_in_years(term.clone())
                             .payment_option(payment.clone())
-                            .set_next_page_token(page_token.clone())
+                            .set_next_page_token(token)
                             .send()
                             .map(|r| r.map_err(|e| classify(e, &hint)))
-                    })
-                    .await;
-                let output = match output {
-                    Ok(output) => output,
-                    Err(err) if err.0.contains(NO_DATA) => break,
-                    Err(err) => return Err(err),
-                };
-                if let Some(rec) = output.savings_plans_purchase_recommendation() {
-                    recommendations
-                        .extend(map_savings_plans(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
-                }
-                page_token = output.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
-                if page_token.is_none() {
-                    break;
-                }
+                    },
+                    |page| page.next_page_token(),
+                )
+                .await?;
+            for rec in pages.iter().filter_map(|page| page.savings_plans_purchase_recommendation()) {
+                recommendations.extend(map_savings_plans(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
             }
         }
         Ok(recommendations)

@@ -54,7 +54,8 @@ use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommenda
 
 const USAGE_RECOMMENDER: &str = "google.compute.commitment.UsageCommitmentRecommender";
 const SPEND_RECOMMENDER: &str = "google.cloudbilling.commitment.SpendBasedCommitmentRecommender";
-const SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
+/// The services swept, in canonical order.
+pub const SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
 const ACTIVE_FILTER: &str = "stateInfo.state = ACTIVE";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";

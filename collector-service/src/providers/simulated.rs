@@ -36,18 +36,10 @@ impl Default for SimulatedConfig {
     }
 }
 
-const AWS_SERVICES: &[&str] = &[
-    "ec2",
-    "rds",
-    "elasticache",
-    "opensearch",
-    "redshift",
-    "compute_savings_plans",
-    "ec2_instance_savings_plans",
-    "sagemaker_savings_plans",
-];
+// The live backends' services, so that simulated data looks like theirs.
+const AWS_SERVICES: &[&str] = super::aws::SERVICES;
 const AZURE_SERVICES: &[&str] = &["virtual_machines", "sql_database", "cosmos_db", "redis_cache"];
-const GCP_SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
+const GCP_SERVICES: &[&str] = super::gcp::SERVICES;
 
 const AWS_REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-east-2", "us-west-2"];
 const AZURE_REGIONS: &[&str] = &["eastus", "northeurope", "westeurope", "westus2"];
