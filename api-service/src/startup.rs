@@ -148,6 +148,7 @@ pub struct App {
 /// freshness hub and wires the services. Unreadable keys or certificates
 /// fail here, naming the file.
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
+    serving::install_crypto_provider();
     let cors = cors_layer(&settings.cors_allowed_origins)?;
     let authenticator = match &settings.auth {
         AuthSettings::Disabled => {

@@ -25,6 +25,15 @@ pub fn reflection() -> anyhow::Result<(
     Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
+/// Makes ring the process's TLS crypto provider (idempotent). Two
+/// providers are compiled in (tonic's TLS uses ring, the AWS SDK's client
+/// aws-lc), and rustls then needs to be told which one TLS built from
+/// defaults uses; without this, the first TLS listener or client panics.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Binds `addr` (port 0 picks a free port) with TCP_NODELAY on accepted
 /// sockets: without it a streamed message can wait ~40 ms for Nagle.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<(TcpIncoming, SocketAddr)> {

@@ -94,6 +94,7 @@ pub struct App {
 
 /// Binds the listeners (gRPC and metrics) and wires the services.
 pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyhow::Result<App> {
+    serving::install_crypto_provider();
     if !settings.auth.is_configured() {
         anyhow::ensure!(settings.auth.insecure, "collector-service needs caller authentication");
         tracing::warn!(

@@ -155,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("--api {:?} is not a URL", cli.api))?
         .connect_timeout(Duration::from_secs(5));
     if cli.api.starts_with("https://") {
+        cudly_collector::serving::install_crypto_provider();
         let mut tls = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &cli.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;

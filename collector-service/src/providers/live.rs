@@ -202,4 +202,26 @@ mod tests {
         assert!(parse_rate("0").is_err() && parse_rate("NaN").is_err() && parse_rate("2.5").is_ok());
         assert!(parse_aws_payment("monthly").is_err());
     }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        clouds: CloudArgs,
+    }
+
+    #[tokio::test]
+    async fn the_live_backends_come_in_the_configured_provider_order() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["collector", "--aws-endpoint-url", "http://127.0.0.1:9"]).unwrap();
+        assert_eq!(cli.clouds.aws_terms, [12, 36]);
+        assert_eq!(cli.clouds.aws_lookback_days, 30);
+        let backends = live_backends(&cli.clouds, &[Provider::Gcp, Provider::Aws, Provider::Azure]).await.unwrap();
+        let order: Vec<Provider> = backends.iter().map(|b| b.provider()).collect();
+        assert_eq!(order, [Provider::Gcp, Provider::Aws, Provider::Azure]);
+        // 8 services × 2 terms × 3 payment options by default.
+        assert_eq!(backends[1].services().len(), 8);
+        assert_eq!(backends[1].sweeps("ec2").len(), 6);
+        let err = Cli::try_parse_from(["collector", "--aws-lookback-days", "14"]).err().unwrap().to_string();
+        assert!(err.contains("7, 30 or 60"), "{err}");
+    }
 }
