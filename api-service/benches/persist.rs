@@ -71,7 +71,7 @@ async fn multi_row_inserts(pool: &PgPool) -> Duration {
             "INSERT INTO baseline_recommendations (id, provider, account_id, account_name, service, region,
                  resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
                  upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-                 savings_percentage, break_even_months, collected_at, generation) ",
+                 savings_percentage, break_even_months, source_account_id, collected_at, generation) ",
         );
         q.push_values(chunk, |mut row, r| {
             row.push_bind(r.natural_id())
@@ -92,6 +92,7 @@ async fn multi_row_inserts(pool: &PgPool) -> Duration {
                 .push_bind(r.estimated_monthly_savings)
                 .push_bind(r.savings_percentage)
                 .push_bind(r.break_even_months)
+                .push_bind(r.account_id.clone())
                 .push("now()")
                 .push_bind(1_i64);
         });

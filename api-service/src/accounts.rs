@@ -1,13 +1,14 @@
 //! The accounts registry: validated account records with their credentials
 //! references, and AccountsService over them. Deleting an account removes
-//! its recommendations and bumps the data version in the same transaction,
-//! so no cached summary outlives them.
+//! its recommendations (and those collected through it) and bumps the data
+//! version in the same transaction, so no cached summary outlives them.
 
 use chrono::{DateTime, Utc};
 use cudly_collector::credentials::{
     AwsCredentials, AzureCredentials, Credentials, GcpCredentials, SecretRef, validate,
 };
 use cudly_collector::domain::{Provider, timestamp};
+use cudly_collector::persist::ACCOUNTS_LOCK;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::accounts_service_server::AccountsService;
 use sqlx::PgPool;
@@ -354,6 +355,13 @@ impl AccountsService for AccountsApi {
         let req = request.into_inner();
         let (provider, external_id) = key(req.provider, &req.external_id)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
+        // Serialized with a run writing its results, which then leaves this
+        // account's rows out (or has written them before this deletes them).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ACCOUNTS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
         let deleted = sqlx::query("DELETE FROM accounts WHERE provider = $1 AND external_id = $2")
             .bind(provider.as_str())
             .bind(&external_id)
@@ -363,13 +371,17 @@ impl AccountsService for AccountsApi {
         if deleted.rows_affected() == 0 {
             return Err(Status::not_found(format!("no {provider} account {external_id:?}")));
         }
-        let removed = sqlx::query("DELETE FROM recommendations WHERE provider = $1 AND account_id = $2")
-            .bind(provider.as_str())
-            .bind(&external_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?
-            .rows_affected();
+        // Its own rows, and those collected through it (an organization's
+        // linked accounts, a GCP billing account).
+        let removed = sqlx::query(
+            "DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)",
+        )
+        .bind(provider.as_str())
+        .bind(&external_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from)?
+        .rows_affected();
         if removed > 0 {
             // Cached summaries are keyed by the data version.
             sqlx::query("UPDATE collection_state SET data_version = data_version + 1 WHERE id = 1")
@@ -422,8 +434,11 @@ mod tests {
         let sub = "9b1f6471-1bf0-4dda-aec3-cb9272f09590";
         let err = parse_new(account(Provider::Azure, sub, azure("the-secret-itself"))).unwrap_err().to_string();
         assert!(err.starts_with("azure.client_secret_ref") && err.contains("never the secret"), "{err}");
-        assert!(parse_new(account(Provider::Azure, sub, azure("env:AZURE_CLIENT_SECRET_PROD"))).is_ok());
-        assert_eq!(field_of(parse_new(account(Provider::Gcp, "my-project-1", azure("env:X")))), "credentials");
+        assert!(parse_new(account(Provider::Azure, sub, azure("env:CUDLY_CLOUD_SECRET_AZURE_PROD"))).is_ok());
+        assert_eq!(
+            field_of(parse_new(account(Provider::Gcp, "my-project-1", azure("env:CUDLY_CLOUD_SECRET_X")))),
+            "credentials"
+        );
         let gcp = Some(C::Gcp(pb::GcpCredentials {
             service_account_key_ref: "file:/var/run/secrets/gcp/key.json".into(),
             billing_account_id: "nope".into(),

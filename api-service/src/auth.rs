@@ -248,7 +248,9 @@ impl Authenticator {
         let principal = Principal {
             subject: claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string(),
             // The same leeway the check allowed.
-            expires_at: UNIX_EPOCH + Duration::from_secs(exp) + self.leeway,
+            expires_at: UNIX_EPOCH
+                .checked_add(Duration::from_secs(exp) + self.leeway)
+                .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX))),
         };
         (principal, permissions)
     }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-/// Where a secret lives: `env:NAME` or `file:/absolute/path`.
+/// What an environment variable holding an account's secret must be called:
+/// a reference may not point at the collector's own settings.
+pub const ENV_PREFIX: &str = "CUDLY_CLOUD_SECRET_";
+
+/// Where a secret lives: `env:CUDLY_CLOUD_SECRET_…` or `file:/absolute/path`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum SecretRef {
@@ -51,21 +55,31 @@ impl std::str::FromStr for SecretRef {
 
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(name) = s.strip_prefix("env:") {
-            let valid = !name.is_empty()
+            let valid = name.len() > ENV_PREFIX.len()
                 && name.len() <= 128
-                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.starts_with(ENV_PREFIX)
                 && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             return if valid {
                 Ok(SecretRef::Env(name.to_string()))
             } else {
-                Err(format!("{s:?}: an environment variable name is upper-case letters, digits and _"))
+                Err(format!(
+                    "{s:?}: an environment variable reference names a variable {ENV_PREFIX}…, upper-case letters, \
+                     digits and _ (other variables of the collector, such as its database URL, are not secrets \
+                     an account may use)"
+                ))
             };
         }
         if let Some(path) = s.strip_prefix("file:") {
-            return if path.starts_with('/') && path.len() <= 4096 && !path.contains('\0') {
-                Ok(SecretRef::File(PathBuf::from(path)))
+            let path = std::path::Path::new(path);
+            let plain = path.is_absolute()
+                && path.as_os_str().len() <= 4096
+                && path
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            return if plain {
+                Ok(SecretRef::File(path.to_path_buf()))
             } else {
-                Err(format!("{s:?}: a file reference needs an absolute path"))
+                Err(format!("{s:?}: a file reference needs an absolute path without . or .."))
             };
         }
         // The value is not echoed: it may be the secret itself, pasted here.
@@ -215,9 +229,21 @@ mod tests {
 
     #[test]
     fn secret_refs_are_references_never_values() {
-        assert_eq!("env:AZURE_SECRET_1".parse::<SecretRef>().unwrap(), SecretRef::Env("AZURE_SECRET_1".into()));
+        assert_eq!(
+            "env:CUDLY_CLOUD_SECRET_AZURE_1".parse::<SecretRef>().unwrap(),
+            SecretRef::Env("CUDLY_CLOUD_SECRET_AZURE_1".into())
+        );
         assert_eq!("file:/var/run/s".parse::<SecretRef>().unwrap(), SecretRef::File("/var/run/s".into()));
-        for bad in ["s3cr3t-value", "env:lower", "env:", "env:1X", "file:relative", ""] {
+        for bad in [
+            "s3cr3t-value",
+            "env:CUDLY_CLOUD_SECRET_lower",
+            "env:",
+            "env:DATABASE_URL",
+            "env:CUDLY_CLOUD_SECRET_",
+            "file:relative",
+            "file:/var/run/secrets/../../etc/shadow",
+            "",
+        ] {
             let err = bad.parse::<SecretRef>().unwrap_err();
             assert!(!bad.is_empty() || err.contains("env:NAME"), "{err}");
         }
@@ -232,11 +258,11 @@ mod tests {
         let azure = Credentials::Azure(AzureCredentials {
             tenant_id: "a".into(),
             client_id: "b".into(),
-            client_secret: SecretRef::Env("X".into()),
+            client_secret: SecretRef::Env("CUDLY_CLOUD_SECRET_X".into()),
         });
         let json = serde_json::to_value(&azure).unwrap();
         assert_eq!(json["provider"], "azure");
-        assert_eq!(json["client_secret"], "env:X");
+        assert_eq!(json["client_secret"], "env:CUDLY_CLOUD_SECRET_X");
         assert_eq!(serde_json::from_value::<Credentials>(json).unwrap(), azure);
         let aws: Credentials = serde_json::from_str(r#"{"provider": "aws"}"#).unwrap();
         assert_eq!(aws, Credentials::Aws(AwsCredentials::default()));

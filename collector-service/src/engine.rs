@@ -37,10 +37,15 @@ impl Default for EngineConfig {
 pub struct Collected {
     /// Every recommendation, in provider, account, service, region, sweep order.
     pub recommendations: Vec<Recommendation>,
+    /// For each recommendation (same order), the registered account whose
+    /// sweep returned it: its own account, or the organization's management
+    /// account (or the GCP project) it was collected through.
+    pub sources: Vec<String>,
     /// Final per-provider status.
     pub providers: Vec<ProviderStatus>,
-    /// The (provider, account) pairs whose sweep completed: only their rows
-    /// that this run did not return may be evicted.
+    /// The registered (provider, account) pairs whose sweep completed: only
+    /// rows collected through them that this run did not return may be
+    /// evicted.
     pub complete_accounts: Vec<(Provider, String)>,
 }
 
@@ -119,23 +124,18 @@ pub async fn collect(
     }))
     .await;
 
-    let mut collected = Collected { recommendations: Vec::new(), providers: Vec::new(), complete_accounts: Vec::new() };
+    let mut collected = Collected {
+        recommendations: Vec::new(),
+        sources: Vec::new(),
+        providers: Vec::new(),
+        complete_accounts: Vec::new(),
+    };
     for ((backend, accts), results) in backends.iter().zip(&per_provider).zip(results) {
         for (account, result) in accts.iter().zip(results) {
             if result.failures.is_empty() {
                 collected.complete_accounts.push((backend.provider(), account.external_id.clone()));
-                // An organization's management account answers for its
-                // linked accounts too: their sweep completed with it.
-                let mut linked: Vec<&str> = result
-                    .recommendations
-                    .iter()
-                    .map(|r| r.account_id.as_str())
-                    .filter(|id| *id != account.external_id)
-                    .collect();
-                linked.sort_unstable();
-                linked.dedup();
-                collected.complete_accounts.extend(linked.into_iter().map(|id| (backend.provider(), id.to_string())));
             }
+            collected.sources.extend(std::iter::repeat_n(account.external_id.clone(), result.recommendations.len()));
             collected.recommendations.extend(result.recommendations);
         }
     }
@@ -452,7 +452,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_organization_account_completes_the_linked_accounts_it_answered_for() {
+    async fn rows_of_linked_accounts_are_sourced_to_the_account_that_collected_them() {
         let sim =
             SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
         let account = &accounts(Provider::Gcp, 1)[0];
@@ -463,7 +463,10 @@ mod tests {
         recs[0].account_id = "linked-002".into();
         let collected = collect_one(Fixed { regions: None, recs }).await;
         let complete: Vec<&str> = collected.complete_accounts.iter().map(|(_, id)| id.as_str()).collect();
-        assert_eq!(complete, [account.external_id.as_str(), "linked-002"]);
+        assert_eq!(complete, [account.external_id.as_str()], "only registered accounts complete");
+        assert_eq!(collected.sources.len(), collected.recommendations.len());
+        assert_eq!(collected.recommendations[0].account_id, "linked-002");
+        assert!(collected.sources.iter().all(|s| *s == account.external_id), "every row came through the account");
     }
 
     #[test]

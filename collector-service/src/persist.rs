@@ -33,6 +33,10 @@ pub struct Finished {
     pub evicted: u64,
 }
 
+/// The advisory lock that serializes a run's result write with account
+/// deletion (AccountsService), so a deleted account's rows never come back.
+pub const ACCOUNTS_LOCK: i64 = 0x6375_646c_7961;
+
 /// Writes a run's results and ends it, all or nothing. The fence is checked
 /// last, under the state row's lock, so a run that lost its lease at any
 /// point before the commit writes nothing.
@@ -41,14 +45,28 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
         return Err(FinishError::LeaseLost);
     }
     let (outcome, error) = collected.outcome();
-    let mut keyed: Vec<(uuid::Uuid, Recommendation)> =
-        collected.recommendations.into_iter().map(|r| (r.natural_id(), r)).collect();
+    let mut keyed: Vec<(uuid::Uuid, Recommendation, String)> = collected
+        .recommendations
+        .into_iter()
+        .zip(collected.sources)
+        .map(|(r, source)| (r.natural_id(), r, source))
+        .collect();
     // Sorted by id so that concurrent writers lock rows in the same order;
     // the stable sort keeps the first of any duplicate in merge order.
-    keyed.sort_by_key(|(id, _)| *id);
+    keyed.sort_by_key(|(id, _, _)| *id);
     keyed.dedup_by(|a, b| a.0 == b.0);
 
     let mut tx = pool.begin().await?;
+    // Serialized with DeleteAccount: an account deleted while the run
+    // collected it is not written back.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut *tx).await?;
+    let registered: std::collections::HashSet<(String, String)> =
+        sqlx::query_as::<_, (String, String)>("SELECT provider, external_id FROM accounts")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+    keyed.retain(|(_, r, source)| registered.contains(&(r.provider.as_str().to_string(), source.clone())));
     let mut written = 0;
     for chunk in keyed.chunks(UPSERT_CHUNK) {
         written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
@@ -68,23 +86,24 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
 async fn upsert_recommendations(
     tx: &mut Transaction<'_, Postgres>,
     generation: i64,
-    recs: &[(uuid::Uuid, Recommendation)],
+    recs: &[(uuid::Uuid, Recommendation, String)],
 ) -> Result<u64, sqlx::Error> {
-    fn col<'a, T>(recs: &'a [(uuid::Uuid, Recommendation)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
-        recs.iter().map(|(_, r)| f(r)).collect()
+    fn col<'a, T>(recs: &'a [(uuid::Uuid, Recommendation, String)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
+        recs.iter().map(|(_, r, _)| f(r)).collect()
     }
     let done = sqlx::query(
         "INSERT INTO recommendations (id, provider, account_id, account_name, service, region,
              resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
              upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-             savings_percentage, break_even_months, collected_at, generation)
+             savings_percentage, break_even_months, source_account_id, collected_at, generation)
          SELECT u.*, now(), $19
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::float8[],
                      $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
-                     $18::float8[]) AS u
+                     $18::float8[], $20::text[]) AS u
          ON CONFLICT (id) DO UPDATE SET
              account_name = EXCLUDED.account_name,
+             source_account_id = EXCLUDED.source_account_id,
              recommended_count = EXCLUDED.recommended_count,
              upfront_cost = EXCLUDED.upfront_cost,
              recurring_monthly_cost = EXCLUDED.recurring_monthly_cost,
@@ -95,7 +114,7 @@ async fn upsert_recommendations(
              collected_at = EXCLUDED.collected_at,
              generation = EXCLUDED.generation",
     )
-    .bind(recs.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(recs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
     .bind(col(recs, |r| r.provider.as_str()))
     .bind(col(recs, |r| r.account_id.as_str()))
     .bind(col(recs, |r| r.account_name.as_str()))
@@ -114,6 +133,7 @@ async fn upsert_recommendations(
     .bind(col(recs, |r| r.savings_percentage))
     .bind(col(recs, |r| r.break_even_months))
     .bind(generation)
+    .bind(recs.iter().map(|(_, _, source)| source.as_str()).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -134,7 +154,7 @@ async fn evict_unreturned(
     let done = sqlx::query(
         "DELETE FROM recommendations r
          USING UNNEST($1::text[], $2::text[]) AS c(provider, account_id)
-         WHERE r.provider = c.provider AND r.account_id = c.account_id AND r.generation <> $3",
+         WHERE r.provider = c.provider AND r.source_account_id = c.account_id AND r.generation <> $3",
     )
     .bind(providers)
     .bind(accounts)

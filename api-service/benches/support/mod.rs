@@ -18,6 +18,16 @@ pub(crate) async fn fresh_database() -> PgPool {
     let pool = PgPoolOptions::new().max_connections(20).connect(&url).await.expect("connecting to DATABASE_URL");
     cudly_collector::db::migrate(&pool).await.unwrap();
     sqlx::query("TRUNCATE recommendations, collection_runs, accounts").execute(&pool).await.unwrap();
+    // The accounts `synthetic` spreads its results over: a run writes only
+    // the results of registered accounts.
+    sqlx::query(
+        "INSERT INTO accounts (provider, external_id, display_name)
+         SELECT p, p || '-account-' || lpad(i::text, 3, '0'), 'Benchmark account'
+         FROM unnest(ARRAY['aws', 'azure', 'gcp']) AS p, generate_series(0, 49) AS i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query(
         "UPDATE collection_state SET collection_id = NULL, lease_expires_at = NULL, outcome = NULL,
              last_collected_at = NULL, finished_at = NULL",
@@ -33,7 +43,7 @@ pub(crate) async fn fresh_database() -> PgPool {
 pub(crate) fn synthetic(n: usize) -> Collected {
     let services = ["compute", "database", "cache", "search", "warehouse"];
     let regions = ["eu-west-1", "us-east-1", "us-east-2", "us-west-2", "asia-east1", "europe-west4"];
-    let recommendations = (0..n)
+    let recommendations: Vec<Recommendation> = (0..n)
         .map(|i| {
             let provider = Provider::ALL[i % 3];
             let account = (i / 3) % 50;
@@ -62,7 +72,8 @@ pub(crate) fn synthetic(n: usize) -> Collected {
     let complete_accounts =
         (0..150).map(|i| (Provider::ALL[i % 3], format!("{}-account-{:03}", Provider::ALL[i % 3], i / 3))).collect();
     let providers = Provider::ALL.iter().map(|&p| ProviderStatus::pending(p, 50)).collect();
-    Collected { recommendations, providers, complete_accounts }
+    let sources = recommendations.iter().map(|r| r.account_id.clone()).collect();
+    Collected { recommendations, sources, providers, complete_accounts }
 }
 
 /// Takes the lease for a run, as api-service does.

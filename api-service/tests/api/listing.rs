@@ -40,7 +40,7 @@ async fn a_failing_provider_keeps_its_old_rows_and_the_others_results(pool: PgPo
             "INSERT INTO recommendations SELECT gen_random_uuid(), provider, $2, account_name, service, region,
                  'retired-type', platform, commitment_type, term_months, payment_option, recommended_count,
                  upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-                 savings_percentage, break_even_months, collected_at, generation
+                 savings_percentage, break_even_months, collected_at, generation, $2
              FROM recommendations WHERE provider = $1 LIMIT 1",
         )
         .bind(provider)

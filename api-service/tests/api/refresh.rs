@@ -128,6 +128,7 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
     assert!(!write_progress(&pool, &old, &[]).await.unwrap());
     let late = Collected {
         recommendations: vec![],
+        sources: vec![],
         providers: vec![cudly_collector::domain::ProviderStatus::pending(Provider::Aws, 1)],
         complete_accounts: vec![(Provider::Aws, "100000000001".into())],
     };

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_sdk_costexplorer::Client;
+use aws_sdk_costexplorer::config::http::HttpResponse;
 use aws_sdk_costexplorer::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_costexplorer::types::{
     AccountScope, InstanceDetails, LookbackPeriodInDays, PaymentOption as AwsPayment,
@@ -32,9 +33,12 @@ use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommenda
 /// How the AWS backend calls Cost Explorer.
 #[derive(Debug)]
 pub struct AwsConfig {
-    /// Cost Explorer (and STS) endpoint override, e.g. a VPC endpoint or a
-    /// local fake; `None` uses AWS's.
+    /// Cost Explorer endpoint override, e.g. a VPC endpoint or a local
+    /// fake; `None` uses AWS's.
     pub endpoint_url: Option<String>,
+    /// STS endpoint override for assuming roles; `None` uses AWS's (not the
+    /// Cost Explorer override).
+    pub sts_endpoint_url: Option<String>,
     /// Cost Explorer's region (its API lives in us-east-1).
     pub region: String,
     /// Days of usage the recommendations consider: 7, 30 or 60.
@@ -67,6 +71,9 @@ pub const SERVICES: &[&str] = &[
     "ec2_instance_savings_plans",
     "sagemaker_savings_plans",
 ];
+
+/// Pages of one request before the backend gives up on it.
+const MAX_PAGES: usize = 500;
 
 /// Hours in a month, as AWS prices monthly figures.
 const HOURS_PER_MONTH: f64 = 730.0;
@@ -116,9 +123,11 @@ impl AwsBackend {
         }
         let mut builder = aws_sdk_costexplorer::config::Builder::from(&self.base).retry_config(RetryConfig::disabled());
         if let Some((arn, external_id)) = &key {
+            let mut sts = self.base.to_builder();
+            sts.set_endpoint_url(self.config.sts_endpoint_url.clone());
             let mut role = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
                 .session_name("cudly-collector")
-                .configure(&self.base);
+                .configure(&sts.build());
             if let Some(id) = external_id {
                 role = role.external_id(id.clone());
             }
@@ -144,6 +153,7 @@ impl AwsBackend {
     {
         let mut pages = Vec::new();
         let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let output = match self.config.limits.call(calls, what, || page(token.clone())).await {
                 Ok(output) => output,
@@ -152,8 +162,11 @@ impl AwsBackend {
             };
             token = next_token(&output).filter(|t| !t.is_empty()).map(str::to_string);
             pages.push(output);
-            if token.is_none() {
-                break;
+            let Some(next) = &token else { break };
+            // Every page is billed: a token that comes back, or an answer
+            // that never ends, stops here rather than spending on.
+            if !seen.insert(next.clone()) || pages.len() >= MAX_PAGES {
+                return Err(BackendError(format!("{what}: paging did not end after {} pages", pages.len())));
             }
         }
         Ok(pages)
@@ -188,8 +201,7 @@ impl AwsBackend {
             PaymentOption::NoUpfront | PaymentOption::Monthly => AwsPayment::NoUpfront,
         };
         let hint = access_hint(&credentials, account);
-        let ctx =
-            Mapping { account, service: query.service, sweep: query.sweep, lookback_days: self.config.lookback_days };
+        let ctx = Mapping { account, service: query.service, sweep: query.sweep };
         let mut recommendations = Vec::new();
         if let Some((_, ce_service)) = RI_SERVICES.iter().find(|(s, _)| *s == query.service) {
             let what =
@@ -203,6 +215,9 @@ impl AwsBackend {
                             .get_reservation_purchase_recommendation()
                             .service(*ce_service)
                             .set_account_scope(scope.clone())
+                            // Without organization scope, the account's own
+                            // recommendations, whichever identity asks.
+                            .set_account_id(scope.is_none().then(|| account.external_id.clone()))
                             .lookback_period_in_days(self.lookback())
                             .term_in_years(term.clone())
                             .payment_option(payment.clone())
@@ -272,10 +287,9 @@ fn access_hint(credentials: &AwsCredentials, account: &Account) -> String {
 
 /// Sorts an SDK error: throttling and server errors may be retried;
 /// credentials, permissions and bad requests may not.
-fn classify<E, R>(err: SdkError<E, R>, hint: &str) -> CallError
+fn classify<E>(err: SdkError<E, HttpResponse>, hint: &str) -> CallError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match &err {
         SdkError::ServiceError(service) => {
@@ -297,6 +311,7 @@ where
                 | "InvalidClientTokenId"
                 | "ExpiredTokenException"
                 | "AccessDenied" => CallError::Permanent(format!("{code}: {message}; {hint}")),
+                _ if service.raw().status().is_server_error() => CallError::Transient(format!("{code}: {message}")),
                 _ => CallError::Permanent(format!("{code}: {message}")),
             }
         }
@@ -334,14 +349,15 @@ struct Mapping<'a> {
     account: &'a Account,
     service: &'static str,
     sweep: Sweep,
-    lookback_days: u32,
 }
 
 impl Mapping<'_> {
-    /// The account a detail belongs to: its own `AccountId` (linked
-    /// accounts of an organization) or the account collected.
+    /// The account a detail belongs to: for an organization, its own
+    /// `AccountId` (a linked account); otherwise the account collected.
     fn account_id(&self, detail_account: Option<&str>) -> String {
-        match detail_account.filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())) {
+        let organization = matches!(&self.account.credentials, Some(Credentials::Aws(c)) if c.organization);
+        let linked = detail_account.filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()));
+        match linked.filter(|_| organization) {
             Some(id) => id.to_string(),
             None => self.account.external_id.clone(),
         }
@@ -451,15 +467,14 @@ fn map_reservations(ctx: &Mapping<'_>, rec: &ReservationPurchaseRecommendation) 
     Ok(out)
 }
 
-/// Maps one savings-plan recommendation. The on-demand and plan costs
-/// (`EstimatedOnDemandCost`, `EstimatedSPCost`) cover the look-back period,
-/// so they are scaled to a month of 730 hours; the monthly savings are given
+/// Maps one savings-plan recommendation. Monthly figures use a month of 730
+/// hours: the on-demand cost from the average hourly on-demand spend, the
+/// recurring cost from the hourly commitment; the monthly savings are given
 /// as such. The count is the hourly commitment in USD.
 fn map_savings_plans(
     ctx: &Mapping<'_>,
     rec: &SavingsPlansPurchaseRecommendation,
 ) -> Result<Vec<Recommendation>, String> {
-    let per_month = HOURS_PER_MONTH / (f64::from(ctx.lookback_days.max(1)) * 24.0);
     let mut out = Vec::new();
     for detail in rec.savings_plans_purchase_recommendation_details() {
         check_currency(detail.currency_code())?;
@@ -467,7 +482,11 @@ fn map_savings_plans(
         let hourly = number("HourlyCommitmentToPurchase", detail.hourly_commitment_to_purchase())?;
         let upfront = number("UpfrontCost", detail.upfront_cost())?;
         let savings = number("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
-        let on_demand = number("EstimatedOnDemandCost", detail.estimated_on_demand_cost())? * per_month;
+        // `EstimatedOnDemandCost` is the on-demand cost the plan would leave
+        // uncovered; the usage's own on-demand cost is the average hourly
+        // on-demand spend.
+        let on_demand = number("CurrentAverageHourlyOnDemandSpend", detail.current_average_hourly_on_demand_spend())?
+            * HOURS_PER_MONTH;
         // The commitment covers the whole term; what is paid upfront is not
         // paid again monthly.
         let term = f64::from(ctx.sweep.term_months.max(1));

@@ -1058,7 +1058,7 @@ mod tests {
         let creds = AzureCredentials {
             tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
             client_id: "8a3f2c1e-0000-4000-8000-000000000001".into(),
-            client_secret: SecretRef::Env("AZURE_SECRET_PAYMENTS".into()),
+            client_secret: SecretRef::Env("CUDLY_CLOUD_SECRET_PAYMENTS".into()),
         };
         let secret = SecretString::from("s3cr3t-Value~x".to_string());
         let body = json!({
@@ -1074,7 +1074,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("(invalid_client): AADSTS7000215: Invalid client secret provided"), "{message}");
-        assert!(message.contains("env:AZURE_SECRET_PAYMENTS"), "{message}");
+        assert!(message.contains("env:CUDLY_CLOUD_SECRET_PAYMENTS"), "{message}");
         assert!(!message.contains("s3cr3t") && !message.contains("Trace ID"), "{message}");
     }
 

@@ -183,7 +183,14 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
 
 /// Parses an HTTP `Retry-After` in seconds (the form cost APIs send).
 pub fn retry_after(value: Option<&str>) -> Option<Duration> {
-    value?.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    // Capped at a day: a huge value must not overflow a deadline (the
+    // retry policy caps the wait again).
+    value?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
 }
 
 #[cfg(test)]
@@ -259,5 +266,6 @@ mod tests {
         assert_eq!(retry_after(Some("0.5")), Some(Duration::from_millis(500)));
         assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(retry_after(None), None);
+        assert_eq!(retry_after(Some("1e20")), Some(Duration::from_secs(86_400)), "no overflow");
     }
 }

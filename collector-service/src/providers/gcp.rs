@@ -615,7 +615,8 @@ async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<(SecretSt
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| CallError::Permanent("the token answer has no access_token".into()))?;
-    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+    // A day at most: a huge `expires_in` must not overflow the deadline.
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600).min(86_400));
     let usable = if lifetime > TOKEN_MARGIN * 2 { lifetime - TOKEN_MARGIN } else { lifetime / 2 };
     Ok((SecretString::from(token), Instant::now() + usable))
 }

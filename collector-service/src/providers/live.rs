@@ -37,10 +37,14 @@ pub struct CloudArgs {
     #[arg(long, env = "CUDLY_AWS_REGION", default_value = "us-east-1")]
     pub aws_region: String,
 
-    /// AWS: endpoint override for Cost Explorer and STS (a VPC endpoint, or
-    /// a local fake in tests).
+    /// AWS: endpoint override for Cost Explorer (a VPC endpoint, or a
+    /// local fake).
     #[arg(long, env = "CUDLY_AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
+
+    /// AWS: endpoint override for STS, which assumes the accounts' roles.
+    #[arg(long, env = "CUDLY_AWS_STS_ENDPOINT_URL")]
+    pub aws_sts_endpoint_url: Option<String>,
 
     /// Azure: ARM requests per second, shared by every subscription (ARM
     /// throttles reads per subscription and per principal, the cost APIs
@@ -127,6 +131,7 @@ pub async fn live_backends(args: &CloudArgs, providers: &[Provider]) -> anyhow::
             Provider::Aws => {
                 let config = AwsConfig {
                     endpoint_url: args.aws_endpoint_url.clone(),
+                    sts_endpoint_url: args.aws_sts_endpoint_url.clone(),
                     region: args.aws_region.clone(),
                     lookback_days: args.aws_lookback_days,
                     terms: args.aws_terms.clone(),

@@ -177,3 +177,88 @@ async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
     assert!(cudly_collector::lease::write_progress(&pool, &lease, &progress).await.unwrap());
     assert_eq!(version().await, before + 1, "progress is");
 }
+
+fn recommendation(account_id: &str, resource_type: &str) -> cudly_collector::domain::Recommendation {
+    use cudly_collector::domain::{CommitmentType, PaymentOption};
+    cudly_collector::domain::Recommendation {
+        provider: Provider::Aws,
+        account_id: account_id.into(),
+        account_name: account_id.into(),
+        service: "ec2".into(),
+        region: "us-east-1".into(),
+        resource_type: resource_type.into(),
+        platform: "Linux/UNIX".into(),
+        commitment_type: CommitmentType::ReservedInstance,
+        term_months: 12,
+        payment_option: PaymentOption::NoUpfront,
+        recommended_count: 1.0,
+        upfront_cost: 0.0,
+        recurring_monthly_cost: 70.0,
+        on_demand_monthly_cost: 100.0,
+        estimated_monthly_savings: 30.0,
+        savings_percentage: 30.0,
+        break_even_months: 0.0,
+    }
+}
+
+/// Writes one run's results: (account, via, resource type) rows, and the
+/// accounts whose sweep completed.
+async fn finish(pool: &PgPool, rows: &[(&str, &str, &str)], complete: &[&str]) {
+    use cudly_collector::domain::ProviderStatus;
+    use cudly_collector::engine::Collected;
+    let (collection_id, generation) = take_lease(pool).await;
+    let lease =
+        cudly_collector::lease::Lease { collection_id, generation, trigger: cudly_collector::domain::Trigger::User };
+    let collected = Collected {
+        recommendations: rows.iter().map(|(account, _, kind)| recommendation(account, kind)).collect(),
+        sources: rows.iter().map(|(_, via, _)| via.to_string()).collect(),
+        providers: vec![ProviderStatus::pending(Provider::Aws, complete.len() as u32)],
+        complete_accounts: complete.iter().map(|a| (Provider::Aws, a.to_string())).collect(),
+    };
+    cudly_collector::persist::finish_run(pool, &lease, collected).await.unwrap();
+}
+
+async fn rows_of(pool: &PgPool, account: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT resource_type FROM recommendations WHERE account_id = $1 ORDER BY resource_type")
+        .bind(account)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn rows_collected_through_an_account_are_evicted_with_its_sweep_and_a_deleted_account_is_not_written_back(
+    pool: PgPool,
+) {
+    let (payer, linked_a, linked_b, single) = ("400000000000", "400000000001", "400000000002", "500000000000");
+    sqlx::query(
+        "INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Org'), ('aws', $2, 'One')",
+    )
+    .bind(payer)
+    .bind(single)
+    .execute(&pool)
+    .await
+    .unwrap();
+    finish(
+        &pool,
+        &[(linked_a, payer, "m5.large"), (linked_b, payer, "c6i.large"), (single, single, "r6g.large")],
+        &[payer, single],
+    )
+    .await;
+    assert_eq!(rows_of(&pool, linked_b).await, ["c6i.large"]);
+
+    // The organization no longer recommends anything for linked account B:
+    // its row goes, though B itself was never registered.
+    finish(&pool, &[(linked_a, payer, "m5.large")], &[payer]).await;
+    assert!(rows_of(&pool, linked_b).await.is_empty(), "evicted with the payer's complete sweep");
+    assert_eq!(rows_of(&pool, linked_a).await, ["m5.large"]);
+    assert_eq!(rows_of(&pool, single).await, ["r6g.large"], "an account not swept this time keeps its rows");
+
+    // An account deleted (with its rows) while a run collected it is not
+    // written back by that run.
+    sqlx::query("DELETE FROM accounts WHERE external_id = $1").bind(single).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM recommendations WHERE account_id = $1").bind(single).execute(&pool).await.unwrap();
+    finish(&pool, &[(single, single, "r6g.xlarge"), (linked_a, payer, "m5.large")], &[payer, single]).await;
+    assert!(rows_of(&pool, single).await.is_empty());
+    assert_eq!(rows_of(&pool, linked_a).await, ["m5.large"]);
+}

@@ -124,6 +124,7 @@ async fn start(fake: Fake) -> (SocketAddr, Shared) {
 fn config(addr: SocketAddr, rate: f64, burst: u32) -> AwsConfig {
     AwsConfig {
         endpoint_url: Some(format!("http://{addr}")),
+        sts_endpoint_url: Some(format!("http://{addr}")),
         region: "us-east-1".into(),
         lookback_days: 60,
         terms: vec![12],
@@ -228,7 +229,8 @@ async fn every_page_is_collected_and_mapped_and_the_lookback_goes_with_every_cal
                 "AccountId": "123456789012", "UpfrontCost": "0", "CurrencyCode": "USD",
                 "EstimatedSPCost": "1440", "EstimatedOnDemandCost": "2880",
                 "EstimatedSavingsAmount": "1440", "EstimatedSavingsPercentage": "50",
-                "HourlyCommitmentToPurchase": "1.0", "EstimatedMonthlySavingsAmount": "730"
+                "HourlyCommitmentToPurchase": "1.0", "EstimatedMonthlySavingsAmount": "730",
+                "CurrentAverageHourlyOnDemandSpend": "2.0"
             }]
         }}),
     );
@@ -257,7 +259,7 @@ async fn every_page_is_collected_and_mapped_and_the_lookback_goes_with_every_cal
 
     let sp = fetch(&backend, &acct, "compute_savings_plans", &calls).await;
     assert_eq!(sp.len(), 1);
-    // 2,880 USD of on-demand over 60 days is 1,460 USD a month of 730 hours.
+    // 2 USD an hour of on-demand spend is 1,460 USD a month of 730 hours.
     assert!((sp[0].on_demand_monthly_cost - 1460.0).abs() < 1e-9, "{}", sp[0].on_demand_monthly_cost);
     assert_eq!(
         (sp[0].recurring_monthly_cost, sp[0].estimated_monthly_savings, sp[0].recommended_count),
@@ -365,7 +367,8 @@ async fn an_organization_is_collected_with_one_call_per_sweep_split_by_linked_ac
     owners.sort_unstable();
     owners.dedup();
     assert_eq!(owners, linked.iter().map(String::as_str).collect::<Vec<_>>(), "split by the detail's AccountId");
-    assert_eq!(collected.complete_accounts.len(), 11, "the payer and its 10 linked accounts");
+    assert_eq!(collected.complete_accounts.len(), 1, "the management account's sweep completed");
+    assert!(collected.sources.iter().all(|s| s == "400000000000"), "every row came through it");
     let seen = &state.lock().unwrap().seen;
     assert!(seen.iter().all(|(_, _, body)| body["AccountScope"] == "LINKED"));
     // 8 services × 1 term × 1 payment option: one request each.
