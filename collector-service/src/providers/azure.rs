@@ -38,6 +38,9 @@ const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(300);
 /// sweeps of a run fail at once instead of asking Entra ID again. A changed
 /// secret is tried at once.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(120);
+/// How long a token failure other than a refusal (the endpoint down, its
+/// answers unreadable) is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 /// How long a reservation listing waits for the sweeps of its other terms.
 const LISTING_REUSE: Duration = Duration::from_secs(600);
 /// A guard against a nextLink that never ends.
@@ -183,9 +186,18 @@ impl AzureBackend {
                 Ok(grant.token)
             }
             Err(err) => {
-                if let Some(message) = refused.into_inner().unwrap() {
-                    slot.refusal = Some(Refusal { message, secret, until: Instant::now() + REFUSAL_MEMORY });
-                }
+                // A refusal is kept for a while (until the secret changes);
+                // any other failure briefly, so that the subscriptions waiting
+                // for this token fail at once instead of each running the
+                // whole retry cycle again.
+                let (message, memory) = match refused.into_inner().unwrap() {
+                    Some(message) => (message, REFUSAL_MEMORY),
+                    None => {
+                        let prefix = format!("{what}: ");
+                        (err.0.strip_prefix(&prefix).unwrap_or(&err.0).to_string(), FAILURE_MEMORY)
+                    }
+                };
+                slot.refusal = Some(Refusal { message, secret, until: Instant::now() + memory });
                 Err(err)
             }
         }

@@ -684,15 +684,21 @@ fn encode_query_value(value: &str) -> String {
 }
 
 /// Values fetched once per key and kept until their expiry. Concurrent
-/// askers of one key wait for the single fetch (no stampede); a failed
-/// fetch is not kept. Bounded: past [`CACHE_CAPACITY`] keys, expired and
-/// then all unused entries are dropped.
+/// askers of one key wait for the single fetch (no stampede). A failed fetch
+/// is remembered for [`FAILURE_MEMORY`], so the askers that waited for it
+/// (other accounts, the other term's sweep) get its answer at once instead
+/// of each running the whole retry cycle again. Bounded: past
+/// [`CACHE_CAPACITY`] keys, expired and then all unused entries are dropped.
 struct Cache<T> {
     slots: Mutex<HashMap<String, Slot<T>>>,
 }
 
-/// One key's value and its expiry; the lock is held while it is fetched.
-type Slot<T> = Arc<tokio::sync::Mutex<Option<(Instant, T)>>>;
+/// One key's value (or failure) and its expiry; the lock is held while it
+/// is fetched.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<(Instant, Result<T, String>)>>>;
+
+/// How long a failed fetch is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 
 impl<T> Default for Cache<T> {
     fn default() -> Self {
@@ -711,11 +717,18 @@ impl<T: Clone> Cache<T> {
         if let Some((until, value)) = held.as_ref()
             && Instant::now() < *until
         {
-            return Ok(value.clone());
+            return value.clone().map_err(BackendError);
         }
-        let (value, until) = fetch().await?;
-        *held = Some((until, value.clone()));
-        Ok(value)
+        match fetch().await {
+            Ok((value, until)) => {
+                *held = Some((until, Ok(value.clone())));
+                Ok(value)
+            }
+            Err(err) => {
+                *held = Some((Instant::now() + FAILURE_MEMORY, Err(err.0.clone())));
+                Err(err)
+            }
+        }
     }
 
     fn slot(&self, key: &str) -> Slot<T> {
@@ -1144,6 +1157,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_answered_from_memory_for_a_while() {
+        let cache: Cache<u32> = Cache::default();
+        let fetches = std::sync::atomic::AtomicU32::new(0);
+        let failing = || async {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err::<(u32, Instant), _>(BackendError("token endpoint: no answer within 30s".into()))
+        };
+        for _ in 0..3 {
+            let err = cache.get_or_fetch("metadata", failing).await.unwrap_err();
+            assert!(err.0.contains("no answer"), "{err}");
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "the waiters got the failure at once");
+        cache.forget("metadata");
+        let value =
+            cache.get_or_fetch("metadata", || async { Ok((7, Instant::now() + Duration::from_secs(60))) }).await;
+        assert_eq!(value.unwrap(), 7);
+    }
 
     fn rec(value: Value) -> ApiRecommendation {
         serde_json::from_value(value).unwrap()
