@@ -421,6 +421,15 @@ mod tests {
         }
     }
 
+    /// What the simulated GCP returns for one compute sweep of `account`.
+    async fn simulated_compute(account: &Account) -> Vec<Recommendation> {
+        let sim =
+            SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
+        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
+        let calls = RequestCount::default();
+        sim.fetch(Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls }).await.unwrap()
+    }
+
     async fn collect_one(backend: Fixed) -> Collected {
         let backends: Backends = vec![Arc::new(backend)];
         let (tx, _rx) = watch::channel(Vec::new());
@@ -437,13 +446,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_payload_with_a_non_finite_amount_fails_its_sweep() {
-        let sim =
-            SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
         let account = &accounts(Provider::Gcp, 1)[0];
-        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
-        let calls = RequestCount::default();
-        let query = Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls };
-        let mut recs = sim.fetch(query).await.unwrap();
+        let mut recs = simulated_compute(account).await;
         recs[0].estimated_monthly_savings = f64::NAN;
         let collected = collect_one(Fixed { regions: None, recs }).await;
         assert!(collected.recommendations.is_empty(), "nothing of a malformed payload is kept");
@@ -453,13 +457,8 @@ mod tests {
 
     #[tokio::test]
     async fn rows_of_linked_accounts_are_sourced_to_the_account_that_collected_them() {
-        let sim =
-            SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
         let account = &accounts(Provider::Gcp, 1)[0];
-        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
-        let calls = RequestCount::default();
-        let query = Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls };
-        let mut recs = sim.fetch(query).await.unwrap();
+        let mut recs = simulated_compute(account).await;
         recs[0].account_id = "linked-002".into();
         let collected = collect_one(Fixed { regions: None, recs }).await;
         let complete: Vec<&str> = collected.complete_accounts.iter().map(|(_, id)| id.as_str()).collect();

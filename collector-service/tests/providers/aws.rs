@@ -18,6 +18,8 @@ use cudly_collector::providers::aws::{AwsBackend, AwsConfig};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, Sweep};
 use serde_json::{Value, json};
+
+use crate::support::form;
 use tokio::time::Instant;
 
 /// What the fake answers, and what it saw.
@@ -67,7 +69,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 fn sts(fake: &mut Fake, body: &[u8]) -> Response {
-    let form: HashMap<String, String> = url_decode(std::str::from_utf8(body).unwrap_or(""));
+    let form: HashMap<String, String> = form(std::str::from_utf8(body).unwrap_or(""));
     let role = form.get("RoleArn").cloned().unwrap_or_default();
     fake.assumed.push((role.clone(), form.get("ExternalId").cloned().unwrap_or_default()));
     if fake.denied_roles.contains(&role) {
@@ -87,29 +89,6 @@ fn sts(fake: &mut Fake, body: &[u8]) -> Response {
          </AssumeRoleResult><ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata></AssumeRoleResponse>"
     );
     (StatusCode::OK, [("content-type", "text/xml")], xml).into_response()
-}
-
-fn url_decode(form: &str) -> HashMap<String, String> {
-    let decode = |s: &str| {
-        let bytes = s.replace('+', " ").into_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-            match (bytes[i], hex) {
-                (b'%', Some(b)) => {
-                    out.push(b);
-                    i += 3;
-                }
-                (b, _) => {
-                    out.push(b);
-                    i += 1;
-                }
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    form.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
 }
 
 async fn start(fake: Fake) -> (SocketAddr, Shared) {

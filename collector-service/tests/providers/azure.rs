@@ -25,6 +25,8 @@ use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, Sw
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
+use crate::support::{decode, form};
+
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const SUB_A: &str = "0b1f6471-1bf0-4dda-aec3-cb9272f09590";
 const SUB_B: &str = "5d3c8a9e-7f21-4b6e-9c0d-2a1e4f6b8c73";
@@ -97,7 +99,7 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
     if method == Method::POST && path == format!("/{TENANT}/oauth2/v2.0/token") {
         return token(&fake, &String::from_utf8_lossy(&body));
     }
-    let query = pairs(uri.query().unwrap_or(""));
+    let query = form(uri.query().unwrap_or(""));
     fake.arm_requests.lock().unwrap().push(format!("{path}?{}", decode(uri.query().unwrap_or(""))));
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     if fake.revoke_first_token && bearer.ends_with("#1") {
@@ -158,7 +160,7 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
 
 /// The v2.0 token endpoint: client credentials, form-encoded.
 fn token(fake: &Fake, body: &str) -> Response {
-    let form = pairs(body);
+    let form = form(body);
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let client = field("client_id");
     let issued = {
@@ -193,42 +195,6 @@ fn token(fake: &Fake, body: &str) -> Response {
         "error_uri": "https://login.microsoftonline.com/error?code=7000215"
     });
     json_response(StatusCode::UNAUTHORIZED, refusal)
-}
-
-fn pairs(encoded: &str) -> HashMap<String, String> {
-    encoded
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-/// Percent-decoding, `+` as a space (form encoding).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A `legacy`-kind item (EA): plain amounts, SKU and location on the item.

@@ -23,6 +23,8 @@ use cudly_collector::providers::gcp::{GcpBackend, GcpConfig};
 use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, Sweep};
 use serde_json::{Value, json};
 
+use crate::support::form;
+
 const PRIVATE_KEY: &str = include_str!("fixtures/gcp-sa-test-only.key.pem");
 const PUBLIC_KEY: &str = include_str!("fixtures/gcp-sa-test-only.pub.pem");
 const CLIENT_EMAIL: &str = "cudly-collector@cudly-test.iam.gserviceaccount.com";
@@ -197,35 +199,6 @@ fn page(items: Vec<Value>, params: &HashMap<String, String>, size: usize) -> (Ve
     let end = (start + size).min(items.len());
     let next = (end < items.len()).then(|| format!("page-{end}"));
     (items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default(), next)
-}
-
-/// `application/x-www-form-urlencoded` (query strings and the token form).
-fn form(text: &str) -> HashMap<String, String> {
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap_or(b'?'));
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ---- sample recommendations, as the Recommender writes them ---------------

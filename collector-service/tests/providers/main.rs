@@ -4,3 +4,4 @@
 mod aws;
 mod azure;
 mod gcp;
+mod support;
