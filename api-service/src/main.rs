@@ -8,7 +8,6 @@ use cudly_collector::{db, serving, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    serving::install_crypto_provider();
     let config = Config::parse();
     let _telemetry = telemetry::init("api-service", config.common.log_format)?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_collector::auth::read_file;
-use cudly_collector::metrics::RpcMetricsLayer;
+use cudly_collector::metrics::MetricsEndpoint;
 use cudly_collector::serving;
 use cudly_proto::recommendations::v1::accounts_service_server::AccountsServiceServer;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsServiceServer;
@@ -133,9 +133,7 @@ impl Settings {
 pub struct App {
     incoming: TcpIncoming,
     addr: SocketAddr,
-    metrics_addr: Option<SocketAddr>,
-    stop_metrics: CancellationToken,
-    rpc_metrics: RpcMetricsLayer,
+    metrics_endpoint: MetricsEndpoint,
     api: RecommendationsApi,
     cors: CorsLayer,
     auth: AuthLayer,
@@ -170,9 +168,7 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     let (incoming, addr) = serving::bind(settings.listen)?;
     let mut registry = Registry::with_prefix("cudly");
     let metrics = ApiMetrics::register(&mut registry);
-    let rpc_metrics = RpcMetricsLayer::register(&mut registry);
-    let stop_metrics = CancellationToken::new();
-    let metrics_addr = cudly_collector::metrics::serve(settings.metrics_listen, registry, stop_metrics.clone()).await?;
+    let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
     let dispatcher =
         Dispatcher::new(&settings.collector_url, settings.dispatch_timeout, &settings.collector_credentials)?;
     let refresher = Arc::new(Refresher::new(pool.clone(), dispatcher, settings.lease_ttl, metrics.clone()));
@@ -185,7 +181,7 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
         settings.limits.max_watchers,
     );
     let api = RecommendationsApi::new(pool, refresher, hub, settings.auto_refresh, settings.watch_heartbeat);
-    Ok(App { incoming, addr, metrics_addr, stop_metrics, rpc_metrics, api, cors, auth, tls, shutdown, settings })
+    Ok(App { incoming, addr, metrics_endpoint, api, cors, auth, tls, shutdown, settings })
 }
 
 impl App {
@@ -196,26 +192,14 @@ impl App {
 
     /// The address metrics are served on, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
+        self.metrics_endpoint.addr()
     }
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, ends
     /// every WatchFreshness stream with UNAVAILABLE and drains in-flight
     /// calls for at most the shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App {
-            incoming,
-            addr,
-            api,
-            cors,
-            auth,
-            tls,
-            shutdown: stop_streams,
-            settings,
-            stop_metrics,
-            rpc_metrics,
-            ..
-        } = self;
+        let App { incoming, addr, api, cors, auth, tls, shutdown: stop_streams, settings, metrics_endpoint } = self;
         let (shutdown_timeout, limits) = (settings.shutdown_timeout, settings.limits);
         type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
@@ -258,7 +242,7 @@ impl App {
         let layers = tower::ServiceBuilder::new()
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(rpc_metrics)
+            .layer(metrics_endpoint.rpc_layer())
             .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>))
             .layer(tower::load_shed::LoadShedLayer::new())
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
@@ -281,7 +265,7 @@ impl App {
                 Ok(())
             }
         };
-        stop_metrics.cancel();
+        drop(metrics_endpoint);
         served?;
         tracing::info!("api-service stopped");
         Ok(())

@@ -6,7 +6,6 @@ use cudly_collector::{accounts, db, serving, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    serving::install_crypto_provider();
     let config = Config::parse();
     let _telemetry = telemetry::init("collector-service", config.common.log_format)?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {

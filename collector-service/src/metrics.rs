@@ -38,10 +38,46 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// A service's scrape endpoint: its registry, with the RPC latency family
+/// added, served on its own port until the endpoint is dropped.
+#[derive(Debug)]
+pub struct MetricsEndpoint {
+    rpc: RpcMetricsLayer,
+    addr: Option<SocketAddr>,
+    stop: CancellationToken,
+}
+
+impl MetricsEndpoint {
+    /// Adds the RPC latency family to `registry` and serves it on `listen`
+    /// (port 0 picks one; `None` serves nothing).
+    pub async fn start(listen: Option<SocketAddr>, mut registry: Registry) -> anyhow::Result<Self> {
+        let rpc = RpcMetricsLayer::register(&mut registry);
+        let stop = CancellationToken::new();
+        let addr = serve(listen, registry, stop.clone()).await?;
+        Ok(MetricsEndpoint { rpc, addr, stop })
+    }
+
+    /// The address metrics are served on, if any.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// The layer that records every call's latency into this endpoint.
+    pub fn rpc_layer(&self) -> RpcMetricsLayer {
+        self.rpc.clone()
+    }
+}
+
+impl Drop for MetricsEndpoint {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// Serves `GET /metrics` (OpenMetrics text, which Prometheus scrapes) on
 /// `addr` until `shutdown`. Returns the bound address (port 0 picks one);
 /// no address serves nothing.
-pub async fn serve(
+async fn serve(
     addr: Option<SocketAddr>,
     registry: Registry,
     shutdown: CancellationToken,

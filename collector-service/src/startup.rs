@@ -20,7 +20,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::auth::InternalAuth;
 use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
-use crate::metrics::{CollectorMetrics, RpcMetricsLayer};
+use crate::metrics::{CollectorMetrics, MetricsEndpoint};
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use crate::run::RunContext;
@@ -84,9 +84,7 @@ pub async fn backends_from_config(config: &Config) -> anyhow::Result<Backends> {
 pub struct App {
     incoming: TcpIncoming,
     addr: SocketAddr,
-    metrics_addr: Option<SocketAddr>,
-    stop_metrics: CancellationToken,
-    rpc_metrics: RpcMetricsLayer,
+    metrics_endpoint: MetricsEndpoint,
     collector: Arc<Collector>,
     health: HealthReporter,
     settings: Settings,
@@ -105,9 +103,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
     let (incoming, addr) = serving::bind(settings.listen)?;
     let mut registry = Registry::with_prefix("cudly");
     let metrics = CollectorMetrics::register(&mut registry);
-    let rpc_metrics = RpcMetricsLayer::register(&mut registry);
-    let stop_metrics = CancellationToken::new();
-    let metrics_addr = crate::metrics::serve(settings.metrics_listen, registry, stop_metrics.clone()).await?;
+    let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
     let collector = Arc::new(Collector::new(RunContext {
         pool,
         backends,
@@ -117,7 +113,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
         metrics,
     }));
     let health = HealthReporter::new();
-    Ok(App { incoming, addr, metrics_addr, stop_metrics, rpc_metrics, collector, health, settings })
+    Ok(App { incoming, addr, metrics_endpoint, collector, health, settings })
 }
 
 impl App {
@@ -128,7 +124,7 @@ impl App {
 
     /// The address metrics are served on, if any.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_addr
+        self.metrics_endpoint.addr()
     }
 
     /// The collector behind the server.
@@ -139,7 +135,7 @@ impl App {
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops the
     /// runs (releasing their leases) and drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { incoming, addr, collector, health, settings, stop_metrics, rpc_metrics, .. } = self;
+        let App { incoming, addr, collector, health, settings, metrics_endpoint } = self;
         type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         serving::report::<Named>(&health, ServingStatus::NotServing).await;
@@ -171,7 +167,7 @@ impl App {
         let served = server
             .layer(
                 tower::ServiceBuilder::new()
-                    .layer(rpc_metrics)
+                    .layer(metrics_endpoint.rpc_layer())
                     .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>)),
             )
             .add_service(health_service)
@@ -180,7 +176,7 @@ impl App {
             .add_service(InterceptedService::new(collect, Arc::new(settings.auth).interceptor()))
             .serve_with_incoming_shutdown(incoming, drain)
             .await;
-        stop_metrics.cancel();
+        drop(metrics_endpoint);
         served?;
         tracing::info!("collector-service stopped");
         Ok(())
