@@ -262,7 +262,8 @@ fn invalid(what: &str, err: &jsonwebtoken::errors::Error) -> Refusal {
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))
+    String::from_utf8(cudly_collector::auth::read_file(path)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
 }
 
 /// A tower layer that authenticates and authorizes every gRPC call before
