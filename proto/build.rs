@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from("proto/cudly/recommendations/v1/recommendations.proto"),
         PathBuf::from("proto/cudly/recommendations/v1/accounts.proto"),
         PathBuf::from("proto/cudly/collector/v1/collector.proto"),
+        PathBuf::from("proto/google/type/money.proto"),
     ];
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = prost_build::Config::new();

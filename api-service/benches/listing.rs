@@ -43,14 +43,14 @@ async fn main() {
                 ..Default::default()
             },
         ),
-        ("min savings", pb::ListRecommendationsRequest { min_monthly_savings: 2_500.0, ..Default::default() }),
+        ("min savings", pb::ListRecommendationsRequest { min_monthly_savings: Some(usd(2_500)), ..Default::default() }),
         ("min percentage", pb::ListRecommendationsRequest { min_savings_percentage: 90.0, ..Default::default() }),
         (
             "provider+region+savings",
             pb::ListRecommendationsRequest {
                 provider: pb::Provider::Gcp as i32,
                 region: "eu-west-1".into(),
-                min_monthly_savings: 1_000.0,
+                min_monthly_savings: Some(usd(1_000)),
                 ..Default::default()
             },
         ),
@@ -119,4 +119,9 @@ async fn explain(pool: &PgPool, name: &str, filter: &pb::ListRecommendationsRequ
         .map(|l| l.trim_start_matches("-> "))
         .collect();
     println!("    deep page plan ({name}): {}", nodes.join(" | "));
+}
+
+/// A whole amount of US dollars.
+fn usd(units: i64) -> cudly_proto::google::r#type::Money {
+    cudly_proto::google::r#type::Money { currency_code: "USD".into(), units, nanos: 0 }
 }

@@ -69,9 +69,10 @@ async fn multi_row_inserts(pool: &PgPool) -> Duration {
     for chunk in recs.chunks(500) {
         let mut q = QueryBuilder::new(
             "INSERT INTO baseline_recommendations (id, provider, account_id, account_name, service, region,
-                 resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
-                 upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-                 savings_percentage, break_even_months, source_account_id, collected_at, generation) ",
+                 resource_type, platform, commitment_type, term_months, payment_option, currency,
+                 recommended_count, upfront_cost_nanos, recurring_monthly_cost_nanos,
+                 on_demand_monthly_cost_nanos, estimated_monthly_savings_nanos, savings_percentage,
+                 break_even_months, source_account_id, collected_at, generation) ",
         );
         q.push_values(chunk, |mut row, r| {
             row.push_bind(r.natural_id())
@@ -85,11 +86,12 @@ async fn multi_row_inserts(pool: &PgPool) -> Duration {
                 .push_bind(r.commitment_type.as_str())
                 .push_bind(r.term_months)
                 .push_bind(r.payment_option.as_str())
+                .push_bind(r.currency.as_str().to_string())
                 .push_bind(r.recommended_count)
-                .push_bind(r.upfront_cost)
-                .push_bind(r.recurring_monthly_cost)
-                .push_bind(r.on_demand_monthly_cost)
-                .push_bind(r.estimated_monthly_savings)
+                .push_bind(r.upfront_cost.nanos())
+                .push_bind(r.recurring_monthly_cost.nanos())
+                .push_bind(r.on_demand_monthly_cost.nanos())
+                .push_bind(r.estimated_monthly_savings.nanos())
                 .push_bind(r.savings_percentage)
                 .push_bind(r.break_even_months)
                 .push_bind(r.account_id.clone())

@@ -93,10 +93,12 @@ impl Hub {
         });
         let mut rx = self.snapshots.clone();
         let current = rx.borrow_and_update().clone();
+        let collecting = current.collecting;
         let first = (current.version != since_version).then_some(current);
         let start = tokio::time::Instant::now() + heartbeat;
         let state = WatchState {
             rx,
+            last_collecting: collecting,
             first,
             last_sent: since_version,
             heartbeat: tokio::time::interval_at(start, heartbeat),
@@ -116,6 +118,8 @@ struct WatchState {
     rx: watch::Receiver<Arc<pb::Freshness>>,
     first: Option<Arc<pb::Freshness>>,
     last_sent: i64,
+    /// Whether the last snapshot sent showed a run holding its lease.
+    last_collecting: bool,
     heartbeat: tokio::time::Interval,
     shutdown: CancellationToken,
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -139,6 +143,7 @@ impl WatchState {
         }
         if let Some(first) = self.first.take() {
             self.last_sent = first.version;
+            self.last_collecting = first.collecting;
             return Some(Ok((*first).clone()));
         }
         loop {
@@ -153,8 +158,13 @@ impl WatchState {
                         return Some(Err(Status::unavailable("freshness hub stopped; reconnect with since_version")));
                     }
                     let snapshot = self.rx.borrow_and_update().clone();
-                    if snapshot.version > self.last_sent {
+                    // The same version is news only when the lease expired
+                    // without a write (the run shows ABANDONED from then
+                    // on); a renewed expiry alone is not.
+                    let expired = snapshot.version == self.last_sent && snapshot.collecting != self.last_collecting;
+                    if snapshot.version > self.last_sent || expired {
                         self.last_sent = snapshot.version;
+                        self.last_collecting = snapshot.collecting;
                         self.heartbeat.reset();
                         return Some(Ok((*snapshot).clone()));
                     }
@@ -162,6 +172,7 @@ impl WatchState {
                 _ = self.heartbeat.tick() => {
                     let snapshot = self.rx.borrow().clone();
                     self.last_sent = self.last_sent.max(snapshot.version);
+                    self.last_collecting = snapshot.collecting;
                     return Some(Ok((*snapshot).clone()));
                 }
                 _ = async { self.expiry.as_mut().expect("guarded by the branch condition").await }, if self.expiry.is_some() => {
@@ -174,7 +185,9 @@ impl WatchState {
 }
 
 /// Keeps one LISTEN connection and publishes a snapshot after every
-/// notification, every reconnect and every `resync`.
+/// notification, every reconnect, every `resync`, and when the running
+/// run's lease expires (nothing is written then, so nothing notifies: the
+/// hub notices by itself, and watchers see the run abandoned at once).
 async fn listen(
     pool: PgPool,
     tx: Arc<watch::Sender<Arc<pb::Freshness>>>,
@@ -201,9 +214,11 @@ async fn listen(
         publish(&pool, &tx).await;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
         loop {
+            let expiry = lease_expiry_check(&tx.borrow());
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => publish(&pool, &tx).await,
+                _ = sleep_until_some(expiry) => publish(&pool, &tx).await,
                 received = listener.try_recv() => match received {
                     Ok(Some(_)) => publish(&pool, &tx).await,
                     Ok(None) => {
@@ -217,6 +232,28 @@ async fn listen(
                 },
             }
         }
+    }
+}
+
+/// When to read the row again to see the running run's lease expire: just
+/// after its expiry by this replica's clock, and never sooner than
+/// [`EXPIRY_RECHECK`] from now (the database's clock decides; a skewed
+/// clock only costs a few re-reads). `None` when no run holds a lease.
+fn lease_expiry_check(snapshot: &pb::Freshness) -> Option<tokio::time::Instant> {
+    let expires = snapshot.lease_expires_at.as_ref().filter(|_| snapshot.collecting)?;
+    let expires = std::time::UNIX_EPOCH
+        + Duration::new(u64::try_from(expires.seconds).ok()?, u32::try_from(expires.nanos).unwrap_or(0));
+    let left = expires.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    Some(tokio::time::Instant::now() + left.max(EXPIRY_RECHECK))
+}
+
+/// The least time between two reads for a lease's expiry.
+const EXPIRY_RECHECK: Duration = Duration::from_millis(250);
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

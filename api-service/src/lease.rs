@@ -74,7 +74,11 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
             return Ok(Acquired::Joined(row.into()));
         }
         let started: Option<RunRow> = sqlx::query_as(
-            "WITH acquired AS (
+            // `previous` reads the row as it was before this statement (all
+            // parts of one statement see the same snapshot): an abandoned
+            // run ended when its lease expired, as every view shows it.
+            "WITH previous AS (SELECT lease_expires_at FROM collection_state WHERE id = 1),
+             acquired AS (
                  UPDATE collection_state
                  SET generation = generation + 1, collection_id = $1, trigger = $2,
                      started_at = now(), finished_at = NULL, outcome = NULL, error = NULL,
@@ -85,8 +89,9 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
              ),
              abandoned AS (
                  UPDATE collection_runs
-                 SET outcome = 'abandoned', finished_at = now(),
-                     error = 'the collector stopped heartbeating; its lease expired and was taken over'
+                 SET outcome = 'abandoned',
+                     finished_at = coalesce(finished_at, (SELECT lease_expires_at FROM previous), now()),
+                     error = $4 || ' and was taken over'
                  WHERE outcome = 'running' AND generation < (SELECT generation FROM acquired)
                  RETURNING id
              ),
@@ -101,6 +106,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
         .bind(Uuid::new_v4())
         .bind(trigger.as_str())
         .bind(ttl.as_secs_f64())
+        .bind(crate::state::ABANDONED_ERROR)
         .fetch_optional(pool)
         .await?;
         if let Some(row) = started {

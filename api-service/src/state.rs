@@ -31,6 +31,11 @@ struct StateRow {
     due: Option<String>,
 }
 
+/// What a run whose lease expired says, wherever it is shown: its collector
+/// stopped heartbeating (crashed, frozen or cut off), and whatever it
+/// collected was not written.
+pub const ABANDONED_ERROR: &str = "the collector stopped heartbeating; its lease expired";
+
 /// The state as one read sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
@@ -70,20 +75,21 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
     .fetch_one(pool)
     .await?;
     let (data_version, due) = (row.data_version, row.due.as_deref().and_then(Trigger::parse));
+    // No outcome yet: running while the lease holds; past its expiry the
+    // run is abandoned at once, in every view (ListCollections derives the
+    // same), though it is recorded so only when the lease is taken over.
+    let abandoned = row.outcome.is_none() && !row.collecting;
     let collection = row.collection_id.map(|id| RunRow {
         id,
         generation: row.generation,
         trigger: row.trigger.unwrap_or_default(),
         started_at: row.started_at.unwrap_or_default(),
-        finished_at: row.finished_at,
-        // No outcome yet: running while the lease holds; past it the run
-        // stopped heartbeating and will be recorded as abandoned when the
-        // lease is taken over.
+        finished_at: if abandoned { row.finished_at.or(row.lease_expires_at) } else { row.finished_at },
         outcome: row.outcome.unwrap_or_else(|| {
-            let shown = if row.collecting { Outcome::Running } else { Outcome::Abandoned };
+            let shown = if abandoned { Outcome::Abandoned } else { Outcome::Running };
             shown.as_str().to_string()
         }),
-        error: row.error,
+        error: if abandoned { row.error.or_else(|| Some(ABANDONED_ERROR.to_string())) } else { row.error },
         recommendation_count: row.recommendation_count,
         providers: row.providers,
     });
@@ -135,17 +141,30 @@ impl RunRow {
 }
 
 /// Up to `limit` runs older than generation `before` (all when `None`),
-/// newest first.
+/// newest first. A run recorded as running whose lease is no longer held
+/// (it expired; the run stopped heartbeating) is shown abandoned, as
+/// GetFreshness shows it, before any takeover records it so.
 pub async fn list_runs(pool: &PgPool, before: Option<i64>, limit: i64) -> Result<Vec<RunRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, generation, trigger, started_at, finished_at, outcome, error, recommendation_count, providers
-         FROM collection_runs
-         WHERE $1::bigint IS NULL OR generation < $1
-         ORDER BY generation DESC
+        "SELECT r.id, r.generation, r.trigger, r.started_at,
+                CASE WHEN gone THEN coalesce(r.finished_at, s.expired_at) ELSE r.finished_at END AS finished_at,
+                CASE WHEN gone THEN 'abandoned' ELSE r.outcome END AS outcome,
+                CASE WHEN gone THEN coalesce(r.error, $3) ELSE r.error END AS error,
+                r.recommendation_count, r.providers
+         FROM collection_runs r
+         CROSS JOIN LATERAL (
+             SELECT r.outcome = 'running'
+                        AND NOT (s.generation = r.generation AND coalesce(s.lease_expires_at > now(), false)) AS gone,
+                    CASE WHEN s.generation = r.generation THEN s.lease_expires_at END AS expired_at
+             FROM collection_state s WHERE s.id = 1
+         ) s
+         WHERE $1::bigint IS NULL OR r.generation < $1
+         ORDER BY r.generation DESC
          LIMIT $2",
     )
     .bind(before)
     .bind(limit)
+    .bind(ABANDONED_ERROR)
     .fetch_all(pool)
     .await
 }

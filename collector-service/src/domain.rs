@@ -5,8 +5,11 @@
 //! back, so they live with their writer and api-service links this crate.
 
 use chrono::{DateTime, Utc};
+use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use serde::{Deserialize, Serialize};
+
+use crate::money::{Amount, Currency};
 
 /// An enum stored in Postgres as text (and sent to the collector as text).
 macro_rules! text_enum {
@@ -113,6 +116,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// How far the collection of an account with failures got.
+    AccountState {
+        /// Some units completed, some failed.
+        PartiallySucceeded = "partially_succeeded" => pb::AccountState::PartiallySucceeded,
+        /// Nothing could be collected.
+        Failed = "failed" => pb::AccountState::Failed,
+    }
+}
+
+text_enum! {
     /// The kind of commitment.
     CommitmentType {
         /// Reserved instances (AWS, Azure reservations).
@@ -162,18 +175,21 @@ pub struct ProviderStatus {
     pub state: ProviderState,
     /// Enabled accounts of this provider in the run.
     pub accounts_total: u32,
-    /// Accounts whose every service completed.
+    /// Accounts whose every unit completed.
     pub accounts_succeeded: u32,
-    /// Accounts with at least one failed service or region.
+    /// Accounts of which some units completed and some failed.
+    #[serde(default)]
+    pub accounts_partial: u32,
+    /// Accounts of which nothing could be collected.
     pub accounts_failed: u32,
     /// Recommendations collected so far.
     pub recommendation_count: u64,
     /// A one-line summary of what failed; empty when nothing did.
     #[serde(default)]
     pub error: String,
-    /// What failed, capped at [`ProviderStatus::MAX_FAILURES`] entries.
+    /// Every account that failed or was partly collected, in account order.
     #[serde(default)]
-    pub failures: Vec<Failure>,
+    pub failed_accounts: Vec<AccountFailures>,
     /// Calls made to the provider's API.
     #[serde(default)]
     pub requests: u64,
@@ -183,9 +199,6 @@ pub struct ProviderStatus {
 }
 
 impl ProviderStatus {
-    /// Failures kept per provider; the summary still counts all of them.
-    pub const MAX_FAILURES: usize = 20;
-
     /// A provider that has not started.
     pub fn pending(provider: Provider, accounts_total: u32) -> Self {
         ProviderStatus {
@@ -193,13 +206,19 @@ impl ProviderStatus {
             state: ProviderState::Pending,
             accounts_total,
             accounts_succeeded: 0,
+            accounts_partial: 0,
             accounts_failed: 0,
             recommendation_count: 0,
             error: String::new(),
-            failures: Vec::new(),
+            failed_accounts: Vec::new(),
             requests: 0,
             request_errors: 0,
         }
+    }
+
+    /// Accounts that collected something (completely or in part).
+    pub fn accounts_collected(&self) -> u32 {
+        self.accounts_succeeded + self.accounts_partial
     }
 
     /// The protobuf message.
@@ -209,9 +228,56 @@ impl ProviderStatus {
             state: self.state.to_proto(),
             accounts_total: to_i32(self.accounts_total),
             accounts_succeeded: to_i32(self.accounts_succeeded),
+            accounts_partially_succeeded: to_i32(self.accounts_partial),
             accounts_failed: to_i32(self.accounts_failed),
             recommendation_count: i64::try_from(self.recommendation_count).unwrap_or(i64::MAX),
             error: self.error.clone(),
+            failed_accounts: self.failed_accounts.iter().map(AccountFailures::to_proto).collect(),
+            request_count: i64::try_from(self.requests).unwrap_or(i64::MAX),
+            request_error_count: i64::try_from(self.request_errors).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// What failed in one account: its state, its first error, how many of its
+/// units failed, and the first few of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountFailures {
+    /// The account.
+    pub account_id: String,
+    /// Failed or partly collected; `None` in runs recorded before the two
+    /// were told apart.
+    #[serde(default)]
+    pub state: Option<AccountState>,
+    /// The refusal that stopped the account's sweep, else its first failed
+    /// unit's error.
+    pub error: String,
+    /// Units that failed or were skipped after a refusal.
+    pub units_failed: u32,
+    /// Units the account's sweep had (0 when not recorded).
+    #[serde(default)]
+    pub units_total: u32,
+    /// The first [`AccountFailures::MAX_LISTED`] failed units.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+}
+
+impl AccountFailures {
+    /// Failed units listed per account; `units_failed` counts them all.
+    pub const MAX_LISTED: usize = 5;
+
+    /// The protobuf message.
+    pub fn to_proto(&self) -> pb::AccountFailures {
+        pb::AccountFailures {
+            account_id: self.account_id.clone(),
+            state: self.state.map(AccountState::to_proto).unwrap_or_default(),
+            error: self.error.clone(),
+            units_failed: to_i32(self.units_failed),
+            units_total: to_i32(self.units_total),
             failures: self
                 .failures
                 .iter()
@@ -222,14 +288,8 @@ impl ProviderStatus {
                     error: f.error.clone(),
                 })
                 .collect(),
-            request_count: i64::try_from(self.requests).unwrap_or(i64::MAX),
-            request_error_count: i64::try_from(self.request_errors).unwrap_or(i64::MAX),
         }
     }
-}
-
-fn to_i32(n: u32) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// One failed unit of work.
@@ -268,16 +328,19 @@ pub struct Recommendation {
     pub term_months: i32,
     /// How it is paid.
     pub payment_option: PaymentOption,
-    /// Instances or units to buy.
+    /// The currency of every amount, as the cloud reported it.
+    pub currency: Currency,
+    /// Instances or units to buy; for savings plans, the hourly commitment
+    /// (in `currency` per hour).
     pub recommended_count: f64,
-    /// USD paid at purchase.
-    pub upfront_cost: f64,
-    /// USD per month during the term.
-    pub recurring_monthly_cost: f64,
-    /// USD per month the same usage costs on demand.
-    pub on_demand_monthly_cost: f64,
-    /// USD saved per month.
-    pub estimated_monthly_savings: f64,
+    /// Paid at purchase.
+    pub upfront_cost: Amount,
+    /// Paid per month (730 hours) during the term.
+    pub recurring_monthly_cost: Amount,
+    /// What the same usage costs per month on demand.
+    pub on_demand_monthly_cost: Amount,
+    /// Saved per month.
+    pub estimated_monthly_savings: Amount,
     /// Savings as a percentage of the on-demand cost.
     pub savings_percentage: f64,
     /// Months until the savings pay back the upfront cost.
@@ -285,21 +348,12 @@ pub struct Recommendation {
 }
 
 impl Recommendation {
-    /// Whether every amount is a finite number. A provider's malformed
-    /// figure (NaN, infinity) must not reach the table: it would poison
-    /// sums and the sort order.
-    pub fn has_finite_amounts(&self) -> bool {
-        [
-            self.recommended_count,
-            self.upfront_cost,
-            self.recurring_monthly_cost,
-            self.on_demand_monthly_cost,
-            self.estimated_monthly_savings,
-            self.savings_percentage,
-            self.break_even_months,
-        ]
-        .iter()
-        .all(|v| v.is_finite())
+    /// Whether every figure that is not an amount (count, percentage,
+    /// break-even) is a finite number. A provider's malformed figure (NaN,
+    /// infinity) must not reach the table: it would poison the sort order.
+    /// (Amounts are exact integers and cannot be non-finite.)
+    pub fn has_finite_figures(&self) -> bool {
+        [self.recommended_count, self.savings_percentage, self.break_even_months].iter().all(|v| v.is_finite())
     }
 
     /// The stable id: a name-based (v5) UUID of the natural key, so the
@@ -325,6 +379,12 @@ impl Recommendation {
 
 /// The namespace of recommendation ids (a fixed, random UUID).
 const RECOMMENDATION_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c1b_1f0e_9d3a_4b7e_8f21_5a4c_d2e8_7b90);
+
+/// An amount as `google.type.Money`.
+pub fn money(amount: Amount, currency: Currency) -> Money {
+    let (units, nanos) = amount.units_and_nanos();
+    Money { currency_code: currency.as_str().to_string(), units, nanos }
+}
 
 /// Converts a database timestamp to protobuf.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
@@ -361,22 +421,27 @@ mod tests {
             commitment_type: CommitmentType::ReservedInstance,
             term_months: 12,
             payment_option: PaymentOption::NoUpfront,
+            currency: Currency::USD,
             recommended_count: 1.0,
-            upfront_cost: 0.0,
-            recurring_monthly_cost: 1.0,
-            on_demand_monthly_cost: 2.0,
-            estimated_monthly_savings: 1.0,
+            upfront_cost: Amount::ZERO,
+            recurring_monthly_cost: Amount::from_units(1).unwrap(),
+            on_demand_monthly_cost: Amount::from_units(2).unwrap(),
+            estimated_monthly_savings: Amount::from_units(1).unwrap(),
             savings_percentage: 50.0,
             break_even_months: 0.0,
         };
-        let cheaper = Recommendation { estimated_monthly_savings: 0.5, account_name: "b".into(), ..rec.clone() };
+        let cheaper = Recommendation {
+            estimated_monthly_savings: Amount::from_nanos(500_000_000),
+            account_name: "b".into(),
+            ..rec.clone()
+        };
         assert_eq!(rec.natural_id(), cheaper.natural_id(), "figures and names are not part of the key");
         let shifted = Recommendation { resource_type: "m5.large/Linux".into(), platform: "UNIX".into(), ..rec.clone() };
         assert_ne!(rec.natural_id(), shifted.natural_id());
         assert_eq!(rec.natural_id().get_version_num(), 5);
-        assert!(rec.has_finite_amounts());
-        assert!(!Recommendation { savings_percentage: f64::NAN, ..rec.clone() }.has_finite_amounts());
-        assert!(!Recommendation { upfront_cost: f64::INFINITY, ..rec }.has_finite_amounts());
+        assert!(rec.has_finite_figures());
+        assert!(!Recommendation { savings_percentage: f64::NAN, ..rec.clone() }.has_finite_figures());
+        assert!(!Recommendation { break_even_months: f64::INFINITY, ..rec }.has_finite_figures());
     }
 
     #[test]
@@ -387,5 +452,11 @@ mod tests {
         assert_eq!(json["state"], "pending");
         let back: ProviderStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
+    }
+
+    #[test]
+    fn money_splits_into_units_and_nanos_of_one_sign() {
+        let m = money(Amount::parse("-1025.791944444").unwrap(), Currency::parse("EUR").unwrap());
+        assert_eq!((m.currency_code.as_str(), m.units, m.nanos), ("EUR", -1025, -791_944_444));
     }
 }

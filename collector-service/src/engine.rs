@@ -4,18 +4,23 @@
 //! payment options one call at a time.
 //!
 //! Everything runs as futures of one task: dropping the future (a cancelled
-//! run) stops every call at once. Failures are recorded, never propagated to
-//! siblings, and results are merged in a fixed order whatever order the calls
-//! finish in.
+//! run) stops every call at once. Failures are recorded per unit (one call's
+//! worth of work), never propagated to siblings, and results are merged in a
+//! fixed order whatever order the calls finish in. The first refusal of an
+//! account's credentials or permissions ends that account's sweep: its other
+//! calls would be refused too, and many clouds bill every call.
 
 use std::sync::Mutex;
 
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::domain::{Account, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation};
-use crate::providers::{Backends, CloudBackend, Query, RequestCount};
+use crate::domain::{
+    Account, AccountFailures, AccountState, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation,
+};
+use crate::providers::{BackendError, Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope};
 
 /// The caps of the fan-out.
 #[derive(Clone, Debug)]
@@ -56,7 +61,8 @@ impl Collected {
     }
 }
 
-/// The outcome of a run with these provider results.
+/// The outcome of a run with these provider results: FAILED only when no
+/// account of any provider collected anything.
 pub fn run_outcome(providers: &[ProviderStatus]) -> (Outcome, Option<String>) {
     let total: u32 = providers.iter().map(|p| p.accounts_total).sum();
     if total == 0 {
@@ -67,10 +73,10 @@ pub fn run_outcome(providers: &[ProviderStatus]) -> (Outcome, Option<String>) {
     }
     let errors: Vec<String> =
         providers.iter().filter(|p| !p.error.is_empty()).map(|p| format!("{}: {}", p.provider, p.error)).collect();
-    let succeeded: u32 = providers.iter().map(|p| p.accounts_succeeded).sum();
+    let collected: u32 = providers.iter().map(ProviderStatus::accounts_collected).sum();
     let outcome = if errors.is_empty() {
         Outcome::Succeeded
-    } else if succeeded == 0 {
+    } else if collected == 0 {
         Outcome::Failed
     } else {
         Outcome::PartiallySucceeded
@@ -82,10 +88,50 @@ pub fn run_outcome(providers: &[ProviderStatus]) -> (Outcome, Option<String>) {
 #[derive(Default)]
 struct AccountResult {
     recommendations: Vec<Recommendation>,
+    /// Units the sweep had: (service, region, term, payment) calls, or the
+    /// region listing when that failed.
+    units_total: u32,
+    /// Units that failed or were skipped after a refusal.
+    units_failed: u32,
+    /// Every failed unit, in merge order.
     failures: Vec<Failure>,
+    /// The refusal that ended the sweep early.
+    refusal: Option<String>,
     /// Calls made to the provider's API, and how many failed.
     requests: u64,
     request_errors: u64,
+}
+
+impl AccountResult {
+    /// `None` when every unit completed.
+    fn state(&self) -> Option<AccountState> {
+        match self.units_failed {
+            0 => None,
+            n if n >= self.units_total => Some(AccountState::Failed),
+            _ => Some(AccountState::PartiallySucceeded),
+        }
+    }
+
+    /// What the run status says about this account, if anything failed.
+    fn failures_entry(&self, account: &Account) -> Option<AccountFailures> {
+        let state = self.state()?;
+        let first = self.failures.first().map(|f| f.error.as_str()).unwrap_or("");
+        let error = match &self.refusal {
+            Some(refusal) if self.units_failed as usize > self.failures.len() => {
+                format!("{refusal} (the account's remaining calls were not made)")
+            }
+            Some(refusal) => refusal.clone(),
+            None => first.to_string(),
+        };
+        Some(AccountFailures {
+            account_id: account.external_id.clone(),
+            state: Some(state),
+            error,
+            units_failed: self.units_failed,
+            units_total: self.units_total,
+            failures: self.failures.iter().take(AccountFailures::MAX_LISTED).cloned().collect(),
+        })
+    }
 }
 
 /// Collects every account of every backend. Progress (per-provider status)
@@ -96,6 +142,8 @@ pub async fn collect(
     config: &EngineConfig,
     progress: &watch::Sender<Vec<ProviderStatus>>,
 ) -> Collected {
+    // Caches of this run only: the next run fetches afresh.
+    let run = RunScope::default();
     let per_provider: Vec<Vec<&Account>> = backends
         .iter()
         .map(|b| {
@@ -120,7 +168,7 @@ pub async fn collect(
     let tracker = Tracker { status: &status, progress };
     let results = join_all(backends.iter().zip(&per_provider).enumerate().map(|(i, (backend, accts))| {
         let span = tracing::info_span!("provider", provider = %backend.provider(), accounts = accts.len());
-        collect_provider(i, backend.as_ref(), accts, config, &tracker).instrument(span)
+        collect_provider(i, backend.as_ref(), accts, config, &tracker, &run).instrument(span)
     }))
     .await;
 
@@ -132,7 +180,7 @@ pub async fn collect(
     };
     for ((backend, accts), results) in backends.iter().zip(&per_provider).zip(results) {
         for (account, result) in accts.iter().zip(results) {
-            if result.failures.is_empty() {
+            if result.units_failed == 0 {
                 collected.complete_accounts.push((backend.provider(), account.external_id.clone()));
             }
             collected.sources.extend(std::iter::repeat_n(account.external_id.clone(), result.recommendations.len()));
@@ -141,10 +189,12 @@ pub async fn collect(
     }
     let mut providers = status.into_inner().unwrap();
     for p in &mut providers {
-        p.state = match (p.accounts_succeeded, p.accounts_failed) {
-            (_, 0) => ProviderState::Succeeded,
-            (0, _) => ProviderState::Failed,
-            _ => ProviderState::PartiallySucceeded,
+        p.state = if p.accounts_failed + p.accounts_partial == 0 {
+            ProviderState::Succeeded
+        } else if p.accounts_collected() == 0 {
+            ProviderState::Failed
+        } else {
+            ProviderState::PartiallySucceeded
         };
     }
     progress.send_replace(providers.clone());
@@ -166,22 +216,35 @@ impl Tracker<'_> {
             p.recommendation_count += result.recommendations.len() as u64;
             p.requests += result.requests;
             p.request_errors += result.request_errors;
-            if result.failures.is_empty() {
-                p.accounts_succeeded += 1;
-            } else {
-                p.accounts_failed += 1;
-                let room = ProviderStatus::MAX_FAILURES.saturating_sub(p.failures.len());
-                p.failures.extend(result.failures.iter().take(room).cloned());
-                let first = &p.failures[0];
-                p.error = format!(
-                    "{} of {} accounts failed (first: account {}: {})",
-                    p.accounts_failed, p.accounts_total, first.account_id, first.error
-                );
+            match result.state() {
+                None => p.accounts_succeeded += 1,
+                Some(AccountState::PartiallySucceeded) => p.accounts_partial += 1,
+                Some(AccountState::Failed) => p.accounts_failed += 1,
+            }
+            if let Some(entry) = result.failures_entry(account) {
+                let at = p.failed_accounts.partition_point(|f| f.account_id < entry.account_id);
+                p.failed_accounts.insert(at, entry);
+                p.error = provider_error(p);
             }
             all.clone()
         };
-        tracing::debug!(account = %account.external_id, failures = result.failures.len(), "account done");
+        tracing::debug!(account = %account.external_id, units_failed = result.units_failed, "account done");
         self.progress.send_replace(snapshot);
+    }
+}
+
+/// "2 of 20 accounts failed, 3 partly collected (first: account …: …)".
+fn provider_error(p: &ProviderStatus) -> String {
+    let mut parts = Vec::new();
+    if p.accounts_failed > 0 {
+        parts.push(format!("{} of {} accounts failed", p.accounts_failed, p.accounts_total));
+    }
+    if p.accounts_partial > 0 {
+        parts.push(format!("{} of {} accounts partly collected", p.accounts_partial, p.accounts_total));
+    }
+    match p.failed_accounts.first() {
+        Some(first) => format!("{} (first: account {}: {})", parts.join(", "), first.account_id, first.error),
+        None => parts.join(", "),
     }
 }
 
@@ -191,13 +254,14 @@ async fn collect_provider(
     accounts: &[&Account],
     config: &EngineConfig,
     tracker: &Tracker<'_>,
+    run: &RunScope,
 ) -> Vec<AccountResult> {
     let permits = Semaphore::new(config.max_account_parallelism.max(1));
     join_all(accounts.iter().map(|account| {
         let span = tracing::info_span!("account", account = %account.external_id);
         async {
             let _permit = permits.acquire().await.expect("the semaphore is never closed");
-            let result = collect_account(backend, account, config).await;
+            let result = collect_account(backend, account, config, run).await;
             tracker.account_done(index, account, &result);
             result
         }
@@ -206,11 +270,27 @@ async fn collect_provider(
     .await
 }
 
-async fn collect_account(backend: &dyn CloudBackend, account: &Account, config: &EngineConfig) -> AccountResult {
+async fn collect_account(
+    backend: &dyn CloudBackend,
+    account: &Account,
+    config: &EngineConfig,
+    run: &RunScope,
+) -> AccountResult {
     let calls = RequestCount::default();
-    let mut result = collect_account_counted(backend, account, config, &calls).await;
+    let mut result = collect_account_counted(backend, account, config, &calls, run).await;
     (result.requests, result.request_errors) = calls.get();
     result
+}
+
+/// What the sweeps of one account share: the request count, the run's
+/// caches, and the stop that its first refusal pulls.
+struct AccountSweep<'a> {
+    backend: &'a dyn CloudBackend,
+    account: &'a Account,
+    calls: &'a RequestCount,
+    run: &'a RunScope,
+    stop: CancellationToken,
+    refusal: Mutex<Option<String>>,
 }
 
 async fn collect_account_counted(
@@ -218,13 +298,12 @@ async fn collect_account_counted(
     account: &Account,
     config: &EngineConfig,
     calls: &RequestCount,
+    run: &RunScope,
 ) -> AccountResult {
     let listed = match backend.regions(account, calls).await {
         // No region at all is no sweep: treated as a failure, so that the
         // account's rows are kept rather than evicted.
-        Ok(Some(regions)) if regions.is_empty() => {
-            Err(crate::providers::BackendError("the region list was empty".into()))
-        }
+        Ok(Some(regions)) if regions.is_empty() => Err(BackendError::failed("the region list was empty")),
         other => other,
     };
     let regions = match listed {
@@ -236,25 +315,45 @@ async fn collect_account_counted(
         Ok(None) => None,
         Err(err) => {
             tracing::warn!(provider = %backend.provider(), account = %account.external_id, error = %err, "listing regions failed");
-            let failure = Failure {
-                account_id: account.external_id.clone(),
-                service: String::new(),
-                region: String::new(),
-                error: format!("listing regions: {err}"),
+            let error = format!("listing regions: {err}");
+            return AccountResult {
+                units_total: 1,
+                units_failed: 1,
+                refusal: (err.kind == ErrorKind::Refused).then(|| error.clone()),
+                failures: vec![Failure {
+                    account_id: account.external_id.clone(),
+                    service: String::new(),
+                    region: String::new(),
+                    error,
+                }],
+                ..Default::default()
             };
-            return AccountResult { failures: vec![failure], ..Default::default() };
         }
     };
-    let per_service = join_all(backend.services().iter().map(|&service| {
-        let regions = regions.as_deref().filter(|_| backend.is_regional(service));
+    let plan: Vec<(&'static str, Option<Vec<String>>)> = backend
+        .services()
+        .iter()
+        .map(|&service| (service, regions.as_deref().and_then(|listed| backend.service_regions(service, listed))))
+        .collect();
+    let units_total = plan
+        .iter()
+        .map(|(service, regions)| {
+            let locations = regions.as_ref().map_or(1, Vec::len);
+            locations * backend.sweeps(service).len()
+        })
+        .sum::<usize>();
+    let shared =
+        AccountSweep { backend, account, calls, run, stop: CancellationToken::new(), refusal: Mutex::new(None) };
+    let per_service = join_all(plan.iter().map(|(service, regions)| {
+        let shared = &shared;
         async move {
             match regions {
-                None => vec![sweep(backend, account, service, None, calls).await],
+                None => vec![sweep(shared, service, None).await],
                 Some(regions) => {
                     let permits = Semaphore::new(config.region_parallelism.max(1));
                     join_all(regions.iter().map(|region| async {
                         let _permit = permits.acquire().await.expect("the semaphore is never closed");
-                        sweep(backend, account, service, Some(region), calls).await
+                        sweep(shared, service, Some(region)).await
                     }))
                     .await
                 }
@@ -263,33 +362,53 @@ async fn collect_account_counted(
         .instrument(tracing::info_span!("service", service))
     }))
     .await;
-    let mut result = AccountResult::default();
+    let mut result = AccountResult {
+        units_total: u32::try_from(units_total).unwrap_or(u32::MAX),
+        refusal: shared.refusal.into_inner().unwrap(),
+        ..Default::default()
+    };
     for part in per_service.into_iter().flatten() {
         result.recommendations.extend(part.recommendations);
+        result.units_failed += part.units_failed;
         result.failures.extend(part.failures);
+    }
+    if result.refusal.is_some() {
+        // The cloud refused the account: it failed as a whole, and keeps the
+        // rows it had rather than a few written before the refusal came.
+        result.recommendations.clear();
+        result.units_failed = result.units_total;
     }
     result
 }
 
+/// What one (service, region) sweep returned.
+#[derive(Default)]
+struct SweepResult {
+    recommendations: Vec<Recommendation>,
+    units_failed: u32,
+    failures: Vec<Failure>,
+}
+
 /// Sweeps one (service, region) over its terms and payment options, one call
-/// at a time; a failed call is recorded and the sweep goes on.
-async fn sweep(
-    backend: &dyn CloudBackend,
-    account: &Account,
-    service: &'static str,
-    region: Option<&str>,
-    calls: &RequestCount,
-) -> AccountResult {
-    let mut result = AccountResult::default();
+/// at a time; a failed call is recorded and the sweep goes on, unless the
+/// account's sweep was stopped by a refusal.
+async fn sweep(shared: &AccountSweep<'_>, service: &'static str, region: Option<&str>) -> SweepResult {
+    let (backend, account) = (shared.backend, shared.account);
+    let mut result = SweepResult::default();
     for sweep in backend.sweeps(service) {
-        let query = Query { account, service, region, sweep, calls };
-        // A payload with a non-finite amount is malformed: the sweep of that
+        let query = Query { account, service, region, sweep, calls: shared.calls, run: shared.run };
+        let Some(fetched) = shared.stop.run_until_cancelled(backend.fetch(query)).await else {
+            // Skipped: the account's credentials were refused meanwhile.
+            result.units_failed += 1;
+            continue;
+        };
+        // A payload with a non-finite figure is malformed: the sweep of that
         // service fails (and its account keeps its rows), like any error.
-        let fetched = backend.fetch(query).await.and_then(|recs| {
-            if recs.iter().all(Recommendation::has_finite_amounts) {
+        let fetched = fetched.and_then(|recs| {
+            if recs.iter().all(Recommendation::has_finite_figures) {
                 Ok(recs)
             } else {
-                Err(crate::providers::BackendError("the provider returned a non-finite amount".into()))
+                Err(BackendError::failed("the provider returned a non-finite figure"))
             }
         });
         match fetched {
@@ -307,14 +426,21 @@ async fn sweep(
                     region = region.unwrap_or(""),
                     term_months = sweep.term_months,
                     payment = %sweep.payment,
+                    refused = err.kind == ErrorKind::Refused,
                     error = %err,
                     "collecting recommendations failed"
                 );
+                let error = format!("{}-month {}: {err}", sweep.term_months, sweep.payment);
+                if err.kind == ErrorKind::Refused {
+                    shared.refusal.lock().unwrap().get_or_insert_with(|| error.clone());
+                    shared.stop.cancel();
+                }
+                result.units_failed += 1;
                 result.failures.push(Failure {
                     account_id: account.external_id.clone(),
                     service: service.to_string(),
                     region: region.unwrap_or("").to_string(),
-                    error: format!("{}-month {}: {err}", sweep.term_months, sweep.payment),
+                    error,
                 });
             }
         }
@@ -325,9 +451,12 @@ async fn sweep(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::PaymentOption;
+    use crate::providers::Sweep;
     use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 
     fn accounts(provider: Provider, n: usize) -> Vec<Account> {
@@ -385,39 +514,73 @@ mod tests {
         assert_eq!((aws.state, aws.accounts_succeeded), (ProviderState::Succeeded, 3));
         assert_eq!((azure.state, azure.accounts_failed), (ProviderState::Failed, 3));
         assert!(azure.error.contains("3 of 3 accounts failed"), "{}", azure.error);
+        assert_eq!(azure.failed_accounts.len(), 3);
         assert!(collected.complete_accounts.iter().all(|(p, _)| *p == Provider::Aws));
         assert_eq!(collected.outcome().0, Outcome::PartiallySucceeded);
         assert_eq!(*rx.borrow(), collected.providers, "the last progress is the final status");
     }
 
-    /// A cloud that lists `regions` and answers every call with `recs`.
+    /// A cloud that lists `regions`, answers each (service, region, term)
+    /// with `recs` unless `fail` says otherwise, and counts its calls.
     struct Fixed {
         regions: Option<Vec<String>>,
         recs: Vec<Recommendation>,
+        /// (account, region) → the error its calls get.
+        fail: Vec<(&'static str, &'static str, BackendError)>,
+        calls: AtomicU32,
+        /// Answer from the run's scope after the first call of a run.
+        per_run: bool,
     }
+
+    impl Fixed {
+        fn new(regions: Option<Vec<String>>, recs: Vec<Recommendation>) -> Self {
+            Fixed { regions, recs, fail: Vec::new(), calls: AtomicU32::new(0), per_run: false }
+        }
+    }
+
+    /// A run's memory of having been answered.
+    #[derive(Default)]
+    struct Answered(std::sync::atomic::AtomicBool);
 
     impl CloudBackend for Fixed {
         fn provider(&self) -> Provider {
             Provider::Gcp
         }
         fn services(&self) -> &'static [&'static str] {
-            &["compute"]
+            &["compute", "cloud_sql"]
         }
-        fn sweeps(&self, _: &'static str) -> Vec<crate::providers::Sweep> {
-            vec![crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly }]
+        fn sweeps(&self, _: &'static str) -> Vec<Sweep> {
+            [12, 36].into_iter().map(|term_months| Sweep { term_months, payment: PaymentOption::Monthly }).collect()
         }
         fn regions<'a>(
             &'a self,
             _: &'a Account,
             _: &'a RequestCount,
-        ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<String>>, crate::providers::BackendError>> {
+        ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<String>>, BackendError>> {
             Box::pin(async { Ok(self.regions.clone()) })
         }
         fn fetch<'a>(
             &'a self,
-            _: Query<'a>,
-        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Recommendation>, crate::providers::BackendError>> {
-            Box::pin(async { Ok(self.recs.clone()) })
+            query: Query<'a>,
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
+            Box::pin(async move {
+                if self.per_run && query.run.get::<Answered>().0.swap(true, Ordering::SeqCst) {
+                    return Ok(self.recs.clone());
+                }
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                query.calls.request();
+                // Another call of the account may be refused meanwhile.
+                tokio::task::yield_now().await;
+                let region = query.region.unwrap_or("");
+                match self
+                    .fail
+                    .iter()
+                    .find(|(a, r, _)| *a == query.account.external_id && (r.is_empty() || *r == region))
+                {
+                    Some((_, _, err)) => Err(err.clone()),
+                    None => Ok(self.recs.clone()),
+                }
+            })
         }
     }
 
@@ -425,34 +588,43 @@ mod tests {
     async fn simulated_compute(account: &Account) -> Vec<Recommendation> {
         let sim =
             SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
-        let sweep = crate::providers::Sweep { term_months: 12, payment: crate::domain::PaymentOption::Monthly };
+        let sweep = Sweep { term_months: 12, payment: PaymentOption::Monthly };
         let calls = RequestCount::default();
-        sim.fetch(Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls }).await.unwrap()
+        let run = RunScope::default();
+        sim.fetch(Query { account, service: "compute", region: Some("us-east1"), sweep, calls: &calls, run: &run })
+            .await
+            .unwrap()
+    }
+
+    async fn collect_with(backend: Fixed, accounts: &[Account]) -> Collected {
+        let backends: Backends = vec![Arc::new(backend)];
+        let (tx, _rx) = watch::channel(Vec::new());
+        collect(&backends, accounts, &EngineConfig::default(), &tx).await
     }
 
     async fn collect_one(backend: Fixed) -> Collected {
-        let backends: Backends = vec![Arc::new(backend)];
-        let (tx, _rx) = watch::channel(Vec::new());
-        collect(&backends, &accounts(Provider::Gcp, 1), &EngineConfig::default(), &tx).await
+        collect_with(backend, &accounts(Provider::Gcp, 1)).await
     }
 
     #[tokio::test]
     async fn an_empty_region_list_is_a_failed_sweep_not_a_complete_one() {
-        let collected = collect_one(Fixed { regions: Some(Vec::new()), recs: Vec::new() }).await;
+        let collected = collect_one(Fixed::new(Some(Vec::new()), Vec::new())).await;
         assert!(collected.complete_accounts.is_empty(), "its rows must not be evicted");
-        assert_eq!(collected.providers[0].accounts_failed, 1);
-        assert!(collected.providers[0].failures[0].error.contains("region list was empty"));
+        let p = &collected.providers[0];
+        assert_eq!((p.accounts_failed, p.state), (1, ProviderState::Failed));
+        assert!(p.failed_accounts[0].error.contains("region list was empty"));
+        assert_eq!((p.failed_accounts[0].units_failed, p.failed_accounts[0].units_total), (1, 1));
     }
 
     #[tokio::test]
-    async fn a_payload_with_a_non_finite_amount_fails_its_sweep() {
+    async fn a_payload_with_a_non_finite_figure_fails_its_sweep() {
         let account = &accounts(Provider::Gcp, 1)[0];
         let mut recs = simulated_compute(account).await;
-        recs[0].estimated_monthly_savings = f64::NAN;
-        let collected = collect_one(Fixed { regions: None, recs }).await;
+        recs[0].savings_percentage = f64::NAN;
+        let collected = collect_one(Fixed::new(None, recs)).await;
         assert!(collected.recommendations.is_empty(), "nothing of a malformed payload is kept");
         assert!(collected.complete_accounts.is_empty());
-        assert!(collected.providers[0].failures[0].error.contains("non-finite"));
+        assert!(collected.providers[0].failed_accounts[0].error.contains("non-finite"));
     }
 
     #[tokio::test]
@@ -460,7 +632,7 @@ mod tests {
         let account = &accounts(Provider::Gcp, 1)[0];
         let mut recs = simulated_compute(account).await;
         recs[0].account_id = "linked-002".into();
-        let collected = collect_one(Fixed { regions: None, recs }).await;
+        let collected = collect_one(Fixed::new(None, recs)).await;
         let complete: Vec<&str> = collected.complete_accounts.iter().map(|(_, id)| id.as_str()).collect();
         assert_eq!(complete, [account.external_id.as_str()], "only registered accounts complete");
         assert_eq!(collected.sources.len(), collected.recommendations.len());
@@ -468,10 +640,114 @@ mod tests {
         assert!(collected.sources.iter().all(|s| *s == account.external_id), "every row came through the account");
     }
 
+    #[tokio::test]
+    async fn a_partly_failed_account_is_partial_with_its_units_and_their_place() {
+        let all = accounts(Provider::Gcp, 3);
+        let recs = simulated_compute(&all[0]).await;
+        let regions = Some(vec!["europe-west1".to_string(), "us-east1".to_string()]);
+        let mut backend = Fixed::new(regions, recs);
+        // gcp-001 fails in one region; gcp-002 everywhere.
+        backend.fail.push(("gcp-001", "us-east1", BackendError::failed("HTTP 500: backend error")));
+        backend.fail.push(("gcp-002", "", BackendError::failed("HTTP 400: bad request")));
+        let collected = collect_with(backend, &all).await;
+        let p = &collected.providers[0];
+        assert_eq!((p.accounts_succeeded, p.accounts_partial, p.accounts_failed), (1, 1, 1));
+        assert_eq!(p.state, ProviderState::PartiallySucceeded, "a provider that collected something did not fail");
+        assert_eq!(collected.outcome().0, Outcome::PartiallySucceeded);
+        let partial = &p.failed_accounts[0];
+        // 2 services × 2 regions × 2 terms = 8 units; us-east1 is half.
+        assert_eq!(
+            (partial.account_id.as_str(), partial.state, partial.units_failed, partial.units_total),
+            ("gcp-001", Some(AccountState::PartiallySucceeded), 4, 8)
+        );
+        let places: Vec<(&str, &str)> =
+            partial.failures.iter().map(|f| (f.service.as_str(), f.region.as_str())).collect();
+        assert_eq!(
+            places,
+            [("compute", "us-east1"), ("compute", "us-east1"), ("cloud_sql", "us-east1"), ("cloud_sql", "us-east1")]
+        );
+        assert!(partial.failures.iter().all(|f| f.account_id == "gcp-001" && f.error.contains("HTTP 500")));
+        assert!(partial.failures[0].error.starts_with("12-month monthly: "), "{}", partial.failures[0].error);
+        let failed = &p.failed_accounts[1];
+        assert_eq!((failed.state, failed.units_failed, failed.units_total), (Some(AccountState::Failed), 8, 8));
+        assert_eq!(failed.failures.len(), AccountFailures::MAX_LISTED, "the units listed are capped per account");
+        assert!(collected.recommendations.iter().any(|_| true), "the partial account's rows are written");
+        let complete: Vec<&str> = collected.complete_accounts.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(complete, ["gcp-000"], "only a complete sweep may evict");
+    }
+
+    #[tokio::test]
+    async fn every_failed_account_appears_however_many_fail() {
+        let all = accounts(Provider::Gcp, 30);
+        let mut backend = Fixed::new(None, Vec::new());
+        for account in all.iter().filter(|a| a.external_id.as_str() != "gcp-007") {
+            let id: &'static str = Box::leak(account.external_id.clone().into_boxed_str());
+            backend.fail.push((id, "", BackendError::failed("HTTP 503: unavailable")));
+        }
+        let collected = collect_with(backend, &all).await;
+        let p = &collected.providers[0];
+        assert_eq!((p.accounts_failed, p.accounts_succeeded), (29, 1));
+        assert_eq!(p.failed_accounts.len(), 29, "not one account is left out of the status");
+        let ids: Vec<&str> = p.failed_accounts.iter().map(|a| a.account_id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted, "in account order");
+        assert!(p.failed_accounts.iter().all(|a| a.failures.len() <= AccountFailures::MAX_LISTED));
+        assert_eq!(p.state, ProviderState::PartiallySucceeded, "one account completed");
+    }
+
+    #[tokio::test]
+    async fn the_first_refusal_ends_the_account_sweep_and_only_that_one() {
+        let all = accounts(Provider::Gcp, 2);
+        let regions = Some((0..10).map(|i| format!("region-{i:02}")).collect());
+        let mut backend = Fixed::new(regions, Vec::new());
+        backend.fail.push(("gcp-000", "", BackendError::refused("HTTP 403: SERVICE_DISABLED")));
+        let backends: Backends = vec![Arc::new(backend)];
+        let (tx, _rx) = watch::channel(Vec::new());
+        // One region at a time: the refusal comes before the other calls.
+        let config = EngineConfig { region_parallelism: 1, ..EngineConfig::default() };
+        let collected = collect(&backends, &all, &config, &tx).await;
+        let p = &collected.providers[0];
+        let refused = &p.failed_accounts[0];
+        assert_eq!(refused.account_id, "gcp-000");
+        assert_eq!((refused.state, refused.units_failed, refused.units_total), (Some(AccountState::Failed), 40, 40));
+        assert!(refused.error.contains("SERVICE_DISABLED") && refused.error.contains("not made"), "{}", refused.error);
+        // Each of the 2 services made at most its first call.
+        let other = 40; // gcp-001: 2 services × 10 regions × 2 terms
+        assert!(p.requests <= other + 2, "{} requests: the refused account stopped at once", p.requests);
+        assert_eq!(p.accounts_succeeded, 1, "the other account is swept in full");
+        assert!(p.failed_accounts.len() == 1);
+    }
+
+    #[tokio::test]
+    async fn every_run_fetches_for_itself() {
+        // A backend that keeps its answers in the run's scope, as the live
+        // ones keep their lists: the second run must ask again.
+        let backend = Arc::new(Fixed { per_run: true, ..Fixed::new(None, Vec::new()) });
+        let backends: Backends = vec![backend.clone()];
+        let (tx, _rx) = watch::channel(Vec::new());
+        for run in 1..=2 {
+            collect(&backends, &accounts(Provider::Gcp, 1), &EngineConfig::default(), &tx).await;
+            assert_eq!(backend.calls.load(Ordering::SeqCst), run, "one fetch per run, shared by all its sweeps");
+        }
+    }
+
     #[test]
     fn a_run_without_accounts_fails_with_a_hint() {
         let (outcome, error) = run_outcome(&[ProviderStatus::pending(Provider::Aws, 0)]);
         assert_eq!(outcome, Outcome::Failed);
         assert!(error.unwrap().contains("--seed-accounts"));
+    }
+
+    #[test]
+    fn a_run_fails_only_when_no_account_collected_anything() {
+        let mut partly = ProviderStatus::pending(Provider::Gcp, 10);
+        partly.accounts_partial = 10;
+        partly.error = "10 of 10 accounts partly collected".into();
+        assert_eq!(run_outcome(&[partly]).0, Outcome::PartiallySucceeded);
+        let mut nothing = ProviderStatus::pending(Provider::Gcp, 10);
+        nothing.accounts_failed = 10;
+        nothing.error = "10 of 10 accounts failed".into();
+        assert_eq!(run_outcome(&[nothing]).0, Outcome::Failed);
     }
 }

@@ -63,13 +63,13 @@ pub async fn renew_lease(pool: &PgPool, lease: &Lease, ttl: Duration) -> Result<
 }
 
 /// Publishes the run's per-provider progress. `false`: the lease was lost.
+/// (The run's `recommendation_count` stays 0 until it has written rows: what
+/// it collected so far is in each provider's count.)
 pub async fn write_progress(pool: &PgPool, lease: &Lease, providers: &[ProviderStatus]) -> Result<bool, sqlx::Error> {
-    let count: u64 = providers.iter().map(|p| p.recommendation_count).sum();
-    let done = sqlx::query(fenced!("UPDATE collection_state SET providers = $3, recommendation_count = $4"))
+    let done = sqlx::query(fenced!("UPDATE collection_state SET providers = $3"))
         .bind(lease.collection_id)
         .bind(lease.generation)
         .bind(sqlx::types::Json(providers))
-        .bind(i64::try_from(count).unwrap_or(i64::MAX))
         .execute(pool)
         .await?;
     Ok(done.rows_affected() == 1)

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod lease;
 pub mod metrics;
+pub mod money;
 pub mod persist;
 pub mod providers;
 pub mod run;

@@ -93,22 +93,24 @@ async fn upsert_recommendations(
     }
     let done = sqlx::query(
         "INSERT INTO recommendations (id, provider, account_id, account_name, service, region,
-             resource_type, platform, commitment_type, term_months, payment_option, recommended_count,
-             upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
-             savings_percentage, break_even_months, source_account_id, collected_at, generation)
-         SELECT u.*, now(), $19
+             resource_type, platform, commitment_type, term_months, payment_option, currency,
+             recommended_count, upfront_cost_nanos, recurring_monthly_cost_nanos,
+             on_demand_monthly_cost_nanos, estimated_monthly_savings_nanos, savings_percentage,
+             break_even_months, source_account_id, collected_at, generation)
+         SELECT u.*, now(), $21
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::float8[],
-                     $13::float8[], $14::float8[], $15::float8[], $16::float8[], $17::float8[],
-                     $18::float8[], $20::text[]) AS u
+                     $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
+                     $13::float8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::float8[],
+                     $19::float8[], $20::text[]) AS u
          ON CONFLICT (id) DO UPDATE SET
              account_name = EXCLUDED.account_name,
              source_account_id = EXCLUDED.source_account_id,
+             currency = EXCLUDED.currency,
              recommended_count = EXCLUDED.recommended_count,
-             upfront_cost = EXCLUDED.upfront_cost,
-             recurring_monthly_cost = EXCLUDED.recurring_monthly_cost,
-             on_demand_monthly_cost = EXCLUDED.on_demand_monthly_cost,
-             estimated_monthly_savings = EXCLUDED.estimated_monthly_savings,
+             upfront_cost_nanos = EXCLUDED.upfront_cost_nanos,
+             recurring_monthly_cost_nanos = EXCLUDED.recurring_monthly_cost_nanos,
+             on_demand_monthly_cost_nanos = EXCLUDED.on_demand_monthly_cost_nanos,
+             estimated_monthly_savings_nanos = EXCLUDED.estimated_monthly_savings_nanos,
              savings_percentage = EXCLUDED.savings_percentage,
              break_even_months = EXCLUDED.break_even_months,
              collected_at = EXCLUDED.collected_at,
@@ -125,15 +127,16 @@ async fn upsert_recommendations(
     .bind(col(recs, |r| r.commitment_type.as_str()))
     .bind(col(recs, |r| r.term_months))
     .bind(col(recs, |r| r.payment_option.as_str()))
+    .bind(col(recs, |r| r.currency.as_str()))
     .bind(col(recs, |r| r.recommended_count))
-    .bind(col(recs, |r| r.upfront_cost))
-    .bind(col(recs, |r| r.recurring_monthly_cost))
-    .bind(col(recs, |r| r.on_demand_monthly_cost))
-    .bind(col(recs, |r| r.estimated_monthly_savings))
+    .bind(col(recs, |r| r.upfront_cost.nanos()))
+    .bind(col(recs, |r| r.recurring_monthly_cost.nanos()))
+    .bind(col(recs, |r| r.on_demand_monthly_cost.nanos()))
+    .bind(col(recs, |r| r.estimated_monthly_savings.nanos()))
     .bind(col(recs, |r| r.savings_percentage))
     .bind(col(recs, |r| r.break_even_months))
-    .bind(generation)
     .bind(recs.iter().map(|(_, _, source)| source.as_str()).collect::<Vec<_>>())
+    .bind(generation)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

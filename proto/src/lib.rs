@@ -3,19 +3,34 @@
 
 #![allow(missing_docs, unreachable_pub)]
 
-/// `cudly.recommendations.v1`: the public API of api-service.
-pub mod recommendations {
-    /// Version 1.
-    pub mod v1 {
-        tonic::include_proto!("cudly.recommendations.v1");
+/// The `cudly.*` packages, nested as their names are so that generated
+/// references to `google.type` resolve (`super::super::super::google`).
+mod cudly {
+    /// `cudly.recommendations.v1`: the public API of api-service.
+    pub mod recommendations {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("cudly.recommendations.v1");
+        }
+    }
+
+    /// `cudly.collector.v1`: the internal API of collector-service.
+    pub mod collector {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("cudly.collector.v1");
+        }
     }
 }
 
-/// `cudly.collector.v1`: the internal API of collector-service.
-pub mod collector {
-    /// Version 1.
-    pub mod v1 {
-        tonic::include_proto!("cudly.collector.v1");
+pub use cudly::{collector, recommendations};
+
+/// `google.type`: the common types of Google's API design guide the
+/// contracts use.
+pub mod google {
+    /// `google.type.Money`.
+    pub mod r#type {
+        include!(concat!(env!("OUT_DIR"), "/google.r#type.rs"));
     }
 }
 

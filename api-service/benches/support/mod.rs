@@ -9,6 +9,7 @@ use cudly_api::lease::{Acquired, acquire_lease};
 use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation, Trigger};
 use cudly_collector::engine::Collected;
 use cudly_collector::lease::Lease;
+use cudly_collector::money::{Amount, Currency};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -47,7 +48,10 @@ pub(crate) fn synthetic(n: usize) -> Collected {
         .map(|i| {
             let provider = Provider::ALL[i % 3];
             let account = (i / 3) % 50;
-            let savings = ((i * 7919) % 100_000) as f64 / 10.0;
+            // Savings in tenths of a dollar, spread widely, with ties.
+            let tenths = ((i * 7919) % 100_000) as i64;
+            let savings = Amount::from_nanos(tenths * 100_000_000);
+            let hundred = Amount::from_units(100).unwrap();
             Recommendation {
                 provider,
                 account_id: format!("{provider}-account-{account:03}"),
@@ -59,12 +63,13 @@ pub(crate) fn synthetic(n: usize) -> Collected {
                 commitment_type: CommitmentType::ReservedInstance,
                 term_months: 12,
                 payment_option: PaymentOption::NoUpfront,
+                currency: Currency::USD,
                 recommended_count: 1.0 + (i % 7) as f64,
-                upfront_cost: 0.0,
-                recurring_monthly_cost: 100.0,
-                on_demand_monthly_cost: 100.0 + savings,
+                upfront_cost: Amount::ZERO,
+                recurring_monthly_cost: hundred,
+                on_demand_monthly_cost: hundred.checked_add(savings).unwrap(),
                 estimated_monthly_savings: savings,
-                savings_percentage: savings / (100.0 + savings) * 100.0,
+                savings_percentage: savings.percent_of(hundred.checked_add(savings).unwrap()),
                 break_even_months: 0.0,
             }
         })

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use cudly_collector::money::Amount;
+use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
 use tonic::transport::Channel;
@@ -65,9 +67,13 @@ enum Cmd {
         /// Account id (repeatable).
         #[arg(long = "account")]
         accounts: Vec<String>,
-        /// Minimum monthly savings in USD.
-        #[arg(long, default_value_t = 0.0)]
-        min_savings: f64,
+        /// Minimum monthly savings, in --currency (exact decimal, e.g. 500.25).
+        #[arg(long, value_parser = parse_amount)]
+        min_savings: Option<Amount>,
+        /// Currency of --min-savings (amounts are never converted: rows in
+        /// other currencies are left out). Alone, it lists that currency only.
+        #[arg(long)]
+        currency: Option<String>,
         /// Minimum savings percentage.
         #[arg(long, default_value_t = 0.0)]
         min_percentage: f64,
@@ -213,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let freshness = client.get_freshness(pb::GetFreshnessRequest {}).await?.into_inner();
             println!("{}", describe(&freshness));
         }
-        Cmd::List { provider, service, region, accounts, min_savings, min_percentage, limit } => {
+        Cmd::List { provider, service, region, accounts, min_savings, currency, min_percentage, limit } => {
             let provider = match provider.as_deref() {
                 None => 0,
                 Some("aws") => pb::Provider::Aws as i32,
@@ -221,13 +227,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some("gcp") => pb::Provider::Gcp as i32,
                 Some(other) => anyhow::bail!("--provider {other:?} is not one of aws, azure, gcp"),
             };
+            let min_monthly_savings = match (min_savings, currency) {
+                (None, None) => None,
+                (amount, currency) => {
+                    let (units, nanos) = amount.unwrap_or(Amount::ZERO).units_and_nanos();
+                    let currency_code = currency.unwrap_or_else(|| "USD".to_string()).to_ascii_uppercase();
+                    Some(Money { currency_code, units, nanos })
+                }
+            };
             let response = client
                 .list_recommendations(pb::ListRecommendationsRequest {
                     provider,
                     service: service.unwrap_or_default(),
                     region: region.unwrap_or_default(),
                     account_ids: accounts,
-                    min_monthly_savings: min_savings,
+                    min_monthly_savings,
                     min_savings_percentage: min_percentage,
                     page_size: limit,
                     page_token: String::new(),
@@ -298,13 +312,20 @@ fn describe(f: &pb::Freshness) -> String {
         .providers
         .iter()
         .map(|p| {
+            let mut troubles = Vec::new();
+            if p.accounts_failed > 0 {
+                troubles.push(format!("{} failed", p.accounts_failed));
+            }
+            if p.accounts_partially_succeeded > 0 {
+                troubles.push(format!("{} partly collected", p.accounts_partially_succeeded));
+            }
             format!(
                 "{} {} {}/{} accounts{} {} recs {} requests",
                 provider_name(p.provider),
                 state_name(p.state),
-                p.accounts_succeeded + p.accounts_failed,
+                p.accounts_succeeded + p.accounts_partially_succeeded + p.accounts_failed,
                 p.accounts_total,
-                if p.accounts_failed > 0 { format!(" ({} failed)", p.accounts_failed) } else { String::new() },
+                if troubles.is_empty() { String::new() } else { format!(" ({})", troubles.join(", ")) },
                 p.recommendation_count,
                 p.request_count
             )
@@ -328,13 +349,26 @@ fn describe(f: &pb::Freshness) -> String {
 
 fn print_table(response: &pb::ListRecommendationsResponse) {
     println!(
-        "{:>11} {:>6}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>4} {:<15} {:>5} {:>11}",
-        "savings/mo", "%", "cloud", "account", "service", "region", "resource", "term", "payment", "count", "upfront"
+        "{:>12} {:<3} {:>6}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>4} {:<15} {:>5} {:>12}",
+        "savings/mo",
+        "",
+        "%",
+        "cloud",
+        "account",
+        "service",
+        "region",
+        "resource",
+        "term",
+        "payment",
+        "count",
+        "upfront"
     );
     for r in &response.recommendations {
+        let savings = r.estimated_monthly_savings.as_ref();
         println!(
-            "{:>11.2} {:>6.1}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>3}m {:<15} {:>5} {:>11.2}",
-            r.estimated_monthly_savings,
+            "{:>12} {:<3} {:>6.1}  {:<5} {:<38} {:<26} {:<14} {:<26} {:>3}m {:<15} {:>5} {:>12}",
+            format_money(savings),
+            savings.map(|m| m.currency_code.as_str()).unwrap_or(""),
             r.savings_percentage,
             provider_name(r.provider),
             truncate(&r.account_name, 38),
@@ -344,18 +378,47 @@ fn print_table(response: &pb::ListRecommendationsResponse) {
             r.term_months,
             payment_name(r.payment_option),
             r.recommended_count,
-            r.upfront_cost
+            format_money(r.upfront_cost.as_ref())
         );
     }
     if let Some(s) = &response.summary {
-        println!(
-            "\n{} recommendations match; total estimated savings {:.2} USD/month; total upfront {:.2} USD",
-            s.count, s.total_monthly_savings, s.total_upfront_cost
-        );
+        println!("\n{} recommendations match", s.count);
+        for total in &s.totals {
+            println!(
+                "  {}: {} recommendations, estimated savings {} {}/month, upfront {} {}",
+                total.currency_code,
+                total.count,
+                exact_money(total.monthly_savings.as_ref()),
+                total.currency_code,
+                exact_money(total.upfront_cost.as_ref()),
+                total.currency_code
+            );
+        }
     }
     if let Some(f) = &response.freshness {
         println!("freshness: {}", describe(f));
     }
+}
+
+/// An amount rounded to cents for the table (the exact figure is in the
+/// API's answer and in the totals).
+fn format_money(money: Option<&Money>) -> String {
+    match money.and_then(|m| Amount::from_units_and_nanos(m.units, i64::from(m.nanos))) {
+        Some(amount) => format!("{:.2}", amount.approx_f64()),
+        None => String::new(),
+    }
+}
+
+/// An amount as its exact decimal.
+fn exact_money(money: Option<&Money>) -> String {
+    money
+        .and_then(|m| Amount::from_units_and_nanos(m.units, i64::from(m.nanos)))
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+fn parse_amount(text: &str) -> Result<Amount, String> {
+    Amount::parse(text).map_err(|err| err.to_string())
 }
 
 fn truncate(s: &str, n: usize) -> String {

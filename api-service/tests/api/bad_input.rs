@@ -50,13 +50,23 @@ async fn every_bad_field_gets_invalid_argument_naming_it(pool: PgPool) {
         ),
         (
             "negative savings",
-            pb::ListRecommendationsRequest { min_monthly_savings: -1.0, ..Default::default() },
+            pb::ListRecommendationsRequest { min_monthly_savings: Some(money("USD", -1, 0)), ..Default::default() },
             "min_monthly_savings",
         ),
         (
-            "infinite savings",
-            pb::ListRecommendationsRequest { min_monthly_savings: f64::INFINITY, ..Default::default() },
+            "savings without a currency",
+            pb::ListRecommendationsRequest { min_monthly_savings: Some(money("", 500, 0)), ..Default::default() },
             "min_monthly_savings",
+        ),
+        (
+            "savings with nanos of another sign",
+            pb::ListRecommendationsRequest { min_monthly_savings: Some(money("USD", 5, -1)), ..Default::default() },
+            "min_monthly_savings",
+        ),
+        (
+            "savings in no currency",
+            pb::ListRecommendationsRequest { min_monthly_savings: Some(money("US$", 5, 0)), ..Default::default() },
+            "min_monthly_savings.currency_code",
         ),
         (
             "control character",
@@ -220,4 +230,8 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
     assert_eq!(refreshed.code(), Code::Unavailable, "the dispatch deadline passed: {refreshed:?}");
     app.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.expect("served again once the slot is free");
     held.abort();
+}
+
+fn money(currency: &str, units: i64, nanos: i32) -> cudly_proto::google::r#type::Money {
+    cudly_proto::google::r#type::Money { currency_code: currency.into(), units, nanos }
 }

@@ -37,9 +37,14 @@ async fn a_failing_provider_keeps_its_old_rows_and_the_others_results(pool: PgPo
     // (evicted) and one of the failing provider's (kept).
     for (provider, account) in [("aws", "100000000001"), ("azure", "00000000-0000-4000-8000-000000000001")] {
         sqlx::query(
-            "INSERT INTO recommendations SELECT gen_random_uuid(), provider, $2, account_name, service, region,
-                 'retired-type', platform, commitment_type, term_months, payment_option, recommended_count,
-                 upfront_cost, recurring_monthly_cost, on_demand_monthly_cost, estimated_monthly_savings,
+            "INSERT INTO recommendations (id, provider, account_id, account_name, service, region, resource_type,
+                 platform, commitment_type, term_months, payment_option, currency, recommended_count,
+                 upfront_cost_nanos, recurring_monthly_cost_nanos, on_demand_monthly_cost_nanos,
+                 estimated_monthly_savings_nanos, savings_percentage, break_even_months, collected_at, generation,
+                 source_account_id)
+             SELECT gen_random_uuid(), provider, $2, account_name, service, region, 'retired-type', platform,
+                 commitment_type, term_months, payment_option, currency, recommended_count, upfront_cost_nanos,
+                 recurring_monthly_cost_nanos, on_demand_monthly_cost_nanos, estimated_monthly_savings_nanos,
                  savings_percentage, break_even_months, collected_at, generation, $2
              FROM recommendations WHERE provider = $1 LIMIT 1",
         )
@@ -58,8 +63,14 @@ async fn a_failing_provider_keeps_its_old_rows_and_the_others_results(pool: PgPo
     assert!(run.error.contains("azure"), "{}", run.error);
     let azure = run.providers.iter().find(|p| p.provider == pb::Provider::Azure as i32).unwrap();
     assert_eq!(azure.state, pb::ProviderState::Failed as i32);
-    assert_eq!(azure.accounts_failed, 2);
-    assert!(!azure.failures.is_empty() && azure.failures[0].error.contains("simulated azure API error"));
+    assert_eq!((azure.accounts_failed, azure.accounts_partially_succeeded, azure.accounts_succeeded), (2, 0, 0));
+    assert_eq!(azure.failed_accounts.len(), 2, "every failed account is listed");
+    for account in &azure.failed_accounts {
+        assert_eq!(account.state, pb::AccountState::Failed as i32);
+        assert_eq!(account.units_failed, account.units_total, "nothing of it was collected");
+        assert!(account.error.contains("simulated azure API error"), "{}", account.error);
+        assert!(!account.failures.is_empty() && account.failures.len() <= 5);
+    }
     assert!(second.last_collection_error.contains("azure"));
 
     assert_eq!(ids_of(&app, Provider::Azure).await, azure_before, "the failed provider's rows are untouched");
@@ -132,7 +143,7 @@ async fn pagination_returns_every_matching_row_exactly_once_in_order(pool: PgPoo
     let app = spawn_app(pool.clone(), Options::default()).await;
     app.collect().await;
     // Ties on the sort key: paging must fall back to the id.
-    sqlx::query("UPDATE recommendations SET estimated_monthly_savings = 100 WHERE id IN (SELECT id FROM recommendations ORDER BY id LIMIT 40)")
+    sqlx::query("UPDATE recommendations SET estimated_monthly_savings_nanos = 100000000000 WHERE id IN (SELECT id FROM recommendations ORDER BY id LIMIT 40)")
         .execute(&pool)
         .await
         .unwrap();
@@ -140,7 +151,7 @@ async fn pagination_returns_every_matching_row_exactly_once_in_order(pool: PgPoo
     for filter in [
         pb::ListRecommendationsRequest::default(),
         pb::ListRecommendationsRequest { provider: pb::Provider::Aws as i32, ..Default::default() },
-        pb::ListRecommendationsRequest { min_monthly_savings: 100.0, ..Default::default() },
+        pb::ListRecommendationsRequest { min_monthly_savings: Some(usd(100, 0)), ..Default::default() },
         pb::ListRecommendationsRequest {
             account_ids: vec!["100000000001".into(), "simulated-project-002".into()],
             min_savings_percentage: 30.0,
@@ -155,7 +166,9 @@ async fn pagination_returns_every_matching_row_exactly_once_in_order(pool: PgPoo
                 .await
                 .unwrap();
             assert!(page.recommendations.len() <= 7);
-            seen.extend(page.recommendations.iter().map(|r| (r.estimated_monthly_savings, r.id.clone())));
+            seen.extend(
+                page.recommendations.iter().map(|r| (nanos(r.estimated_monthly_savings.as_ref()), r.id.clone())),
+            );
             if page.next_page_token.is_empty() {
                 break page.summary.unwrap();
             }
@@ -166,7 +179,7 @@ async fn pagination_returns_every_matching_row_exactly_once_in_order(pool: PgPoo
         assert_eq!(seen.len() as i64, summary.count, "every matching row once ({filter:?})");
         assert!(summary.count > 0);
         let mut sorted = seen.clone();
-        sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         assert_eq!(seen, sorted, "savings descending, then id");
     }
 }
@@ -194,9 +207,12 @@ async fn filters_and_summary_match_the_rows(pool: PgPool) {
         assert!(r.account_name.starts_with("Simulated"), "simulated data says so");
     }
     let summary = response.summary.unwrap();
-    let total: f64 = response.recommendations.iter().map(|r| r.estimated_monthly_savings).sum();
+    let total: i64 = response.recommendations.iter().map(|r| nanos(r.estimated_monthly_savings.as_ref())).sum();
     assert_eq!(summary.count as usize, response.recommendations.len());
-    assert!((summary.total_monthly_savings - total).abs() < 1e-6);
+    assert_eq!(summary.totals.len(), 1, "the simulated clouds report USD");
+    let usd = &summary.totals[0];
+    assert_eq!((usd.currency_code.as_str(), usd.count), ("USD", summary.count));
+    assert_eq!(nanos(usd.monthly_savings.as_ref()), total, "the total is exactly the sum of the rows");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -250,4 +266,14 @@ async fn the_run_history_pages_newest_first(pool: PgPool) {
         .into_inner();
     assert_eq!(rest.collections.iter().map(|c| c.generation).collect::<Vec<_>>(), [1]);
     assert!(rest.next_page_token.is_empty());
+}
+
+fn usd(units: i64, nanos: i32) -> cudly_proto::google::r#type::Money {
+    cudly_proto::google::r#type::Money { currency_code: "USD".into(), units, nanos }
+}
+
+/// An amount in nano-units (exact), from the API's Money.
+fn nanos(money: Option<&cudly_proto::google::r#type::Money>) -> i64 {
+    let m = money.expect("every amount is set");
+    m.units * 1_000_000_000 + i64::from(m.nanos)
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod collector_auth;
+mod figures;
 mod grpc_web;
 mod helpers;
 mod listing;

@@ -29,6 +29,7 @@ use super::calls::{CallError, CallLimits};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 use crate::credentials::{AwsCredentials, Credentials};
 use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use crate::money::{Amount, Currency};
 
 /// How the AWS backend calls Cost Explorer.
 #[derive(Debug)]
@@ -76,7 +77,7 @@ pub const SERVICES: &[&str] = &[
 const MAX_PAGES: usize = 500;
 
 /// Hours in a month, as AWS prices monthly figures.
-const HOURS_PER_MONTH: f64 = 730.0;
+const HOURS_PER_MONTH: i128 = 730;
 
 /// Cost Explorer's recommendations for AWS accounts.
 pub struct AwsBackend {
@@ -139,7 +140,8 @@ impl AwsBackend {
     }
 
     /// Every page of one request, each through the rate limiter and the
-    /// retry policy. No data for the account is no pages, not a failure.
+    /// retry policy. No data for the account (a page answered `None`) is no
+    /// pages, not a failure.
     async fn all_pages<O, F, Fut>(
         &self,
         calls: &RequestCount,
@@ -149,24 +151,20 @@ impl AwsBackend {
     ) -> Result<Vec<O>, BackendError>
     where
         F: FnMut(Option<String>) -> Fut,
-        Fut: std::future::Future<Output = Result<O, CallError>>,
+        Fut: std::future::Future<Output = Result<Option<O>, CallError>>,
     {
         let mut pages = Vec::new();
         let mut token: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
         loop {
-            let output = match self.config.limits.call(calls, what, || page(token.clone())).await {
-                Ok(output) => output,
-                Err(err) if err.0.contains(NO_DATA) => break,
-                Err(err) => return Err(err),
-            };
+            let Some(output) = self.config.limits.call(calls, what, || page(token.clone())).await? else { break };
             token = next_token(&output).filter(|t| !t.is_empty()).map(str::to_string);
             pages.push(output);
             let Some(next) = &token else { break };
             // Every page is billed: a token that comes back, or an answer
             // that never ends, stops here rather than spending on.
             if !seen.insert(next.clone()) || pages.len() >= MAX_PAGES {
-                return Err(BackendError(format!("{what}: paging did not end after {} pages", pages.len())));
+                return Err(BackendError::failed(format!("{what}: paging did not end after {} pages", pages.len())));
             }
         }
         Ok(pages)
@@ -186,7 +184,7 @@ impl AwsBackend {
             None => AwsCredentials::default(),
             Some(Credentials::Aws(c)) => c.clone(),
             Some(_) => {
-                return Err(BackendError(format!(
+                return Err(BackendError::refused(format!(
                     "account {}: its stored credentials are not AWS credentials; fix them with UpdateAccount",
                     account.external_id
                 )));
@@ -223,20 +221,20 @@ impl AwsBackend {
                             .payment_option(payment.clone())
                             .set_next_page_token(token)
                             .send()
-                            .map(|r| r.map_err(|e| classify(e, &hint)))
+                            .map(|r| answer(r, &hint))
                     },
                     |page| page.next_page_token(),
                 )
                 .await?;
             for rec in pages.iter().flat_map(|page| page.recommendations()) {
-                recommendations.extend(map_reservations(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
+                recommendations.extend(map_reservations(&ctx, rec).map_err(|e| malformed(&what, e))?);
             }
         } else {
             let sp_type = match query.service {
                 "compute_savings_plans" => SupportedSavingsPlansType::ComputeSp,
                 "ec2_instance_savings_plans" => SupportedSavingsPlansType::Ec2InstanceSp,
                 "sagemaker_savings_plans" => SupportedSavingsPlansType::SagemakerSp,
-                other => return Err(BackendError(format!("unknown AWS service {other:?}"))),
+                other => return Err(BackendError::failed(format!("unknown AWS service {other:?}"))),
             };
             let what = format!("GetSavingsPlansPurchaseRecommendation ({sp_type}) for account {}", account.external_id);
             let pages = self
@@ -253,22 +251,40 @@ impl AwsBackend {
                             .payment_option(payment.clone())
                             .set_next_page_token(token)
                             .send()
-                            .map(|r| r.map_err(|e| classify(e, &hint)))
+                            .map(|r| answer(r, &hint))
                     },
                     |page| page.next_page_token(),
                 )
                 .await?;
             for rec in pages.iter().filter_map(|page| page.savings_plans_purchase_recommendation()) {
-                recommendations.extend(map_savings_plans(&ctx, rec).map_err(|e| BackendError(format!("{what}: {e}")))?);
+                recommendations.extend(map_savings_plans(&ctx, rec).map_err(|e| malformed(&what, e))?);
             }
         }
         Ok(recommendations)
     }
 }
 
-/// Cost Explorer's answer for an account without enough usage data: no
+/// Cost Explorer's error code for an account without enough usage data: no
 /// recommendations, not a failure.
 const NO_DATA: &str = "DataUnavailableException";
+
+/// A page, `None` when Cost Explorer has no data for the account (told by
+/// the error's code, not its text), or the sorted failure.
+fn answer<O, E>(result: Result<O, SdkError<E, HttpResponse>>, hint: &str) -> Result<Option<O>, CallError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(SdkError::ServiceError(service)) if service.err().code() == Some(NO_DATA) => Ok(None),
+        Err(err) => Err(classify(err, hint)),
+    }
+}
+
+/// A Cost Explorer answer whose details cannot be read: that unit fails.
+fn malformed(what: &str, problem: String) -> BackendError {
+    BackendError::failed(format!("{what}: malformed answer: {problem}"))
+}
 
 fn access_hint(credentials: &AwsCredentials, account: &Account) -> String {
     match &credentials.role_arn {
@@ -302,7 +318,6 @@ where
                 | "RequestLimitExceeded" => {
                     CallError::Throttled { retry_after: None, message: format!("{code}: {message}") }
                 }
-                NO_DATA => CallError::Permanent(format!("{NO_DATA}: {message}")),
                 "InternalFailure" | "ServiceUnavailable" | "InternalServerError" => {
                     CallError::Transient(format!("{code}: {message}"))
                 }
@@ -310,7 +325,7 @@ where
                 | "UnrecognizedClientException"
                 | "InvalidClientTokenId"
                 | "ExpiredTokenException"
-                | "AccessDenied" => CallError::Permanent(format!("{code}: {message}; {hint}")),
+                | "AccessDenied" => CallError::Refused(format!("{code}: {message}; {hint}")),
                 _ if service.raw().status().is_server_error() => CallError::Transient(format!("{code}: {message}")),
                 _ => CallError::Permanent(format!("{code}: {message}")),
             }
@@ -326,7 +341,8 @@ where
         }
         _ => {
             // Credentials that cannot be had (AssumeRole refused, no
-            // ambient identity) end up here, before anything is sent.
+            // ambient identity) end up here, before anything is sent: every
+            // other call of the account would meet the same.
             let text = format!("{}", DisplayErrorContext(&err));
             let what = if text.contains("AssumeRole") || text.contains("assume role") {
                 "AssumeRole denied"
@@ -335,7 +351,7 @@ where
             } else {
                 "the request could not be sent"
             };
-            CallError::Permanent(format!("{what}: {}; {hint}", shorten(&text)))
+            CallError::Refused(format!("{what}: {}; {hint}", shorten(&text)))
         }
     }
 }
@@ -372,57 +388,97 @@ impl Mapping<'_> {
     }
 }
 
-/// Cost Explorer reports numbers as strings; an absent one is 0, a
-/// malformed one an error.
+/// A figure that is not money (a count, a percentage, months): Cost
+/// Explorer reports numbers as strings; an absent one is 0, a malformed one
+/// an error.
 fn number(field: &str, value: Option<&str>) -> Result<f64, String> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(0.0),
-        Some(v) => {
-            v.parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(|| format!("{field} is not a number: {v:?}"))
-        }
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| format!("{field} is not a number: {:?}", shorten_to(v, 40))),
     }
 }
 
-fn check_currency(code: Option<&str>) -> Result<(), String> {
-    match code {
-        None | Some("") | Some("USD") => Ok(()),
-        Some(other) => Err(format!("amounts in {other}; only USD is supported")),
+/// An amount, read exactly from Cost Explorer's decimal string; absent is 0.
+fn amount(field: &str, value: Option<&str>) -> Result<Amount, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(Amount::ZERO),
+        Some(v) => Amount::parse(v).map_err(|err| format!("{field}: {err}")),
     }
+}
+
+/// The detail's `CurrencyCode`. Cost Explorer reports in US dollars and
+/// sends the code with every detail; a detail without one is taken as USD.
+fn currency(code: Option<&str>) -> Result<Currency, String> {
+    match code.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(Currency::USD),
+        Some(code) => Currency::parse(code).map_err(|err| format!("CurrencyCode: {err}")),
+    }
+}
+
+fn shorten_to(text: &str, n: usize) -> String {
+    text.chars().take(n).collect()
+}
+
+/// An instance type from its dot-separated parts, never repeating a part
+/// that the previous one already ends with: Cost Explorer's OpenSearch
+/// details give a class and a size, and the size may already carry the
+/// class ("c6g" + "c6g.xlarge.search" is "c6g.xlarge.search", as is "c6g" +
+/// "xlarge.search").
+fn join_type(parts: &[&str]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in parts {
+        let pieces: Vec<&str> = part.split('.').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let overlap =
+            (0..=pieces.len().min(out.len())).rev().find(|&k| out[out.len() - k..] == pieces[..k]).unwrap_or(0);
+        out.extend(&pieces[overlap..]);
+    }
+    out.join(".")
 }
 
 /// (resource type, platform, region display name) of an instance detail.
+/// Each service's type comes from its documented field: EC2 and RDS
+/// `InstanceType` (RDS types carry their `db.` prefix), ElastiCache and
+/// Redshift `NodeType` (`cache.` prefix; Redshift types have none), and
+/// OpenSearch `InstanceClass` + `InstanceSize` joined without repeating a
+/// part, with OpenSearch's `.search` suffix (the name its reserved-instance
+/// offerings use) when Cost Explorer left it out.
 fn instance(details: Option<&InstanceDetails>) -> (String, String, String) {
-    let s = |v: Option<&str>| v.unwrap_or("").to_string();
+    let s = |v: Option<&str>| v.map(str::trim).unwrap_or("").to_string();
     let Some(d) = details else { return Default::default() };
     if let Some(ec2) = d.ec2_instance_details() {
         let platform = match ec2.tenancy() {
-            Some("dedicated") => format!("{} (dedicated)", s(ec2.platform())),
+            Some(t) if t.trim().eq_ignore_ascii_case("dedicated") => format!("{} (dedicated)", s(ec2.platform())),
             _ => s(ec2.platform()),
         };
-        return (s(ec2.instance_type()), platform, s(ec2.region()));
+        return (join_type(&[ec2.instance_type().unwrap_or("")]), platform, s(ec2.region()));
     }
     if let Some(rds) = d.rds_instance_details() {
         let mut platform = s(rds.database_engine());
-        if let Some(edition) = rds.database_edition().filter(|e| !e.is_empty()) {
+        if let Some(edition) = rds.database_edition().map(str::trim).filter(|e| !e.is_empty()) {
             platform = format!("{platform} {edition}");
         }
-        if let Some(deployment) = rds.deployment_option().filter(|e| !e.is_empty()) {
+        if let Some(deployment) = rds.deployment_option().map(str::trim).filter(|e| !e.is_empty()) {
             platform = format!("{platform} ({deployment})");
         }
-        return (s(rds.instance_type()), platform, s(rds.region()));
+        return (join_type(&[rds.instance_type().unwrap_or("")]), platform, s(rds.region()));
     }
     if let Some(cache) = d.elasti_cache_instance_details() {
-        return (s(cache.node_type()), s(cache.product_description()), s(cache.region()));
+        return (join_type(&[cache.node_type().unwrap_or("")]), s(cache.product_description()), s(cache.region()));
     }
     if let Some(es) = d.es_instance_details() {
-        let size = match (es.instance_class(), es.instance_size()) {
-            (Some(class), Some(size)) => format!("{class}.{size}"),
-            (class, size) => s(class.or(size)),
-        };
-        return (size, String::new(), s(es.region()));
+        let mut resource_type = join_type(&[es.instance_class().unwrap_or(""), es.instance_size().unwrap_or("")]);
+        let suffixed = resource_type.ends_with(".search") || resource_type.ends_with(".elasticsearch");
+        if !resource_type.is_empty() && !suffixed {
+            resource_type.push_str(".search");
+        }
+        return (resource_type, String::new(), s(es.region()));
     }
     if let Some(redshift) = d.redshift_instance_details() {
-        return (s(redshift.node_type()), String::new(), s(redshift.region()));
+        return (join_type(&[redshift.node_type().unwrap_or("")]), String::new(), s(redshift.region()));
     }
     Default::default()
 }
@@ -433,11 +489,9 @@ fn instance(details: Option<&InstanceDetails>) -> (String, String, String) {
 fn map_reservations(ctx: &Mapping<'_>, rec: &ReservationPurchaseRecommendation) -> Result<Vec<Recommendation>, String> {
     let mut out = Vec::new();
     for detail in rec.recommendation_details() {
-        check_currency(detail.currency_code())?;
+        let currency = currency(detail.currency_code())?;
         let (resource_type, platform, region_name) = instance(detail.instance_details());
         let account_id = ctx.account_id(detail.account_id());
-        let savings = number("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
-        let on_demand = number("EstimatedMonthlyOnDemandCost", detail.estimated_monthly_on_demand_cost())?;
         out.push(Recommendation {
             provider: Provider::Aws,
             account_name: ctx.account_name(&account_id),
@@ -449,14 +503,18 @@ fn map_reservations(ctx: &Mapping<'_>, rec: &ReservationPurchaseRecommendation) 
             commitment_type: CommitmentType::ReservedInstance,
             term_months: ctx.sweep.term_months,
             payment_option: ctx.sweep.payment,
+            currency,
             recommended_count: number(
                 "RecommendedNumberOfInstancesToPurchase",
                 detail.recommended_number_of_instances_to_purchase(),
             )?,
-            upfront_cost: number("UpfrontCost", detail.upfront_cost())?,
-            recurring_monthly_cost: number("RecurringStandardMonthlyCost", detail.recurring_standard_monthly_cost())?,
-            on_demand_monthly_cost: on_demand,
-            estimated_monthly_savings: savings,
+            upfront_cost: amount("UpfrontCost", detail.upfront_cost())?,
+            recurring_monthly_cost: amount("RecurringStandardMonthlyCost", detail.recurring_standard_monthly_cost())?,
+            on_demand_monthly_cost: amount("EstimatedMonthlyOnDemandCost", detail.estimated_monthly_on_demand_cost())?,
+            estimated_monthly_savings: amount(
+                "EstimatedMonthlySavingsAmount",
+                detail.estimated_monthly_savings_amount(),
+            )?,
             savings_percentage: number(
                 "EstimatedMonthlySavingsPercentage",
                 detail.estimated_monthly_savings_percentage(),
@@ -470,29 +528,32 @@ fn map_reservations(ctx: &Mapping<'_>, rec: &ReservationPurchaseRecommendation) 
 /// Maps one savings-plan recommendation. Monthly figures use a month of 730
 /// hours: the on-demand cost from the average hourly on-demand spend, the
 /// recurring cost from the hourly commitment; the monthly savings are given
-/// as such. The count is the hourly commitment in USD.
+/// as such. (`EstimatedOnDemandCost`, `EstimatedSPCost` and
+/// `EstimatedSavingsAmount` cover the look-back period, not a month, and are
+/// not used.) The count is the hourly commitment.
 fn map_savings_plans(
     ctx: &Mapping<'_>,
     rec: &SavingsPlansPurchaseRecommendation,
 ) -> Result<Vec<Recommendation>, String> {
     let mut out = Vec::new();
+    let out_of_range = |what: &str| format!("{what} is out of range");
     for detail in rec.savings_plans_purchase_recommendation_details() {
-        check_currency(detail.currency_code())?;
+        let currency = currency(detail.currency_code())?;
         let account_id = ctx.account_id(detail.account_id());
-        let hourly = number("HourlyCommitmentToPurchase", detail.hourly_commitment_to_purchase())?;
-        let upfront = number("UpfrontCost", detail.upfront_cost())?;
-        let savings = number("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
-        // `EstimatedOnDemandCost` is the on-demand cost the plan would leave
-        // uncovered; the usage's own on-demand cost is the average hourly
-        // on-demand spend.
-        let on_demand = number("CurrentAverageHourlyOnDemandSpend", detail.current_average_hourly_on_demand_spend())?
-            * HOURS_PER_MONTH;
+        let hourly = amount("HourlyCommitmentToPurchase", detail.hourly_commitment_to_purchase())?;
+        let upfront = amount("UpfrontCost", detail.upfront_cost())?;
+        let savings = amount("EstimatedMonthlySavingsAmount", detail.estimated_monthly_savings_amount())?;
+        let on_demand = amount("CurrentAverageHourlyOnDemandSpend", detail.current_average_hourly_on_demand_spend())?
+            .mul_div(HOURS_PER_MONTH, 1)
+            .ok_or_else(|| out_of_range("CurrentAverageHourlyOnDemandSpend"))?;
         // The commitment covers the whole term; what is paid upfront is not
         // paid again monthly.
-        let term = f64::from(ctx.sweep.term_months.max(1));
-        let recurring = (hourly * HOURS_PER_MONTH - upfront / term).max(0.0);
+        let term = i128::from(ctx.sweep.term_months.max(1));
+        let committed = hourly.mul_div(HOURS_PER_MONTH, 1).ok_or_else(|| out_of_range("HourlyCommitmentToPurchase"))?;
+        let prepaid = upfront.mul_div(1, term).ok_or_else(|| out_of_range("UpfrontCost"))?;
+        let recurring = committed.checked_sub(prepaid).filter(|r| *r > Amount::ZERO).unwrap_or(Amount::ZERO);
         let details = detail.savings_plans_details();
-        let family = details.and_then(|d| d.instance_family()).unwrap_or("").to_string();
+        let family = details.and_then(|d| d.instance_family()).unwrap_or("").trim().to_string();
         let region_name = details.and_then(|d| d.region()).unwrap_or("").to_string();
         let resource_type = match ctx.service {
             "compute_savings_plans" => "compute".to_string(),
@@ -504,19 +565,20 @@ fn map_savings_plans(
             account_name: ctx.account_name(&account_id),
             account_id,
             service: ctx.service.to_string(),
-            region: if region_name.is_empty() { "global".to_string() } else { region_code(&region_name) },
+            region: if region_name.trim().is_empty() { "global".to_string() } else { region_code(&region_name) },
             resource_type,
             platform: String::new(),
             commitment_type: CommitmentType::SavingsPlan,
             term_months: ctx.sweep.term_months,
             payment_option: ctx.sweep.payment,
-            recommended_count: hourly,
+            currency,
+            recommended_count: number("HourlyCommitmentToPurchase", detail.hourly_commitment_to_purchase())?,
             upfront_cost: upfront,
             recurring_monthly_cost: recurring,
             on_demand_monthly_cost: on_demand,
             estimated_monthly_savings: savings,
             savings_percentage: number("EstimatedSavingsPercentage", detail.estimated_savings_percentage())?,
-            break_even_months: if upfront > 0.0 && savings > 0.0 { upfront / savings } else { 0.0 },
+            break_even_months: if upfront.is_positive() { upfront.ratio(savings) } else { 0.0 },
         });
     }
     Ok(out)
@@ -634,6 +696,20 @@ mod tests {
         assert_eq!(number("x", None).unwrap(), 0.0);
         assert!(number("UpfrontCost", Some("lots")).unwrap_err().contains("UpfrontCost"));
         assert!(number("x", Some("NaN")).is_err());
-        assert!(check_currency(Some("EUR")).unwrap_err().contains("EUR"));
+        assert_eq!(amount("UpfrontCost", Some("1094.3647983296")).unwrap().to_string(), "1094.36479833");
+        assert!(amount("UpfrontCost", Some("lots")).unwrap_err().starts_with("UpfrontCost"));
+        assert_eq!(currency(Some("EUR")).unwrap().as_str(), "EUR");
+        assert_eq!(currency(None).unwrap(), Currency::USD);
+        assert!(currency(Some("euros")).unwrap_err().contains("CurrencyCode"));
+    }
+
+    #[test]
+    fn instance_types_never_repeat_a_part() {
+        assert_eq!(join_type(&["c6g", "c6g.xlarge.search"]), "c6g.xlarge.search");
+        assert_eq!(join_type(&["c6g", "xlarge.search"]), "c6g.xlarge.search");
+        assert_eq!(join_type(&["c6g.xlarge", "xlarge.search"]), "c6g.xlarge.search");
+        assert_eq!(join_type(&["", "r6g.large.search"]), "r6g.large.search");
+        assert_eq!(join_type(&["db.r6g.large"]), "db.r6g.large");
+        assert_eq!(join_type(&["m5", "m5"]), "m5");
     }
 }

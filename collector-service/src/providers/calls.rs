@@ -92,10 +92,13 @@ pub enum CallError {
     },
     /// A server error or a network failure: worth another try.
     Transient(String),
-    /// Authentication, permission, a bad request, a malformed answer:
-    /// trying again would fail the same way. The message tells a human what
-    /// to do.
+    /// A bad request, a malformed answer: trying again would fail the same
+    /// way. The message tells a human what to do.
     Permanent(String),
+    /// The cloud refused the credentials or a permission (authentication,
+    /// authorization, a disabled API): not retried, and the account's other
+    /// calls would be refused too. The message tells a human what to fix.
+    Refused(String),
 }
 
 /// Retries and timeouts for one provider's calls.
@@ -154,7 +157,11 @@ impl CallLimits {
                 Ok(value) => return Ok(value),
                 Err(CallError::Permanent(message)) => {
                     calls.error();
-                    return Err(BackendError(format!("{what}: {message}")));
+                    return Err(BackendError::failed(format!("{what}: {message}")));
+                }
+                Err(CallError::Refused(message)) => {
+                    calls.error();
+                    return Err(BackendError::refused(format!("{what}: {message}")));
                 }
                 Err(CallError::Throttled { retry_after, message }) => {
                     calls.error();
@@ -166,7 +173,7 @@ impl CallLimits {
                 }
             };
             if tries >= policy.max_attempts {
-                return Err(BackendError(format!("{what}: {message} (gave up after {tries} attempts)")));
+                return Err(BackendError::failed(format!("{what}: {message} (gave up after {tries} attempts)")));
             }
             let delay = backoff(policy, tries).max(retry_after.unwrap_or_default().min(policy.max_delay));
             tracing::debug!(what, attempt = tries, delay_ms = delay.as_millis() as u64, %message, "retrying");
@@ -246,11 +253,19 @@ mod tests {
         let limits = limits(100.0, 10, 3);
         let calls = RequestCount::default();
         let err = limits
-            .call(&calls, "AssumeRole", || async { Err::<(), _>(CallError::Permanent("access denied".into())) })
+            .call(&calls, "AssumeRole", || async { Err::<(), _>(CallError::Refused("access denied".into())) })
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "AssumeRole: access denied");
+        assert_eq!(err.kind, crate::providers::ErrorKind::Refused);
         assert_eq!(calls.get(), (1, 1));
+        let calls = RequestCount::default();
+        let err = limits
+            .call(&calls, "List", || async { Err::<(), _>(CallError::Permanent("malformed answer".into())) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, crate::providers::ErrorKind::Failed);
+        assert_eq!(calls.get(), (1, 1), "a malformed answer is not asked again");
         let calls = RequestCount::default();
         let err = limits
             .call(&calls, "List", || async { Err::<(), _>(CallError::Transient("503".into())) })

@@ -34,7 +34,8 @@ pub fn classify(status: reqwest::StatusCode, retry_after_header: Option<&str>, b
             CallError::Throttled { retry_after: retry_after(retry_after_header), message: format!("HTTP 429: {body}") }
         }
         500..=599 => CallError::Transient(format!("HTTP {}: {body}", status.as_u16())),
-        401 | 403 => CallError::Permanent(format!("HTTP {}: {body}; {hint}", status.as_u16())),
+        // A 403 is also how Google reports a disabled API (SERVICE_DISABLED).
+        401 | 403 => CallError::Refused(format!("HTTP {}: {body}; {hint}", status.as_u16())),
         _ => CallError::Permanent(format!("HTTP {}: {body}", status.as_u16())),
     }
 }
@@ -49,7 +50,9 @@ mod tests {
         assert!(matches!(throttled, CallError::Throttled { retry_after: Some(d), .. } if d == Duration::from_secs(3)));
         assert!(matches!(classify(reqwest::StatusCode::BAD_GATEWAY, None, "", ""), CallError::Transient(_)));
         let denied = classify(reqwest::StatusCode::FORBIDDEN, None, "no", "grant the Reader role");
-        assert!(matches!(denied, CallError::Permanent(m) if m.contains("grant the Reader role")));
+        assert!(matches!(denied, CallError::Refused(m) if m.contains("grant the Reader role")));
+        let unauthenticated = classify(reqwest::StatusCode::UNAUTHORIZED, None, "expired", "");
+        assert!(matches!(unauthenticated, CallError::Refused(_)));
         assert!(matches!(classify(reqwest::StatusCode::NOT_FOUND, None, "", ""), CallError::Permanent(_)));
     }
 }

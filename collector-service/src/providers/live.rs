@@ -10,6 +10,7 @@ use super::azure::{AzureBackend, AzureConfig};
 use super::calls::{CallLimits, RateLimiter, RetryPolicy};
 use super::gcp::{GcpBackend, GcpConfig};
 use crate::domain::{PaymentOption, Provider};
+use crate::money::Currency;
 
 /// Settings of the live (real cloud) backends.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +61,13 @@ pub struct CloudArgs {
     /// Azure: reservation terms swept, comma-separated: 1y, 3y.
     #[arg(long, env = "CUDLY_AZURE_TERMS", value_delimiter = ',', default_value = "1y,3y", value_parser = parse_term)]
     pub azure_terms: Vec<i32>,
+
+    /// Azure: the currency of amounts Azure reports without one (legacy
+    /// reservation recommendations of Enterprise Agreement and pay-as-you-go
+    /// subscriptions, Advisor answers without `savingsCurrency`): your
+    /// billing currency, as an ISO 4217 code.
+    #[arg(long, env = "CUDLY_AZURE_BILLING_CURRENCY", default_value = "USD", value_parser = parse_currency)]
+    pub azure_billing_currency: Currency,
 
     /// Azure: Resource Manager endpoint.
     #[arg(long, env = "CUDLY_AZURE_MANAGEMENT_URL", default_value = AzureConfig::DEFAULT_MANAGEMENT_URL)]
@@ -146,6 +154,7 @@ pub async fn live_backends(args: &CloudArgs, providers: &[Provider]) -> anyhow::
                     login_url: args.azure_login_url.clone(),
                     lookback_days: args.azure_lookback_days,
                     terms: args.azure_terms.clone(),
+                    billing_currency: args.azure_billing_currency,
                     limits: args.limits(args.azure_rate),
                 };
                 backends.push(Arc::new(AzureBackend::new(config)?));
@@ -162,6 +171,10 @@ pub async fn live_backends(args: &CloudArgs, providers: &[Provider]) -> anyhow::
         }
     }
     Ok(backends)
+}
+
+fn parse_currency(s: &str) -> Result<Currency, String> {
+    Currency::parse(s)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

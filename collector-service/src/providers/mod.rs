@@ -1,6 +1,8 @@
 //! Cloud backends: what the engine asks of a cloud, and the implementations.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
@@ -8,6 +10,7 @@ use crate::domain::{Account, PaymentOption, Provider, Recommendation};
 
 pub mod aws;
 pub mod azure;
+pub(crate) mod cache;
 pub mod calls;
 pub mod gcp;
 pub mod http;
@@ -39,12 +42,77 @@ pub struct Query<'a> {
     pub sweep: Sweep,
     /// Counts the requests this query makes (pages and retries included).
     pub calls: &'a RequestCount,
+    /// What the run's calls share (caches that end with the run).
+    pub run: &'a RunScope,
 }
 
-/// Why a call failed. The text is shown to operators in the run status.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BackendError(pub String);
+/// What the calls of one run may share: caches that live exactly as long as
+/// the run, so that a run only ever reports what it fetched itself (a list
+/// fetched for one term's sweep serves the other term's, never the next
+/// run). One value per type, created on first use.
+#[derive(Default)]
+pub struct RunScope {
+    slots: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl RunScope {
+    /// The run's value of type `T`, created empty on first use.
+    pub fn get<T: Any + Default + Send + Sync>(&self) -> Arc<T> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap()
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()) as Arc<dyn Any + Send + Sync>)
+            .clone();
+        slot.downcast::<T>().expect("each slot holds the type it is keyed by")
+    }
+}
+
+impl std::fmt::Debug for RunScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunScope").field("slots", &self.slots.lock().unwrap().len()).finish()
+    }
+}
+
+/// What kind of failure a call met: the engine stops an account's sweep at
+/// its first refusal instead of spending (billed) calls on the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The cloud refused the account's credentials or permissions (denied
+    /// role, 401/403, a disabled API, credentials that cannot be read):
+    /// every other call of the account would be refused too.
+    Refused,
+    /// Anything else: this unit failed, the others may still succeed.
+    Failed,
+}
+
+/// Why a call failed. The message is shown to operators in the run status.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// Whether the account's other calls are worth making.
+    pub kind: ErrorKind,
+    /// What happened and, where it helps, what to do about it.
+    pub message: String,
+}
+
+impl BackendError {
+    /// A failure of this unit only.
+    pub fn failed(message: impl Into<String>) -> Self {
+        BackendError { kind: ErrorKind::Failed, message: message.into() }
+    }
+
+    /// A refusal of the account's credentials or permissions.
+    pub fn refused(message: impl Into<String>) -> Self {
+        BackendError { kind: ErrorKind::Refused, message: message.into() }
+    }
+
+    /// The same kind of error with `prefix: ` before its message.
+    pub fn context(self, prefix: impl std::fmt::Display) -> Self {
+        BackendError { kind: self.kind, message: format!("{prefix}: {}", self.message) }
+    }
+}
 
 /// A cloud's recommendation API, as the engine sees it.
 pub trait CloudBackend: Send + Sync + 'static {
@@ -66,10 +134,11 @@ pub trait CloudBackend: Send + Sync + 'static {
         calls: &'a RequestCount,
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, BackendError>>;
 
-    /// Whether `service` is swept region by region (when [`Self::regions`]
-    /// lists any); a service answered for all regions at once is not.
-    fn is_regional(&self, _service: &'static str) -> bool {
-        true
+    /// The locations `service` is swept in, given the regions
+    /// [`Self::regions`] listed for the account; `None` for a service
+    /// answered for all regions in one call. By default every listed region.
+    fn service_regions(&self, _service: &'static str, listed: &[String]) -> Option<Vec<String>> {
+        Some(listed.to_vec())
     }
 
     /// Fetches the recommendations for one query.

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use crate::money::{Amount, Currency};
 
 /// How a simulated cloud behaves.
 #[derive(Clone, Debug)]
@@ -89,7 +90,7 @@ impl SimulatedBackend {
         let rate = f64::from_bits(self.failure_rate.load(Ordering::Relaxed));
         if unit(mix(&[roll, 1])) < rate {
             calls.error();
-            return Err(BackendError(format!("simulated {} API error on {what}", self.provider)));
+            return Err(BackendError::failed(format!("simulated {} API error on {what}", self.provider)));
         }
         Ok(())
     }
@@ -173,11 +174,12 @@ impl SimulatedBackend {
             commitment_type,
             term_months: query.sweep.term_months,
             payment_option: query.sweep.payment,
+            currency: Currency::USD,
             recommended_count: count,
-            upfront_cost: upfront,
-            recurring_monthly_cost: recurring,
-            on_demand_monthly_cost: on_demand,
-            estimated_monthly_savings: savings,
+            upfront_cost: cents(upfront),
+            recurring_monthly_cost: cents(recurring),
+            on_demand_monthly_cost: cents(on_demand),
+            estimated_monthly_savings: cents(savings),
             savings_percentage: round2(savings / on_demand * 100.0),
             break_even_months: break_even,
         }
@@ -298,6 +300,11 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// A price in whole cents, as the simulated clouds quote them.
+fn cents(x: f64) -> Amount {
+    Amount::from_nanos((x * 100.0).round() as i64 * 10_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +319,7 @@ mod tests {
     }
 
     static CALLS: RequestCount = RequestCount::new();
+    static RUN: std::sync::LazyLock<crate::providers::RunScope> = std::sync::LazyLock::new(Default::default);
 
     fn query(account: &Account) -> Query<'_> {
         Query {
@@ -320,6 +328,7 @@ mod tests {
             region: None,
             sweep: Sweep { term_months: 36, payment: PaymentOption::AllUpfront },
             calls: &CALLS,
+            run: &RUN,
         }
     }
 
@@ -338,10 +347,12 @@ mod tests {
         let backend = SimulatedBackend::new(Provider::Aws, SimulatedConfig::default());
         let account = account();
         for rec in backend.generate(&query(&account)) {
-            assert!(rec.estimated_monthly_savings > 0.0);
+            assert!(rec.estimated_monthly_savings.is_positive());
             assert!(rec.savings_percentage > 0.0 && rec.savings_percentage < 100.0);
-            assert_eq!(rec.recurring_monthly_cost, 0.0, "all upfront has no recurring cost");
-            assert!(rec.upfront_cost > 0.0 && rec.break_even_months > 0.0);
+            assert_eq!(rec.recurring_monthly_cost, Amount::ZERO, "all upfront has no recurring cost");
+            assert!(rec.upfront_cost.is_positive() && rec.break_even_months > 0.0);
+            assert_eq!(rec.currency, Currency::USD);
+            assert_eq!(rec.on_demand_monthly_cost.nanos() % 10_000_000, 0, "whole cents");
             assert!(rec.break_even_months < 36.0, "a recommendation that never pays back is not one");
         }
     }
@@ -353,6 +364,6 @@ mod tests {
         assert!(backend.fetch(query(&account)).await.is_ok());
         backend.set_failure_rate(1.0);
         let err = backend.fetch(query(&account)).await.unwrap_err();
-        assert!(err.0.contains("simulated azure API error"), "{err}");
+        assert!(err.message.contains("simulated azure API error"), "{err}");
     }
 }

@@ -1,6 +1,8 @@
 //! collector-service integration tests: a real server on port 0 against a
 //! real database per test, called with a real tonic client.
 
+mod migrations;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,6 +182,7 @@ async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
 
 fn recommendation(account_id: &str, resource_type: &str) -> cudly_collector::domain::Recommendation {
     use cudly_collector::domain::{CommitmentType, PaymentOption};
+    use cudly_collector::money::{Amount, Currency};
     cudly_collector::domain::Recommendation {
         provider: Provider::Aws,
         account_id: account_id.into(),
@@ -191,11 +194,12 @@ fn recommendation(account_id: &str, resource_type: &str) -> cudly_collector::dom
         commitment_type: CommitmentType::ReservedInstance,
         term_months: 12,
         payment_option: PaymentOption::NoUpfront,
+        currency: Currency::USD,
         recommended_count: 1.0,
-        upfront_cost: 0.0,
-        recurring_monthly_cost: 70.0,
-        on_demand_monthly_cost: 100.0,
-        estimated_monthly_savings: 30.0,
+        upfront_cost: Amount::ZERO,
+        recurring_monthly_cost: Amount::from_units(70).unwrap(),
+        on_demand_monthly_cost: Amount::from_units(100).unwrap(),
+        estimated_monthly_savings: Amount::from_units(30).unwrap(),
         savings_percentage: 30.0,
         break_even_months: 0.0,
     }

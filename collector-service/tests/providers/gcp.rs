@@ -16,11 +16,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use cudly_collector::credentials::{Credentials, GcpCredentials, SecretRef};
-use cudly_collector::domain::{Account, CommitmentType, PaymentOption, Provider, ProviderState};
+use cudly_collector::domain::{Account, AccountState, CommitmentType, PaymentOption, Provider, ProviderState};
 use cudly_collector::engine::{EngineConfig, collect};
+use cudly_collector::money::{Amount, Currency};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::gcp::{GcpBackend, GcpConfig};
-use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, Sweep};
+use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, RunScope, Sweep};
 use serde_json::{Value, json};
 
 use crate::support::form;
@@ -48,6 +49,8 @@ struct Fake {
     page_size: AtomicUsize,
     /// Projects whose Recommender calls are refused (403).
     forbidden: Mutex<HashSet<String>>,
+    /// Projects whose Recommender API is disabled (403 SERVICE_DISABLED).
+    disabled: Mutex<HashSet<String>>,
     /// 429s still to answer, by parent.
     throttled: Mutex<HashMap<String, u32>>,
     /// A raw body to answer instead of the list, by parent.
@@ -77,8 +80,8 @@ fn compute_parent(project: &str, region: &str) -> String {
     format!("projects/{project}/locations/{region}/recommenders/{USAGE}")
 }
 
-fn billing_parent() -> String {
-    format!("billingAccounts/{BILLING}/locations/global/recommenders/{SPEND}")
+fn billing_parent(location: &str) -> String {
+    format!("billingAccounts/{BILLING}/locations/{location}/recommenders/{SPEND}")
 }
 
 async fn spawn(fake: Arc<Fake>) -> String {
@@ -132,6 +135,11 @@ async fn handle(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, headers
             "PERMISSION_DENIED",
             &format!("Permission 'recommender.commitmentUtilizationRecommendations.list' denied on project {project}"),
         );
+    }
+    if let Some(project) = parent.strip_prefix("projects/").and_then(|p| p.split('/').next())
+        && fake.disabled.lock().unwrap().contains(project)
+    {
+        return service_disabled(project);
     }
     if let Some(left) = fake.throttled.lock().unwrap().get_mut(parent).filter(|left| **left > 0) {
         *left -= 1;
@@ -190,6 +198,28 @@ fn oauth_error(code: &str, description: &str) -> Response {
 fn google_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message, "status": code}});
     json_response(status, body)
+}
+
+/// Google's answer for an API not enabled on the caller's project: 403
+/// PERMISSION_DENIED with an ErrorInfo of reason SERVICE_DISABLED.
+fn service_disabled(project: &str) -> Response {
+    let message = format!(
+        "Recommender API has not been used in project {project} before or it is disabled. Enable it by visiting \
+         https://console.developers.google.com/apis/api/recommender.googleapis.com/overview?project={project} then \
+         retry."
+    );
+    let body = json!({"error": {
+        "code": 403,
+        "message": message,
+        "status": "PERMISSION_DENIED",
+        "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "SERVICE_DISABLED",
+            "domain": "googleapis.com",
+            "metadata": {"service": "recommender.googleapis.com", "consumer": format!("projects/{project}")}
+        }]
+    }});
+    json_response(StatusCode::FORBIDDEN, body)
 }
 
 /// Pages `items` by `pageToken` (an offset in disguise).
@@ -253,7 +283,7 @@ fn compute_rec(project: &str, region: &str, id: &str, plan: &str, kind: &str, vc
 /// its term in the subtype, as the backend reads them.
 fn spend_rec(id: &str, service: &str, subtype: &str, region: &str, units: &str) -> Value {
     json!({
-        "name": format!("{}/recommendations/{id}", billing_parent()),
+        "name": format!("{}/recommendations/{id}", billing_parent(region)),
         "description": format!("Purchase a spend-based commitment for {service} in {region}"),
         "recommenderSubtype": subtype,
         "primaryImpact": {"category": "COST", "costProjection": {
@@ -336,16 +366,19 @@ fn quick_retries() -> RetryPolicy {
 }
 
 fn query<'a>(
+    run: &'a RunScope,
     account: &'a Account,
     service: &'static str,
     region: Option<&'a str>,
     term_months: i32,
     calls: &'a RequestCount,
 ) -> Query<'a> {
-    Query { account, service, region, sweep: Sweep { term_months, payment: PaymentOption::Monthly }, calls }
+    Query { account, service, region, sweep: Sweep { term_months, payment: PaymentOption::Monthly }, calls, run }
 }
 
+/// One sweep of `run` (its lists are shared by the run's sweeps).
 async fn fetch(
+    run: &RunScope,
     backend: &GcpBackend,
     account: &Account,
     service: &'static str,
@@ -353,7 +386,27 @@ async fn fetch(
     term_months: i32,
     calls: &RequestCount,
 ) -> Result<Vec<cudly_collector::domain::Recommendation>, String> {
-    backend.fetch(query(account, service, region, term_months, calls)).await.map_err(|e| e.to_string())
+    backend.fetch(query(run, account, service, region, term_months, calls)).await.map_err(|e| e.to_string())
+}
+
+fn amount(text: &str) -> Amount {
+    Amount::parse(text).unwrap()
+}
+
+/// The 12-month compute sweep of project `p` in region `r`, whose list the
+/// fake serves as `recs`.
+async fn one_sweep(
+    fake: &Arc<Fake>,
+    p: &str,
+    r: &str,
+    recs: Vec<Value>,
+) -> Vec<cudly_collector::domain::Recommendation> {
+    fake.set_list(compute_parent(p, r), recs);
+    let base = spawn(fake.clone()).await;
+    let key = KeyFile::new(&base, "service_account");
+    let backend = backend(&base, quick_retries());
+    let account = project(p, Some(&key), None);
+    fetch(&RunScope::default(), &backend, &account, "compute", Some(r), 12, &RequestCount::new()).await.unwrap()
 }
 
 // ---- the tests ------------------------------------------------------------
@@ -392,9 +445,10 @@ async fn every_page_of_regions_and_recommendations_is_collected_and_mapped() {
     assert_eq!(calls.get(), (4, 0), "one token grant and three region pages");
 
     let calls = RequestCount::new();
-    let one_year = fetch(&backend, &account, "compute", Some(r), 12, &calls).await.unwrap();
-    let three_years = fetch(&backend, &account, "compute", Some(r), 36, &calls).await.unwrap();
-    assert_eq!(calls.get(), (3, 0), "three pages, fetched once for both terms");
+    let run = RunScope::default();
+    let one_year = fetch(&run, &backend, &account, "compute", Some(r), 12, &calls).await.unwrap();
+    let three_years = fetch(&run, &backend, &account, "compute", Some(r), 36, &calls).await.unwrap();
+    assert_eq!(calls.get(), (3, 0), "three pages, fetched once for both terms of the run");
 
     let types = |recs: &[cudly_collector::domain::Recommendation]| {
         let mut t: Vec<String> = recs.iter().map(|r| r.resource_type.clone()).collect();
@@ -417,15 +471,21 @@ async fn every_page_of_regions_and_recommendations_is_collected_and_mapped() {
         (n2.commitment_type, n2.term_months, n2.payment_option),
         (CommitmentType::CommittedUseDiscount, 12, PaymentOption::Monthly)
     );
-    assert_eq!(n2.recommended_count, 16.0, "counted in vCPUs");
+    assert_eq!((n2.recommended_count, n2.currency), (16.0, Currency::USD), "counted in vCPUs");
     // -300.50 USD over 30 days is 300.50 × 730 h / 720 h in an average month.
-    assert_eq!(n2.estimated_monthly_savings, 304.67);
+    assert_eq!(n2.estimated_monthly_savings, amount("304.673611111"));
     // The nominal 1-year discount (37 %) splits it into on-demand and commitment cost.
-    assert_eq!((n2.on_demand_monthly_cost, n2.recurring_monthly_cost, n2.savings_percentage), (823.44, 518.77, 37.0));
-    assert_eq!((n2.upfront_cost, n2.break_even_months), (0.0, 0.0));
+    assert_eq!(
+        (n2.on_demand_monthly_cost, n2.recurring_monthly_cost, n2.savings_percentage),
+        (amount("823.442192192"), amount("518.768581081"), 37.0)
+    );
+    assert_eq!((n2.upfront_cost, n2.break_even_months), (Amount::ZERO, 0.0));
     let n2_3y = three_years.iter().find(|r| r.resource_type == "general_purpose_n2").unwrap();
-    assert_eq!((n2_3y.term_months, n2_3y.estimated_monthly_savings, n2_3y.savings_percentage), (36, 456.5, 55.0));
-    assert!(one_year.iter().chain(&three_years).all(|r| r.has_finite_amounts()));
+    assert_eq!(
+        (n2_3y.term_months, n2_3y.estimated_monthly_savings, n2_3y.savings_percentage),
+        (36, amount("456.503472222"), 55.0)
+    );
+    assert!(one_year.iter().chain(&three_years).all(|r| r.has_finite_figures()));
 
     assert_eq!(fake.key_grants.load(Ordering::SeqCst), 1, "one token for every call");
     for (path, params) in fake.requests_to("/v1/") {
@@ -442,13 +502,7 @@ async fn only_active_recommendations_are_kept() {
     let others = ["CLAIMED", "SUCCEEDED", "FAILED", "DISMISSED"].map(|state| {
         with_state(compute_rec(p, r, state, "TWELVE_MONTH", &format!("GENERAL_PURPOSE_{state}"), 8, ("-90", 0)), state)
     });
-    fake.set_list(compute_parent(p, r), [vec![active], others.to_vec()].concat());
-    let base = spawn(fake.clone()).await;
-    let key = KeyFile::new(&base, "service_account");
-    let backend = backend(&base, quick_retries());
-    let account = project(p, Some(&key), None);
-
-    let recs = fetch(&backend, &account, "compute", Some(r), 12, &RequestCount::new()).await.unwrap();
+    let recs = one_sweep(&fake, p, r, [vec![active], others.to_vec()].concat()).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].resource_type, "general_purpose_n2");
     let asked = fake.requests_to("/v1/");
@@ -457,51 +511,131 @@ async fn only_active_recommendations_are_kept() {
 }
 
 #[tokio::test]
-async fn spend_based_recommendations_are_split_by_service_and_belong_to_the_billing_account() {
+async fn spend_based_recommendations_are_found_in_every_location_split_by_service_and_billed_to_the_account() {
     let fake = Arc::new(Fake::default());
+    fake.set_regions("alpha-project", &["europe-west1", "us-central1"]);
     fake.set_list(
-        billing_parent(),
+        billing_parent("global"),
+        vec![spend_rec("sql-global", "Cloud SQL", "SPEND_BASED_ONE_YEAR", "global", "-720")],
+    );
+    fake.set_list(
+        billing_parent("us-central1"),
         vec![
             spend_rec("sql-1y", "Cloud SQL", "SPEND_BASED_ONE_YEAR", "us-central1", "-73"),
             spend_rec("sql-3y", "Cloud SQL", "SPEND_BASED_THREE_YEAR", "us-central1", "-144"),
-            spend_rec("redis-1y", "Memorystore for Redis", "SPEND_BASED_ONE_YEAR", "europe-west1", "-36"),
             spend_rec("spanner-1y", "Spanner", "SPEND_BASED_ONE_YEAR", "us-central1", "-500"),
-            with_state(spend_rec("sql-old", "Cloud SQL", "SPEND_BASED_ONE_YEAR", "us-east1", "-9"), "DISMISSED"),
+            with_state(spend_rec("sql-old", "Cloud SQL", "SPEND_BASED_ONE_YEAR", "us-central1", "-9"), "DISMISSED"),
         ],
+    );
+    fake.set_list(
+        billing_parent("europe-west1"),
+        vec![spend_rec("redis-1y", "Memorystore for Redis", "SPEND_BASED_ONE_YEAR", "europe-west1", "-36")],
     );
     let base = spawn(fake.clone()).await;
     let key = KeyFile::new(&base, "service_account");
+    let listed = vec!["europe-west1".to_string(), "us-central1".to_string()];
     let backend = backend(&base, quick_retries());
-    assert!(!backend.is_regional("cloud_sql") && !backend.is_regional("memorystore") && backend.is_regional("compute"));
-    let account = project("alpha-project", Some(&key), Some(BILLING));
+    assert_eq!(backend.service_regions("compute", &listed), Some(listed.clone()));
+    let everywhere = Some(vec!["global".to_string(), "europe-west1".to_string(), "us-central1".to_string()]);
+    assert_eq!(backend.service_regions("cloud_sql", &listed), everywhere);
+    assert_eq!(backend.service_regions("memorystore", &listed), everywhere);
 
-    let calls = RequestCount::new();
-    let sql_1y = fetch(&backend, &account, "cloud_sql", None, 12, &calls).await.unwrap();
-    let sql_3y = fetch(&backend, &account, "cloud_sql", None, 36, &calls).await.unwrap();
-    let redis_1y = fetch(&backend, &account, "memorystore", None, 12, &calls).await.unwrap();
-    let redis_3y = fetch(&backend, &account, "memorystore", None, 36, &calls).await.unwrap();
-    assert_eq!(calls.get(), (2, 0), "a token and one list for both services and terms");
-    assert_eq!((sql_1y.len(), sql_3y.len(), redis_1y.len(), redis_3y.len()), (1, 1, 1, 0));
+    // A whole run of the account through the engine: global and every
+    // region, under the region cap and the rate limit, every request counted.
+    let backends: Backends = vec![Arc::new(backend)];
+    let accounts = [project("alpha-project", Some(&key), Some(BILLING))];
+    let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
+    let collected = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let gcp = &collected.providers[0];
+    assert_eq!(gcp.failed_accounts, [], "{gcp:?}");
+    let asked: HashSet<String> = fake.requests_to("/v1/billingAccounts/").into_iter().map(|(path, _)| path).collect();
+    let expected: HashSet<String> =
+        ["global", "europe-west1", "us-central1"].map(|l| format!("/v1/{}/recommendations", billing_parent(l))).into();
+    assert_eq!(asked, expected, "the spend-based recommender in global and every region");
+    // A grant, the region list, 2 compute lists, 3 billing lists (shared by
+    // both services and terms within the run).
+    assert_eq!(gcp.requests, 7, "every request counted");
 
-    let sql = &sql_1y[0];
+    let spend: Vec<&cudly_collector::domain::Recommendation> =
+        collected.recommendations.iter().filter(|r| r.service != "compute").collect();
+    let found: Vec<(&str, &str, i32)> =
+        spend.iter().map(|r| (r.service.as_str(), r.region.as_str(), r.term_months)).collect();
     assert_eq!(
-        (sql.account_id.as_str(), sql.service.as_str(), sql.region.as_str()),
-        (BILLING, "cloud_sql", "us-central1")
+        found,
+        [
+            ("cloud_sql", "global", 12),
+            ("cloud_sql", "us-central1", 12),
+            ("cloud_sql", "us-central1", 36),
+            ("memorystore", "europe-west1", 12)
+        ],
+        "in merge order: service, location, term"
     );
-    assert_eq!(sql.account_name, format!("GCP billing account {BILLING}"));
+    let sql = spend.iter().find(|r| r.region == "us-central1" && r.term_months == 12).unwrap();
+    assert_eq!(
+        (sql.account_id.as_str(), sql.account_name.as_str()),
+        (BILLING, "GCP billing account 01A2B3-C4D5E6-F7A8B9")
+    );
     assert_eq!((sql.resource_type.as_str(), sql.recommended_count), ("cloud_sql_spend_commitment", 1.0));
     assert_eq!(
         (sql.estimated_monthly_savings, sql.savings_percentage, sql.on_demand_monthly_cost),
-        (74.01, 25.0, 296.06)
+        (amount("74.013888889"), 25.0, amount("296.055555556"))
     );
-    assert_eq!((sql_3y[0].term_months, sql_3y[0].savings_percentage), (36, 52.0));
-    assert_eq!((redis_1y[0].service.as_str(), redis_1y[0].region.as_str()), ("memorystore", "europe-west1"));
+    let sql_3y = spend.iter().find(|r| r.term_months == 36).unwrap();
+    assert_eq!((sql_3y.savings_percentage, sql_3y.estimated_monthly_savings), (52.0, amount("146")));
+    assert!(collected.sources.iter().all(|s| s == "alpha-project"), "collected through the project");
 
     // A project without a billing account has no spend-based recommendations.
+    let backend = self::backend(&base, quick_retries());
     let calls = RequestCount::new();
     let unbilled = project("beta-project", Some(&key), None);
-    assert!(fetch(&backend, &unbilled, "cloud_sql", None, 12, &calls).await.unwrap().is_empty());
+    let run = RunScope::default();
+    assert!(fetch(&run, &backend, &unbilled, "cloud_sql", Some("global"), 12, &calls).await.unwrap().is_empty());
     assert_eq!(calls.get(), (0, 0));
+}
+
+#[tokio::test]
+async fn amounts_are_recorded_in_the_billing_accounts_currency() {
+    let fake = Arc::new(Fake::default());
+    let (p, r) = ("alpha-project", "europe-west4");
+    let mut euros = compute_rec(p, r, "n2-1y", "TWELVE_MONTH", "GENERAL_PURPOSE_N2", 8, ("-720", 0));
+    euros["primaryImpact"]["costProjection"]["cost"]["currencyCode"] = json!("EUR");
+    let recs = one_sweep(&fake, p, r, vec![euros]).await;
+    assert_eq!((recs[0].currency.as_str(), recs[0].estimated_monthly_savings), ("EUR", amount("730")));
+}
+
+#[tokio::test]
+async fn a_new_run_asks_again_and_reports_a_disabled_api_instead_of_old_data() {
+    let fake = Arc::new(Fake::default());
+    let (p, r) = ("alpha-project", "us-central1");
+    fake.set_regions(p, &[r]);
+    fake.set_list(
+        compute_parent(p, r),
+        vec![compute_rec(p, r, "x", "TWELVE_MONTH", "GENERAL_PURPOSE_N2", 8, ("-100", 0))],
+    );
+    let base = spawn(fake.clone()).await;
+    let key = KeyFile::new(&base, "service_account");
+    let backends: Backends = vec![Arc::new(backend(&base, quick_retries()))];
+    let accounts = [project(p, Some(&key), None)];
+    let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
+
+    let first = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    assert_eq!(first.outcome().0, cudly_collector::domain::Outcome::Succeeded);
+    assert_eq!(first.recommendations.len(), 1);
+
+    // A second later the project's Recommender API is disabled.
+    fake.disabled.lock().unwrap().insert(p.to_string());
+    let second = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    assert_eq!(second.outcome().0, cudly_collector::domain::Outcome::Failed, "nothing was fetched in this run");
+    assert!(second.recommendations.is_empty(), "the first run's list is not reported again");
+    let refused = &second.providers[0].failed_accounts[0];
+    assert_eq!(refused.state, Some(AccountState::Failed));
+    assert!(
+        refused.error.contains("SERVICE_DISABLED") || refused.error.contains("has not been used"),
+        "{}",
+        refused.error
+    );
+    assert!(second.complete_accounts.is_empty(), "the account keeps its rows");
+    assert_eq!(fake.requests_to(&format!("/v1/projects/{p}/")).len(), 2, "each run asked the Recommender itself");
 }
 
 #[tokio::test]
@@ -520,7 +654,7 @@ async fn throttling_is_retried_after_the_retry_after_and_every_attempt_counts() 
 
     let calls = RequestCount::new();
     let started = Instant::now();
-    let recs = fetch(&backend, &account, "compute", Some(r), 12, &calls).await.unwrap();
+    let recs = fetch(&RunScope::default(), &backend, &account, "compute", Some(r), 12, &calls).await.unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(calls.get(), (4, 2), "a token grant, two 429s and the answer");
     assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After: 1 was honoured twice: {:?}", started.elapsed());
@@ -552,19 +686,21 @@ async fn a_refused_project_fails_alone_with_what_to_enable_and_grant() {
     assert_eq!(collected.complete_accounts, [(Provider::Gcp, "alpha-project".to_string())]);
     assert_eq!(collected.recommendations.len(), 2, "alpha's two regions");
     assert!(collected.recommendations.iter().all(|r| r.account_id == "alpha-project"));
-    assert_eq!(gcp.failures.len(), 4, "beta's two regions × two terms");
-    for failure in &gcp.failures {
+    let beta = &gcp.failed_accounts[0];
+    assert_eq!((beta.account_id.as_str(), beta.state), ("beta-project", Some(AccountState::Failed)));
+    // compute in two regions × two terms; without a billing account the
+    // spend-based services (global and both regions) answer nothing.
+    assert_eq!((beta.units_failed, beta.units_total), (16, 16), "the refusal ended the sweep");
+    assert!(!beta.failures.is_empty() && beta.failures.len() <= 2, "only the calls in flight were made");
+    for failure in &beta.failures {
         assert_eq!((failure.account_id.as_str(), failure.service.as_str()), ("beta-project", "compute"));
         for needle in ["project beta-project", "HTTP 403", "Recommender API", "roles/recommender.computeViewer"] {
             assert!(failure.error.contains(needle), "{needle:?} missing from {:?}", failure.error);
         }
     }
     assert!(gcp.error.contains("1 of 2 accounts failed"), "{}", gcp.error);
-    assert_eq!(
-        fake.requests_to("/v1/projects/beta-project/").len(),
-        2,
-        "one per region: a refusal is never retried, and the other term's sweep gets it from memory"
-    );
+    let asked = fake.requests_to("/v1/projects/beta-project/").len();
+    assert!((1..=2).contains(&asked), "{asked}: a refusal is never retried, and it stops the account's other calls");
 }
 
 #[tokio::test]
@@ -580,7 +716,7 @@ async fn a_malformed_answer_fails_only_its_service() {
     bad_units["primaryImpact"]["costProjection"]["cost"]["units"] = json!("lots");
     fake.set_list(compute_parent(p, "europe-west1"), vec![bad_units]);
     fake.malformed.lock().unwrap().insert(compute_parent(p, "asia-east1"), "<html>oops</html>".into());
-    fake.malformed.lock().unwrap().insert(billing_parent(), r#"{"recommendations": {"not": "a list"}}"#.into());
+    fake.malformed.lock().unwrap().insert(billing_parent("global"), r#"{"recommendations": {"not": "a list"}}"#.into());
     let base = spawn(fake.clone()).await;
     let key = KeyFile::new(&base, "service_account");
     let backends: Backends = vec![Arc::new(backend(&base, quick_retries()))];
@@ -590,17 +726,26 @@ async fn a_malformed_answer_fails_only_its_service() {
     let collected = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
     assert_eq!(collected.recommendations.len(), 1, "us-central1 still collected");
     assert_eq!(collected.recommendations[0].region, "us-central1");
-    let failed: HashSet<(String, String)> =
-        collected.providers[0].failures.iter().map(|f| (f.service.clone(), f.region.clone())).collect();
-    let expected: HashSet<(String, String)> =
-        [("compute", "asia-east1"), ("compute", "europe-west1"), ("cloud_sql", ""), ("memorystore", "")]
-            .map(|(s, r)| (s.to_string(), r.to_string()))
-            .into_iter()
-            .collect();
-    assert_eq!(failed, expected);
+    let account = &collected.providers[0].failed_accounts[0];
+    assert_eq!(account.state, Some(AccountState::PartiallySucceeded));
+    // compute: 3 regions × 2 terms; each spend-based service: global and 3
+    // regions × 2 terms. Failed: compute in asia-east1 and europe-west1, and
+    // both spend-based services in global.
+    assert_eq!((account.units_failed, account.units_total), (8, 22));
+    let listed: Vec<(&str, &str)> = account.failures.iter().map(|f| (f.service.as_str(), f.region.as_str())).collect();
+    assert_eq!(
+        listed,
+        [
+            ("compute", "asia-east1"),
+            ("compute", "asia-east1"),
+            ("compute", "europe-west1"),
+            ("compute", "europe-west1"),
+            ("cloud_sql", "global")
+        ],
+        "the first five, in merge order"
+    );
     let error_of = |service: &str, region: &str| {
-        let f = collected.providers[0].failures.iter().find(|f| f.service == service && f.region == region).unwrap();
-        f.error.clone()
+        account.failures.iter().find(|f| f.service == service && f.region == region).unwrap().error.clone()
     };
     assert!(
         error_of("compute", "europe-west1").contains("recommendation projects/alpha-project"),
@@ -608,7 +753,7 @@ async fn a_malformed_answer_fails_only_its_service() {
     );
     assert!(error_of("compute", "europe-west1").contains("\"lots\" is not an integer"));
     assert!(error_of("compute", "asia-east1").contains("malformed answer"));
-    assert!(error_of("cloud_sql", "").contains("malformed answer"));
+    assert!(error_of("cloud_sql", "global").contains("malformed answer"));
 }
 
 #[tokio::test]
@@ -624,17 +769,23 @@ async fn many_concurrent_calls_share_one_token() {
     }
     let base = spawn(fake.clone()).await;
     let key = KeyFile::new(&base, "service_account");
-    let backend = backend(&base, quick_retries()).with_list_cache_ttl(Duration::ZERO);
+    let backend = backend(&base, quick_retries());
     let account = project(p, Some(&key), None);
 
     let calls = RequestCount::new();
+    // Each fetch in a run of its own: no list is shared, the token is.
+    let runs: Vec<RunScope> = (0..regions.len() * 2).map(|_| RunScope::default()).collect();
     let all = futures_util::future::join_all(
-        regions.iter().flat_map(|r| [12, 36].map(|term| fetch(&backend, &account, "compute", Some(r), term, &calls))),
+        regions
+            .iter()
+            .flat_map(|r| [12, 36].map(move |term| (r, term)))
+            .zip(&runs)
+            .map(|((r, term), run)| fetch(run, &backend, &account, "compute", Some(r), term, &calls)),
     )
     .await;
     assert!(all.iter().all(Result::is_ok));
-    assert_eq!(fake.key_grants.load(Ordering::SeqCst), 1, "no stampede on the token endpoint");
-    assert_eq!(calls.get(), (17, 0), "one grant and, without the list cache, one list per sweep");
+    assert_eq!(fake.key_grants.load(Ordering::SeqCst), 1, "no stampede on the token endpoint, across runs");
+    assert_eq!(calls.get(), (17, 0), "one grant and, in sixteen runs, one list each");
 }
 
 #[tokio::test]
@@ -648,7 +799,8 @@ async fn without_a_key_the_metadata_server_gives_the_token() {
     let calls = RequestCount::new();
     assert_eq!(backend.regions(&ambient, &calls).await.unwrap(), Some(vec!["us-central1".to_string()]));
     let no_key = project("gamma-project", None, None);
-    assert!(fetch(&backend, &no_key, "compute", Some("us-central1"), 12, &calls).await.unwrap().is_empty());
+    let run = RunScope::default();
+    assert!(fetch(&run, &backend, &no_key, "compute", Some("us-central1"), 12, &calls).await.unwrap().is_empty());
     assert_eq!(fake.metadata_grants.load(Ordering::SeqCst), 1);
     assert_eq!(fake.key_grants.load(Ordering::SeqCst), 0);
 }

@@ -38,55 +38,112 @@ pub(super) fn number(object: &Map<String, Value>, field: &str) -> Result<f64, St
     }
 }
 
-pub(super) fn ensure_usd(currency: &str, field: &str) -> Result<(), String> {
-    if currency.trim().eq_ignore_ascii_case("USD") {
-        Ok(())
-    } else {
-        Err(format!("{field} is in {currency}, and cudly stores USD amounts without converting currencies"))
-    }
+/// How the amounts of a listing are read: the look-back asked for (when an
+/// item does not say) and the currency of amounts sent without one.
+pub(super) struct Reading {
+    pub(super) lookback_days: u32,
+    pub(super) billing_currency: Currency,
 }
 
-/// An amount: a plain number (`legacy` kind, billing currency assumed USD)
-/// or `{currency, value}` (`modern` kind).
-pub(super) fn amount(object: &Map<String, Value>, field: &str) -> Result<f64, String> {
-    match object.get(field) {
+/// An amount and its currency: `{currency, value}` (`modern` kind) or a
+/// plain number (`legacy` kind, which carries no currency anywhere: the
+/// billing currency is assumed).
+pub(super) fn amount(
+    object: &Map<String, Value>,
+    field: &str,
+    reading: &Reading,
+) -> Result<(Amount, Currency), String> {
+    let (value, currency) = match object.get(field) {
         Some(Value::Object(money)) => {
-            if let Some(currency) = money.get("currency").and_then(Value::as_str) {
-                ensure_usd(currency, field)?;
-            }
-            number(money, "value").map_err(|err| format!("{field}.{err}"))
+            let currency = match money.get("currency") {
+                Some(Value::String(code)) => Currency::parse(code).map_err(|err| format!("{field}.currency: {err}"))?,
+                None | Some(Value::Null) => reading.billing_currency,
+                Some(other) => return Err(format!("{field}.currency is {}, not a currency code", kind(other))),
+            };
+            (number(money, "value").map_err(|err| format!("{field}.{err}"))?, currency)
         }
-        _ => number(object, field),
+        _ => (number(object, field)?, reading.billing_currency),
+    };
+    let amount = Amount::from_json_number(value).map_err(|err| format!("{field}: {err}"))?;
+    Ok((amount, currency))
+}
+
+/// Hours a month has, as every cloud's monthly figures count it (8760 / 12).
+pub(super) const HOURS_PER_MONTH: i128 = 730;
+
+/// The hours a recommendation's costs cover: `totalHours` ("The total hours
+/// for which the cost is covered", api-version 2024-08-01) when the item
+/// carries it, else its look-back period's days × 24 (`"Last30Days"` in the
+/// `legacy` kind, `30` in the `modern` kind), else the look-back asked for.
+pub(super) fn lookback_hours(props: &Map<String, Value>, reading: &Reading) -> Result<i64, String> {
+    match props.get("totalHours") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) => {
+            return n
+                .as_i64()
+                .filter(|h| *h > 0)
+                .ok_or_else(|| format!("totalHours {n} is not a positive number of hours"));
+        }
+        Some(other) => return Err(format!("totalHours is {}, not a number", kind(other))),
     }
+    let days = match props.get("lookBackPeriod") {
+        None | Some(Value::Null) => i64::from(reading.lookback_days),
+        Some(Value::Number(n)) => {
+            n.as_i64().filter(|d| *d > 0).ok_or_else(|| format!("lookBackPeriod {n} is not a number of days"))?
+        }
+        Some(Value::String(text)) => {
+            let digits = text.trim().strip_prefix("Last").and_then(|t| t.strip_suffix("Days"));
+            digits.and_then(|d| d.parse::<i64>().ok()).filter(|d| *d > 0).ok_or_else(|| {
+                format!("lookBackPeriod {:?} is not Last<N>Days", text.chars().take(40).collect::<String>())
+            })?
+        }
+        Some(other) => return Err(format!("lookBackPeriod is {}, not a period", kind(other))),
+    };
+    Ok(days * 24)
 }
 
 /// Monthly figures of one reservation recommendation.
 #[derive(Debug, PartialEq)]
 pub(super) struct Monthly {
-    pub(super) on_demand: f64,
-    pub(super) with_reservation: f64,
-    pub(super) savings: f64,
+    pub(super) on_demand: Amount,
+    pub(super) with_reservation: Amount,
+    pub(super) savings: Amount,
     pub(super) savings_percentage: f64,
 }
 
-/// ASSUMPTION (cost period): `costWithNoReservedInstances`,
-/// `totalCostWithReservedInstances` and `netSavings` are totals over the
-/// reservation TERM, not over the look-back period and not per month. The
-/// documented `modern` example (2023-05-01, billing profile, look-back 60
-/// days) lists the same SKU, quantity (35) and region for both terms: the
-/// pay-as-you-go cost is 93,208.86 for P1Y and 279,881.95 for P3Y (3.00×),
-/// and the reserved cost for P1Y is 60,655.00 = 35 × 1,733.00, a whole unit
-/// price. The same usage's on-demand cost would not depend on the term if it
-/// covered the look-back period; per vCore-hour it is $0.30 over a term and
-/// would be $1.85 over 60 days. (The `legacy` examples have zero costs with
-/// positive savings and cannot tell.) So each figure is divided by the
-/// term's months.
-pub(super) fn monthly(term_months: i32, cost_without: f64, cost_with: f64, net_savings: f64) -> Monthly {
-    let months = f64::from(term_months.max(1));
-    let on_demand = cost_without / months;
-    let savings = net_savings / months;
-    let savings_percentage = if on_demand > 0.0 { savings / on_demand * 100.0 } else { 0.0 };
-    Monthly { on_demand, with_reservation: cost_with / months, savings, savings_percentage }
+/// Each amount from the look-back's total to an average month of 730 hours:
+/// `amount × 730 / hours`, exact and rounded once.
+///
+/// `costWithNoReservedInstances`, `totalCostWithReservedInstances` and
+/// `netSavings` are totals over the LOOK-BACK PERIOD, not over the term and
+/// not per month. The reference does not state the period; the evidence
+/// (README, "Azure"): the Consumption API reference's legacy example
+/// (`Standard_DS1_v2`, P1Y, `Last7Days`, one instance) costs 12.08 without a
+/// reservation, one DS1_v2's pay-as-you-go price for 168 hours (about
+/// $0.072/h), where a year would be about $630; 2024-08-01 added
+/// `totalHours`, "the total hours for which the cost is covered"; the
+/// Enterprise Reporting API this one replaced said "Net Savings within 7, 30
+/// or 60 days"; and CUDly reads the same API as look-back-period savings.
+/// The modern example, whose P3Y cost is three times its P1Y cost, cannot
+/// be a look-back figure (both terms are computed over the same look-back)
+/// and is taken as illustrative.
+pub(super) fn monthly(
+    hours: i64,
+    cost_without: Amount,
+    cost_with: Amount,
+    net_savings: Amount,
+) -> Result<Monthly, String> {
+    let per_month = |amount: Amount, field: &str| {
+        amount.mul_div(HOURS_PER_MONTH, i128::from(hours)).ok_or_else(|| format!("{field} is out of range"))
+    };
+    let on_demand = per_month(cost_without, "costWithNoReservedInstances")?;
+    let savings = per_month(net_savings, "netSavings")?;
+    Ok(Monthly {
+        on_demand,
+        with_reservation: per_month(cost_with, "totalCostWithReservedInstances")?,
+        savings,
+        savings_percentage: savings.percent_of(on_demand),
+    })
 }
 
 /// Maps the documented `value[]` of reservation recommendations (both kinds)
@@ -96,6 +153,7 @@ pub(super) fn map_reservations(
     term: i32,
     service: &str,
     account: &Account,
+    reading: &Reading,
 ) -> Result<Vec<Recommendation>, String> {
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -113,10 +171,16 @@ pub(super) fn map_reservations(
         let sku = text(props, "skuName").or_else(|| text(item, "sku")).or_else(|| text(props, "normalizedSize"));
         let sku = sku.ok_or_else(|| at("skuName (or sku) is missing".into()))?;
         let quantity = number(props, "recommendedQuantity").map_err(at)?;
-        let cost_without = amount(props, "costWithNoReservedInstances").map_err(at)?;
-        let cost_with = amount(props, "totalCostWithReservedInstances").map_err(at)?;
-        let net_savings = amount(props, "netSavings").map_err(at)?;
-        let m = monthly(term, cost_without, cost_with, net_savings);
+        let (cost_without, currency) = amount(props, "costWithNoReservedInstances", reading).map_err(at)?;
+        let (cost_with, with_currency) = amount(props, "totalCostWithReservedInstances", reading).map_err(at)?;
+        let (net_savings, savings_currency) = amount(props, "netSavings", reading).map_err(at)?;
+        if with_currency != currency || savings_currency != currency {
+            return Err(at(format!(
+                "its amounts are in different currencies ({currency}, {with_currency}, {savings_currency})"
+            )));
+        }
+        let hours = lookback_hours(props, reading).map_err(at)?;
+        let m = monthly(hours, cost_without, cost_with, net_savings).map_err(at)?;
         out.push(Recommendation {
             provider: Provider::Azure,
             account_id: account.external_id.clone(),
@@ -129,8 +193,9 @@ pub(super) fn map_reservations(
             commitment_type: CommitmentType::ReservedInstance,
             term_months: term,
             payment_option: PaymentOption::Monthly,
+            currency,
             recommended_count: quantity,
-            upfront_cost: 0.0,
+            upfront_cost: Amount::ZERO,
             // What the usage costs per month with the reservation bought
             // (its price plus any usage it leaves uncovered).
             recurring_monthly_cost: m.with_reservation,
@@ -141,6 +206,19 @@ pub(super) fn map_reservations(
         });
     }
     Ok(out)
+}
+
+/// An amount Advisor sent as text (its extended properties are strings),
+/// read exactly; `None` when absent or empty.
+pub(super) fn advisor_amount(ext: &Map<String, Value>, field: &str) -> Result<Option<Amount>, String> {
+    let parsed = match ext.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => Amount::parse(s),
+        Some(Value::Number(n)) => Amount::from_json_number(n.as_f64().unwrap_or(f64::NAN)),
+        Some(other) => return Err(format!("extendedProperties.{field} is {}, not an amount", kind(other))),
+    };
+    parsed.map(Some).map_err(|err| format!("extendedProperties.{field}: {err}"))
 }
 
 /// A number Advisor sent as text (its extended properties are strings).
@@ -161,14 +239,21 @@ pub(super) fn advisor_number(ext: &Map<String, Value>, field: &str) -> Result<Op
 /// P3Y among the configured terms; a reservation (`reservedResourceType`, or
 /// `vmSize` for the virtual-machine kind) or a savings plan (SKU
 /// `Compute_Savings_Plan`); a savings figure, `annualSavingsAmount` (÷ 12)
-/// or else `savingsAmount` (taken as monthly); USD. Skipped: everything else
+/// or else `savingsAmount` (monthly: in captured answers it is the annual
+/// amount ÷ 12, and established tools read it as monthly), in
+/// `savingsCurrency` (else the billing currency). Skipped: everything else
 /// (right-sizing, shutdown, …), and reservations of the four resource types
 /// the reservation services collect, which Advisor copies from the same
 /// engine (its single-subscription, three-year figures). Advisor gives the
 /// savings only: on-demand and recurring cost and the percentage are 0
 /// (unknown). `platform` names the reserved product, `region` is empty for
 /// savings plans.
-pub(super) fn map_advisor(items: &[Value], terms: &[i32], account: &Account) -> Result<Vec<Recommendation>, String> {
+pub(super) fn map_advisor(
+    items: &[Value],
+    terms: &[i32],
+    account: &Account,
+    billing_currency: Currency,
+) -> Result<Vec<Recommendation>, String> {
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = |err: String| format!("recommendation {i}: {err}");
@@ -194,16 +279,19 @@ pub(super) fn map_advisor(items: &[Value], terms: &[i32], account: &Account) -> 
                 Some(_) => {}
             }
         }
-        let savings = match advisor_number(ext, "annualSavingsAmount").map_err(at)? {
-            Some(annual) => annual / 12.0,
-            None => match advisor_number(ext, "savingsAmount").map_err(at)? {
+        let savings = match advisor_amount(ext, "annualSavingsAmount").map_err(at)? {
+            Some(annual) => annual.mul_div(1, 12).ok_or_else(|| at("annualSavingsAmount is out of range".into()))?,
+            None => match advisor_amount(ext, "savingsAmount").map_err(at)? {
                 Some(monthly) => monthly,
                 None => continue,
             },
         };
-        if let Some(currency) = text(ext, "savingsCurrency") {
-            ensure_usd(currency, "extendedProperties.savingsCurrency").map_err(at)?;
-        }
+        let currency = match text(ext, "savingsCurrency") {
+            Some(code) => {
+                Currency::parse(code).map_err(|err| at(format!("extendedProperties.savingsCurrency: {err}")))?
+            }
+            None => billing_currency,
+        };
         let count = ["targetResourceCount", "qty", "displayQty"]
             .iter()
             .find_map(|f| advisor_number(ext, f).ok().flatten())
@@ -226,10 +314,11 @@ pub(super) fn map_advisor(items: &[Value], terms: &[i32], account: &Account) -> 
             commitment_type,
             term_months: term,
             payment_option: PaymentOption::Monthly,
+            currency,
             recommended_count: count,
-            upfront_cost: 0.0,
-            recurring_monthly_cost: 0.0,
-            on_demand_monthly_cost: 0.0,
+            upfront_cost: Amount::ZERO,
+            recurring_monthly_cost: Amount::ZERO,
+            on_demand_monthly_cost: Amount::ZERO,
             estimated_monthly_savings: savings,
             savings_percentage: 0.0,
             break_even_months: 0.0,

@@ -3,9 +3,10 @@
 //! with an Entra ID token per app registration (OAuth2 client credentials).
 //!
 //! Wire formats: Consumption `ReservationRecommendations_List` (api-version
-//! 2023-05-01, `legacy` and `modern` kinds), Advisor `Recommendations_List`
-//! (2023-01-01) and the Entra ID v2.0 token endpoint. Every request (token,
-//! each page, each retry) goes through the shared [`CallLimits`].
+//! 2024-08-01, `legacy` and `modern` kinds, with `totalHours`), Advisor
+//! `Recommendations_List` (2023-01-01) and the Entra ID v2.0 token endpoint.
+//! Every request (token, each page, each retry) goes through the shared
+//! [`CallLimits`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +22,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::cache::Cache;
 use super::calls::{CallError, CallLimits};
-use super::{BackendError, CloudBackend, Query, RequestCount, Sweep, http};
+use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep, http};
 use crate::credentials::{AzureCredentials, Credentials};
 use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use crate::money::{Amount, Currency};
 
 mod mapping;
 mod tokens;
@@ -32,7 +35,9 @@ mod tokens;
 use mapping::*;
 use tokens::*;
 
-const CONSUMPTION_API_VERSION: &str = "2023-05-01";
+/// 2024-08-01 is the first version whose recommendations say how many hours
+/// their costs cover (`totalHours`).
+const CONSUMPTION_API_VERSION: &str = "2024-08-01";
 const ADVISOR_API_VERSION: &str = "2023-01-01";
 /// The token audience: Azure Resource Manager (public cloud).
 const ARM_SCOPE: &str = "https://management.azure.com/.default";
@@ -47,8 +52,6 @@ const REFUSAL_MEMORY: Duration = Duration::from_secs(120);
 /// How long a token failure other than a refusal (the endpoint down, its
 /// answers unreadable) is answered from memory.
 const FAILURE_MEMORY: Duration = Duration::from_secs(30);
-/// How long a reservation listing waits for the sweeps of its other terms.
-const LISTING_REUSE: Duration = Duration::from_secs(600);
 /// A guard against a nextLink that never ends.
 const MAX_PAGES: usize = 500;
 
@@ -64,6 +67,10 @@ pub struct AzureConfig {
     pub lookback_days: u32,
     /// Reservation terms swept, in months: a non-empty subset of 12 and 36.
     pub terms: Vec<i32>,
+    /// The currency of amounts Azure sends without one (`legacy`
+    /// recommendations, Advisor without `savingsCurrency`): the billing
+    /// currency of the enrollment or subscription.
+    pub billing_currency: Currency,
     /// Rate limit and retries, shared by every subscription (one ARM bucket).
     pub limits: CallLimits,
 }
@@ -81,14 +88,20 @@ pub struct AzureBackend {
     management: Url,
     login: Url,
     lookback: &'static str,
+    lookback_days: u32,
     terms: Vec<i32>,
+    billing_currency: Currency,
     limits: CallLimits,
     /// One slot per (tenant, client id); its async lock makes concurrent
     /// fetches of one app wait for a single token request.
     tokens: Mutex<HashMap<(String, String), SharedSlot>>,
-    /// Reservation listings kept for the sweeps of their other terms.
-    listings: Mutex<HashMap<(String, &'static str), Listing>>,
 }
+
+/// A run's reservation listings by (subscription, resource type): the
+/// documented filter has no term, so one listing serves every term's sweep
+/// of the run, and the next run lists afresh.
+#[derive(Default)]
+struct RunListings(Cache<Arc<Vec<Value>>>);
 
 /// A token slot, locked across its refresh.
 type SharedSlot = Arc<tokio::sync::Mutex<TokenSlot>>;
@@ -101,14 +114,9 @@ struct TokenSlot {
 
 struct Refusal {
     message: String,
+    kind: ErrorKind,
     secret: SecretString,
     until: Instant,
-}
-
-struct Listing {
-    items: Arc<Vec<Value>>,
-    fetched_at: Instant,
-    served_terms: Vec<i32>,
 }
 
 #[derive(Debug)]
@@ -144,10 +152,11 @@ impl AzureBackend {
             management,
             login,
             lookback,
+            lookback_days: config.lookback_days,
             terms,
+            billing_currency: config.billing_currency,
             limits: config.limits,
             tokens: Mutex::new(HashMap::new()),
-            listings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -170,7 +179,7 @@ impl AzureBackend {
         }
         let what = format!("Azure token for subscription {subscription}");
         let secret = creds.client_secret.read().map_err(|err| {
-            BackendError(format!(
+            BackendError::refused(format!(
                 "{what}: cannot read the client secret of client {}: {err}; fix it or set another reference with \
                  UpdateAccount",
                 creds.client_id
@@ -180,7 +189,7 @@ impl AzureBackend {
             && Instant::now() < refusal.until
             && refusal.secret.expose_secret() == secret.expose_secret()
         {
-            return Err(BackendError(format!("{what}: {}", refusal.message)));
+            return Err(BackendError { kind: refusal.kind, message: format!("{what}: {}", refusal.message) });
         }
         let refused = Mutex::new(None);
         let asked_at = Instant::now();
@@ -200,10 +209,11 @@ impl AzureBackend {
                     Some(message) => (message, REFUSAL_MEMORY),
                     None => {
                         let prefix = format!("{what}: ");
-                        (err.0.strip_prefix(&prefix).unwrap_or(&err.0).to_string(), FAILURE_MEMORY)
+                        (err.message.strip_prefix(&prefix).unwrap_or(&err.message).to_string(), FAILURE_MEMORY)
                     }
                 };
-                slot.refusal = Some(Refusal { message, secret, until: Instant::now() + memory });
+                let kind = err.kind;
+                slot.refusal = Some(Refusal { message, kind, secret, until: Instant::now() + memory });
                 Err(err)
             }
         }
@@ -246,7 +256,7 @@ impl AzureBackend {
         if matches!(status.as_u16(), 400 | 401) {
             let message = refusal_message(creds, status.as_u16(), &body, secret);
             *refused.lock().unwrap() = Some(message.clone());
-            return Err(CallError::Permanent(message));
+            return Err(CallError::Refused(message));
         }
         let body = redact(&body, secret);
         Err(http::classify(
@@ -291,7 +301,9 @@ impl AzureBackend {
                 None => return Ok(items),
             }
         }
-        Err(BackendError(format!("Azure {what} for subscription {subscription}: still paging after {MAX_PAGES} pages")))
+        Err(BackendError::failed(format!(
+            "Azure {what} for subscription {subscription}: still paging after {MAX_PAGES} pages"
+        )))
     }
 
     /// One page of an ARM list.
@@ -373,8 +385,9 @@ impl AzureBackend {
     ) -> Result<Vec<Recommendation>, BackendError> {
         let subscription = query.account.external_id.as_str();
         let items = self.reservation_listing(query, creds, resource_type).await?;
-        map_reservations(&items, query.sweep.term_months, query.service, query.account).map_err(|err| {
-            BackendError(format!(
+        let reading = Reading { lookback_days: self.lookback_days, billing_currency: self.billing_currency };
+        map_reservations(&items, query.sweep.term_months, query.service, query.account, &reading).map_err(|err| {
+            BackendError::failed(format!(
                 "Azure reservation recommendations ({resource_type}) for subscription {subscription}: malformed \
                  answer: {err}"
             ))
@@ -382,8 +395,7 @@ impl AzureBackend {
     }
 
     /// The subscription's reservation recommendations of a resource type,
-    /// every term at once: the documented filter has no term, so one listing
-    /// serves the sweeps of all configured terms.
+    /// every term at once, listed once per run.
     async fn reservation_listing(
         &self,
         query: &Query<'_>,
@@ -391,10 +403,6 @@ impl AzureBackend {
         resource_type: &'static str,
     ) -> Result<Arc<Vec<Value>>, BackendError> {
         let subscription = query.account.external_id.as_str();
-        let key = (subscription.to_string(), resource_type);
-        if let Some(items) = self.reuse_listing(&key, query.sweep.term_months) {
-            return Ok(items);
-        }
         let filter = format!(
             "properties/scope eq 'Single' AND properties/resourceType eq '{resource_type}' AND \
              properties/lookBackPeriod eq '{}'",
@@ -405,33 +413,16 @@ impl AzureBackend {
             &format!("api-version={CONSUMPTION_API_VERSION}&$filter={}", encode(&filter)),
         );
         let what = format!("reservation recommendations ({resource_type})");
-        let items = Arc::new(self.list_all(url, &what, query, creds).await?);
-        if self.terms.len() > 1 {
-            let listing = Listing {
-                items: items.clone(),
-                fetched_at: Instant::now(),
-                served_terms: vec![query.sweep.term_months],
-            };
-            self.listings.lock().unwrap().insert(key, listing);
-        }
-        Ok(items)
-    }
-
-    /// The listing fetched for another term's sweep, if it is recent and not
-    /// yet used for this term (a new run lists afresh).
-    fn reuse_listing(&self, key: &(String, &'static str), term: i32) -> Option<Arc<Vec<Value>>> {
-        let mut listings = self.listings.lock().unwrap();
-        let listing = listings.get_mut(key)?;
-        if listing.fetched_at.elapsed() >= LISTING_REUSE || listing.served_terms.contains(&term) {
-            listings.remove(key);
-            return None;
-        }
-        listing.served_terms.push(term);
-        let items = listing.items.clone();
-        if self.terms.iter().all(|t| listing.served_terms.contains(t)) {
-            listings.remove(key);
-        }
-        Some(items)
+        let listings = query.run.get::<RunListings>();
+        let key = format!("{subscription}|{resource_type}");
+        listings
+            .0
+            .get_or_fetch(&key, || async {
+                let items = self.list_all(url, &what, query, creds).await?;
+                // Kept for the rest of the run (the scope ends with it).
+                Ok((Arc::new(items), Instant::now() + Duration::from_secs(86_400)))
+            })
+            .await
     }
 
     async fn fetch_advisor(
@@ -445,8 +436,8 @@ impl AzureBackend {
             &format!("api-version={ADVISOR_API_VERSION}&$filter={}", encode("Category eq 'Cost'")),
         );
         let items = self.list_all(url, "Advisor cost recommendations", query, creds).await?;
-        map_advisor(&items, &self.terms, query.account).map_err(|err| {
-            BackendError(format!(
+        map_advisor(&items, &self.terms, query.account, self.billing_currency).map_err(|err| {
+            BackendError::failed(format!(
                 "Azure Advisor cost recommendations for subscription {subscription}: malformed answer: {err}"
             ))
         })
@@ -489,8 +480,8 @@ impl CloudBackend for AzureBackend {
         futures_util::future::ready(Ok(None)).boxed()
     }
 
-    fn is_regional(&self, _service: &'static str) -> bool {
-        false
+    fn service_regions(&self, _service: &'static str, _listed: &[String]) -> Option<Vec<String>> {
+        None
     }
 
     fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
@@ -499,7 +490,7 @@ impl CloudBackend for AzureBackend {
             match reserved_resource_type(query.service) {
                 Some(resource_type) => self.fetch_reservations(&query, creds, resource_type).await,
                 None if query.service == ADVISOR => self.fetch_advisor(&query, creds).await,
-                None => Err(BackendError(format!("{:?} is not an Azure service", query.service))),
+                None => Err(BackendError::failed(format!("{:?} is not an Azure service", query.service))),
             }
         }
         .boxed()
@@ -509,7 +500,7 @@ impl CloudBackend for AzureBackend {
 fn azure_credentials(account: &Account) -> Result<&AzureCredentials, BackendError> {
     match &account.credentials {
         Some(Credentials::Azure(creds)) => Ok(creds),
-        _ => Err(BackendError(format!(
+        _ => Err(BackendError::refused(format!(
             "no Azure credentials registered for subscription {}: set tenant, client id and client secret reference \
              with UpdateAccount",
             account.external_id
@@ -592,12 +583,51 @@ mod tests {
             login_url: AzureConfig::DEFAULT_LOGIN_URL.into(),
             lookback_days: 30,
             terms: vec![36, 12],
+            billing_currency: Currency::USD,
             limits: CallLimits { limiter: RateLimiter::new(10.0, 1), retry: RetryPolicy::default() },
         }
     }
 
-    /// The two items of the documented `modern` example (billing profile,
-    /// 2023-05-01), which differ only in term.
+    fn reading() -> Reading {
+        Reading { lookback_days: 30, billing_currency: Currency::USD }
+    }
+
+    fn amount(text: &str) -> Amount {
+        Amount::parse(text).unwrap()
+    }
+
+    /// The `legacy` item of the Consumption API reference's example
+    /// (ReservationRecommendationsByBillingAccount, 2023-05-01): one
+    /// Standard_DS1_v2 over a 7-day look-back.
+    fn documented_legacy() -> Value {
+        json!({
+            "id": "billingAccount/123456/providers/Microsoft.Consumption/reservationRecommendations/00000000-0000-0000-0000-000000000000",
+            "name": "00000000-0000-0000-0000-000000000000",
+            "type": "Microsoft.Consumption/reservationRecommendations",
+            "location": "westus",
+            "sku": "Standard_DS1_v2",
+            "kind": "legacy",
+            "properties": {
+                "meterId": "00000000-0000-0000-0000-000000000000",
+                "term": "P1Y",
+                "costWithNoReservedInstances": 12.0785105,
+                "recommendedQuantity": 1,
+                "totalCostWithReservedInstances": 11.4899644807748,
+                "netSavings": 0.588546019225182,
+                "firstUsageDate": "2019-07-07T00:00:00-07:00",
+                "scope": "Shared",
+                "lookBackPeriod": "Last7Days",
+                "instanceFlexibilityRatio": 1,
+                "instanceFlexibilityGroup": "DSv2 Series",
+                "normalizedSize": "Standard_DS1_v2",
+                "recommendedQuantityNormalized": 1,
+                "skuProperties": [{"name": "Cores", "value": "1"}, {"name": "Ram", "value": "1"}]
+            }
+        })
+    }
+
+    /// An item of the documented `modern` example (billing profile): the same
+    /// SKU, quantity and region for both terms, look-back 60 days.
     fn modern(term: &str, without: f64, with: f64, savings: f64) -> Value {
         json!({
             "id": "/providers/Microsoft.Billing/billingAccounts/123456/billingProfiles/6420/providers/\
@@ -628,102 +658,105 @@ mod tests {
         })
     }
 
-    fn documented_modern_items() -> Vec<Value> {
-        vec![
+    #[test]
+    fn look_back_totals_become_amounts_per_month_of_730_hours() {
+        // 12.0785105 over 168 hours (Last7Days) is 52.484003958 a month:
+        // one DS1_v2's pay-as-you-go price, about $0.072 an hour.
+        let recs = map_reservations(&[documented_legacy()], 12, "virtual_machines", &account(), &reading()).unwrap();
+        let ds1 = &recs[0];
+        assert_eq!(ds1.on_demand_monthly_cost, amount("52.484003958"));
+        assert_eq!(ds1.recurring_monthly_cost, amount("49.926631376"));
+        assert_eq!(ds1.estimated_monthly_savings, amount("2.557372583"));
+        assert_eq!((ds1.region.as_str(), ds1.resource_type.as_str()), ("westus", "Standard_DS1_v2"));
+        assert_eq!((ds1.recommended_count, ds1.term_months, ds1.currency), (1.0, 12, Currency::USD));
+        assert!((ds1.savings_percentage - 4.8726).abs() < 1e-3, "{}", ds1.savings_percentage);
+        assert_eq!((ds1.upfront_cost, ds1.break_even_months), (Amount::ZERO, 0.0), "paid monthly");
+        assert_eq!(ds1.payment_option, PaymentOption::Monthly);
+
+        // 2024-08-01 says how many hours the costs cover: 701 here.
+        let mut with_hours = documented_legacy();
+        with_hours["properties"]["totalHours"] = json!(701);
+        with_hours["properties"]["lastUsageDate"] = json!("2019-08-07T00:00:00-07:00");
+        let recs = map_reservations(&[with_hours], 12, "virtual_machines", &account(), &reading()).unwrap();
+        assert_eq!(recs[0].on_demand_monthly_cost, amount("12.578192104"), "12.0785105 × 730 / 701");
+
+        // The modern kind: a look-back of 60 days is 1,440 hours.
+        let items = [
             modern("P3Y", 279881.9457795231, 126115.06849314792, 153766.87728637524),
             modern("P1Y", 93208.8596802244, 60654.99999999984, 32553.85968022456),
-        ]
-    }
-
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-6
-    }
-
-    #[test]
-    fn term_totals_become_monthly_figures_and_both_terms_price_the_same_usage_alike() {
-        let items = documented_modern_items();
-        let one = map_reservations(&items, 12, "sql_database", &account()).unwrap();
-        let three = map_reservations(&items, 36, "sql_database", &account()).unwrap();
+        ];
+        let one = map_reservations(&items, 12, "sql_database", &account(), &reading()).unwrap();
+        let three = map_reservations(&items, 36, "sql_database", &account(), &reading()).unwrap();
         assert_eq!((one.len(), three.len()), (1, 1), "each sweep keeps its own term");
-        let (one, three) = (&one[0], &three[0]);
-        assert!(close(one.on_demand_monthly_cost, 93208.8596802244 / 12.0), "{one:?}");
-        assert!(close(one.recurring_monthly_cost, 60654.99999999984 / 12.0));
-        assert!(close(one.estimated_monthly_savings, 32553.85968022456 / 12.0));
-        assert!(close(one.savings_percentage, 32553.85968022456 / 93208.8596802244 * 100.0));
-        // The assumption under test: over the term, the same usage costs the
-        // same per month on demand whichever term is asked (within 0.3 %).
-        // Over the look-back period the 3-year figure would be 3x the 1-year.
-        let ratio = three.on_demand_monthly_cost / one.on_demand_monthly_cost;
-        assert!((0.997..1.003).contains(&ratio), "{ratio}");
-        assert!(three.savings_percentage > one.savings_percentage, "3 years buy a deeper discount");
-        assert_eq!((one.upfront_cost, one.break_even_months), (0.0, 0.0), "paid monthly");
-        assert_eq!(one.payment_option, PaymentOption::Monthly);
-        assert_eq!((one.region.as_str(), one.resource_type.as_str()), ("westus2", "SQLDB_BC_Compute_Gen5"));
-        assert_eq!((one.recommended_count, one.term_months), (35.0, 12));
-        assert_eq!(
-            (one.account_id.as_str(), one.account_name.as_str()),
-            (account().external_id.as_str(), "Payments prod")
-        );
-        assert!(one.has_finite_amounts() && three.has_finite_amounts());
+        assert_eq!(one[0].on_demand_monthly_cost, amount("47251.713587891"));
+        assert_eq!(one[0].recurring_monthly_cost, amount("30748.715277778"));
+        assert_eq!(one[0].estimated_monthly_savings, amount("16502.998310114"));
+        assert_eq!(three[0].estimated_monthly_savings, amount("77951.264179898"));
+        assert_eq!((one[0].recommended_count, one[0].region.as_str()), (35.0, "westus2"));
+        assert!(one.iter().chain(&three).all(Recommendation::has_finite_figures));
     }
 
     #[test]
-    fn the_legacy_kind_keeps_sku_and_location_on_the_item() {
-        let legacy = json!({
-            "id": "subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.Consumption/\
-                   reservationRecommendations/reservationRecommendations1",
-            "name": "reservationRecommendations1",
-            "type": "Microsoft.Consumption/reservationRecommendations",
-            "sku": "Standard_DS1_v2",
-            "location": "northeurope",
-            "kind": "legacy",
-            "properties": {
-                "lookBackPeriod": "Last7Days",
-                "meterId": "00000000-0000-0000-0000-000000000000",
-                "term": "P1Y",
-                "costWithNoReservedInstances": 1200.0,
-                "recommendedQuantity": 2,
-                "totalCostWithReservedInstances": 840.0,
-                "netSavings": 360.0,
-                "firstUsageDate": "2018-03-06T00:00:00Z",
-                "scope": "Single",
-                "subscriptionId": "00000000-0000-0000-0000-000000000000"
-            }
-        });
-        let recs = map_reservations(&[legacy], 12, "virtual_machines", &account()).unwrap();
-        let rec = &recs[0];
-        assert_eq!((rec.region.as_str(), rec.resource_type.as_str()), ("northeurope", "Standard_DS1_v2"));
-        assert_eq!(rec.service, "virtual_machines");
-        assert_eq!((rec.on_demand_monthly_cost, rec.recurring_monthly_cost), (100.0, 70.0));
-        assert_eq!((rec.estimated_monthly_savings, rec.savings_percentage), (30.0, 30.0));
+    fn the_look_back_comes_from_the_item_before_the_request() {
+        let props = |v: Value| v.as_object().unwrap().clone();
+        let r = reading();
+        assert_eq!(lookback_hours(&props(json!({"totalHours": 701, "lookBackPeriod": "Last7Days"})), &r), Ok(701));
+        assert_eq!(lookback_hours(&props(json!({"lookBackPeriod": "Last60Days"})), &r), Ok(1440));
+        assert_eq!(lookback_hours(&props(json!({"lookBackPeriod": 7})), &r), Ok(168));
+        assert_eq!(lookback_hours(&props(json!({})), &r), Ok(720), "the requested 30 days");
+        assert!(lookback_hours(&props(json!({"totalHours": 0})), &r).is_err());
+        assert!(lookback_hours(&props(json!({"totalHours": "701"})), &r).is_err());
+        assert!(lookback_hours(&props(json!({"lookBackPeriod": "LastWeek"})), &r).unwrap_err().contains("LastWeek"));
+    }
+
+    #[test]
+    fn currencies_are_recorded_as_reported_and_must_agree_within_an_item() {
+        let mut euros = modern("P1Y", 1440.0, 720.0, 720.0);
+        for field in ["costWithNoReservedInstances", "totalCostWithReservedInstances", "netSavings"] {
+            euros["properties"][field]["currency"] = json!("EUR");
+        }
+        let recs = map_reservations(&[euros.clone()], 12, "sql_database", &account(), &reading()).unwrap();
+        assert_eq!((recs[0].currency.as_str(), recs[0].on_demand_monthly_cost), ("EUR", amount("730")));
+        euros["properties"]["netSavings"]["currency"] = json!("USD");
+        let err = map_reservations(&[euros], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("different currencies (EUR, EUR, USD)"), "{err}");
+        // The legacy kind has no currency: the configured billing currency.
+        let chf = Reading { lookback_days: 30, billing_currency: Currency::parse("CHF").unwrap() };
+        let recs = map_reservations(&[documented_legacy()], 12, "virtual_machines", &account(), &chf).unwrap();
+        assert_eq!(recs[0].currency.as_str(), "CHF");
     }
 
     #[test]
     fn no_on_demand_cost_gives_zero_percent_rather_than_nan() {
-        let m = monthly(12, 0.0, 0.0, 4.634521202630137);
+        let m = monthly(168, Amount::ZERO, Amount::ZERO, amount("4.634521202630137")).unwrap();
         assert_eq!(m.savings_percentage, 0.0);
-        assert!(m.savings.is_finite());
+        assert_eq!(m.savings, amount("20.138098084"));
     }
 
     #[test]
     fn malformed_items_are_errors_naming_the_field_never_panics() {
         let mut wrong_currency = modern("P1Y", 10.0, 5.0, 5.0);
-        wrong_currency["properties"]["netSavings"]["currency"] = json!("EUR");
-        let err = map_reservations(&[wrong_currency], 12, "sql_database", &account()).unwrap_err();
-        assert!(err.contains("netSavings is in EUR"), "{err}");
+        wrong_currency["properties"]["netSavings"]["currency"] = json!("dollars");
+        let err = map_reservations(&[wrong_currency], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("netSavings.currency"), "{err}");
         let mut object_amount = modern("P1Y", 10.0, 5.0, 5.0);
         object_amount["properties"]["costWithNoReservedInstances"] = json!({"amount": 3});
-        let err = map_reservations(&[object_amount], 12, "sql_database", &account()).unwrap_err();
+        let err = map_reservations(&[object_amount], 12, "sql_database", &account(), &reading()).unwrap_err();
         assert!(err.contains("recommendation 0: costWithNoReservedInstances.value is missing"), "{err}");
         let mut no_term = modern("P1Y", 10.0, 5.0, 5.0);
         no_term["properties"].as_object_mut().unwrap().remove("term");
-        assert!(map_reservations(&[no_term], 12, "sql_database", &account()).unwrap_err().contains("term is missing"));
-        let err = map_reservations(&[json!("oops")], 12, "sql_database", &account()).unwrap_err();
+        let err = map_reservations(&[no_term], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("term is missing"));
+        let err = map_reservations(&[json!("oops")], 12, "sql_database", &account(), &reading()).unwrap_err();
         assert!(err.contains("is a string, not an object"), "{err}");
         let mut text_quantity = modern("P1Y", 10.0, 5.0, 5.0);
         text_quantity["properties"]["recommendedQuantity"] = json!("lots");
-        let err = map_reservations(&[text_quantity], 12, "sql_database", &account()).unwrap_err();
+        let err = map_reservations(&[text_quantity], 12, "sql_database", &account(), &reading()).unwrap_err();
         assert!(err.contains("recommendedQuantity is a string"), "{err}");
+        let mut huge = modern("P1Y", 10.0, 5.0, 5.0);
+        huge["properties"]["netSavings"]["value"] = json!(1e300);
+        let err = map_reservations(&[huge], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("netSavings") && err.len() < 200, "{err}");
     }
 
     fn advisor(ext: Value) -> Value {
@@ -768,7 +801,7 @@ mod tests {
             // Skipped: not a cost recommendation.
             json!({"properties": {"category": "Security", "extendedProperties": {"term": "P1Y"}}}),
         ];
-        let recs = map_advisor(&items, &[12, 36], &account()).unwrap();
+        let recs = map_advisor(&items, &[12, 36], &account(), Currency::USD).unwrap();
         assert_eq!(recs.len(), 2, "{recs:#?}");
         let app = &recs[0];
         assert_eq!((app.service.as_str(), app.commitment_type), ("advisor", CommitmentType::ReservedInstance));
@@ -776,24 +809,28 @@ mod tests {
             (app.resource_type.as_str(), app.platform.as_str(), app.region.as_str()),
             ("P1v3", "AppService", "westeurope")
         );
-        assert_eq!((app.term_months, app.recommended_count, app.estimated_monthly_savings), (36, 4.0, 100.0));
+        assert_eq!((app.term_months, app.recommended_count, app.estimated_monthly_savings), (36, 4.0, amount("100")));
         let plan = &recs[1];
         assert_eq!(
             (plan.commitment_type, plan.term_months, plan.estimated_monthly_savings),
-            (CommitmentType::SavingsPlan, 12, 50.5)
+            (CommitmentType::SavingsPlan, 12, amount("50.5"))
         );
-        assert!(recs.iter().all(Recommendation::has_finite_amounts));
+        assert!(recs.iter().all(|r| r.currency == Currency::USD));
         let euros = advisor(json!({
-            "reservedResourceType": "AppService", "term": "P1Y", "annualSavingsAmount": "12",
+            "reservedResourceType": "AppService", "term": "P1Y", "annualSavingsAmount": "12.34",
             "savingsCurrency": "EUR"
         }));
-        assert!(map_advisor(&[euros], &[12], &account()).unwrap_err().contains("in EUR"));
+        let recs = map_advisor(&[euros], &[12], &account(), Currency::USD).unwrap();
+        assert_eq!((recs[0].currency.as_str(), recs[0].estimated_monthly_savings), ("EUR", amount("1.028333333")));
+        let unnamed = advisor(json!({"reservedResourceType": "AppService", "term": "P1Y", "savingsAmount": "9"}));
+        let recs = map_advisor(&[unnamed], &[12], &account(), Currency::parse("GBP").unwrap()).unwrap();
+        assert_eq!(recs[0].currency.as_str(), "GBP", "no savingsCurrency: the billing currency");
         let garbled =
             advisor(json!({"reservedResourceType": "AppService", "term": "P1Y", "annualSavingsAmount": "lots"}));
+        let err = map_advisor(&[garbled], &[12], &account(), Currency::USD).unwrap_err();
         assert!(
-            map_advisor(&[garbled], &[12], &account())
-                .unwrap_err()
-                .contains("annualSavingsAmount is not a finite number")
+            err.contains("extendedProperties.annualSavingsAmount") && err.contains("not a decimal number"),
+            "{err}"
         );
     }
 
@@ -877,11 +914,13 @@ mod tests {
             region: None,
             sweep: backend.sweeps("virtual_machines")[0],
             calls: &calls,
+            run: &crate::providers::RunScope::default(),
         };
         let err = backend.fetch(query).await.unwrap_err();
         assert!(
-            err.0.contains("no Azure credentials registered for subscription c6aa8a01")
-                && err.0.contains("UpdateAccount"),
+            err.message.contains("no Azure credentials registered for subscription c6aa8a01")
+                && err.message.contains("UpdateAccount")
+                && err.kind == ErrorKind::Refused,
             "{err}"
         );
         assert_eq!(calls.get(), (0, 0), "nothing was asked of Azure");

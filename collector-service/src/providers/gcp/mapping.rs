@@ -10,15 +10,25 @@ pub(super) struct Mapped {
     pub(super) region: String,
     pub(super) resource_type: String,
     pub(super) count: f64,
-    pub(super) monthly_savings: f64,
+    pub(super) monthly_savings: Amount,
+    pub(super) currency: Currency,
 }
 
 impl Mapped {
-    pub(super) fn into_recommendation(self, query: &Query<'_>, owner: &Owner) -> Recommendation {
-        let discount = nominal_discount(self.service, self.term_months);
-        let on_demand = if discount > 0.0 { self.monthly_savings / discount } else { 0.0 };
-        let percentage = if on_demand > 0.0 { self.monthly_savings / on_demand * 100.0 } else { 0.0 };
-        Recommendation {
+    /// The recommendation, with the on-demand and commitment costs split
+    /// from the saving at the nominal discount (exact, rounded once).
+    pub(super) fn into_recommendation(self, query: &Query<'_>, owner: &Owner) -> Result<Recommendation, String> {
+        let percent = nominal_discount(self.service, self.term_months);
+        let on_demand = match percent {
+            0 => Amount::ZERO,
+            p => self.monthly_savings.mul_div(100, i128::from(p)).ok_or("the saving is out of range")?,
+        };
+        let recurring = if on_demand.is_positive() {
+            on_demand.checked_sub(self.monthly_savings).ok_or("the saving is out of range")?
+        } else {
+            Amount::ZERO
+        };
+        Ok(Recommendation {
             provider: Provider::Gcp,
             account_id: owner.id.clone(),
             account_name: owner.name.clone(),
@@ -29,14 +39,15 @@ impl Mapped {
             commitment_type: CommitmentType::CommittedUseDiscount,
             term_months: self.term_months,
             payment_option: PaymentOption::Monthly,
+            currency: self.currency,
             recommended_count: self.count,
-            upfront_cost: 0.0,
-            recurring_monthly_cost: round2(on_demand - self.monthly_savings),
-            on_demand_monthly_cost: round2(on_demand),
-            estimated_monthly_savings: round2(self.monthly_savings),
-            savings_percentage: round2(percentage),
+            upfront_cost: Amount::ZERO,
+            recurring_monthly_cost: recurring,
+            on_demand_monthly_cost: on_demand,
+            estimated_monthly_savings: self.monthly_savings,
+            savings_percentage: f64::from(percent),
             break_even_months: 0.0,
-        }
+        })
     }
 }
 
@@ -44,16 +55,16 @@ impl Mapped {
 /// Recommender reports the net saving only, and this splits it into the
 /// on-demand and the commitment cost (Compute Engine resource-based: 37 %
 /// and 55 % for most machine series; Cloud SQL: 25 % and 52 %;
-/// Memorystore: 20 % and 40 %).
-pub(super) fn nominal_discount(service: &str, term_months: i32) -> f64 {
+/// Memorystore: 20 % and 40 %), in percent; 0 when unknown.
+pub(super) fn nominal_discount(service: &str, term_months: i32) -> u8 {
     match (service, term_months >= 36) {
-        ("compute", false) => 0.37,
-        ("compute", true) => 0.55,
-        ("cloud_sql", false) => 0.25,
-        ("cloud_sql", true) => 0.52,
-        ("memorystore", false) => 0.20,
-        ("memorystore", true) => 0.40,
-        _ => 0.0,
+        ("compute", false) => 37,
+        ("compute", true) => 55,
+        ("cloud_sql", false) => 25,
+        ("cloud_sql", true) => 52,
+        ("memorystore", false) => 20,
+        ("memorystore", true) => 40,
+        _ => 0,
     }
 }
 
@@ -76,73 +87,79 @@ pub(super) fn map_recommendation(
         other => return Err(format!("unknown service {other:?}")),
     };
     let term_months = term_of(rec)?;
-    let monthly_savings = monthly_savings(rec)?;
-    if monthly_savings <= 0.0 {
-        return Ok(None);
-    }
+    let Some((monthly_savings, currency)) = monthly_savings(rec)? else { return Ok(None) };
     let shape = commitment_shape(&rec.content);
     let (region, resource_type, count) = if service == "compute" {
         let (resource_type, count) = compute_resources(&shape)?;
         (default_region.to_string(), resource_type, count)
     } else {
-        // A spend-based commitment is a dollar amount: one commitment,
+        // A spend-based commitment is an amount of money: one commitment,
         // sized by its cost.
         let region =
             overview_text(rec, &["region", "location"]).or(shape.region).unwrap_or_else(|| default_region.to_string());
         (last_segment(&region).to_string(), format!("{service}_spend_commitment"), 1.0)
     };
-    Ok(Some(Mapped { service, term_months, region, resource_type, count, monthly_savings }))
+    Ok(Some(Mapped { service, term_months, region, resource_type, count, monthly_savings, currency }))
 }
 
-/// USD a month saved: the cost projection's negated amount, scaled from
-/// its duration to an average month.
-pub(super) fn monthly_savings(rec: &ApiRecommendation) -> Result<f64, String> {
+/// The saving per average month and its currency: the cost projection's
+/// negated `cost`, scaled exactly from its `duration` to 730 hours. `None`
+/// when the projection saves nothing.
+pub(super) fn monthly_savings(rec: &ApiRecommendation) -> Result<Option<(Amount, Currency)>, String> {
     let projection = rec
         .primary_impact
         .as_ref()
         .and_then(|i| i.cost_projection.as_ref())
         .ok_or("no primaryImpact.costProjection")?;
-    let Some(cost) = &projection.cost else { return Ok(0.0) };
-    let amount = usd(cost)?;
-    let seconds = duration_seconds(projection.duration.as_deref().ok_or("the cost projection has no duration")?)?;
-    let monthly = -amount * SECONDS_PER_MONTH / seconds;
-    if monthly.is_finite() { Ok(monthly) } else { Err("the cost projection is not a finite amount".into()) }
+    let Some(cost) = &projection.cost else { return Ok(None) };
+    let Some((amount, currency)) = money(cost)? else { return Ok(None) };
+    let nanos = duration_nanos(projection.duration.as_deref().ok_or("the cost projection has no duration")?)?;
+    let saving = amount
+        .checked_neg()
+        .and_then(|saving| saving.mul_div(NANOS_PER_MONTH, nanos))
+        .ok_or("the cost projection is out of range")?;
+    Ok(saving.is_positive().then_some((saving, currency)))
 }
 
-/// A Money amount in USD; another currency is an error.
-pub(super) fn usd(money: &Money) -> Result<f64, String> {
+/// A `google.type.Money`: its amount and currency, `None` for zero (which
+/// may come without a currency).
+pub(super) fn money(money: &Money) -> Result<Option<(Amount, Currency)>, String> {
     let units = int_field(money.units.as_ref(), "units")?;
     let nanos = int_field(money.nanos.as_ref(), "nanos")?;
-    if nanos.abs() >= 1_000_000_000 || (units != 0 && nanos != 0 && units.signum() != nanos.signum()) {
-        return Err(format!("malformed money: units {units}, nanos {nanos}"));
+    let amount = Amount::from_units_and_nanos(units, nanos)
+        .ok_or_else(|| format!("malformed money: units {units}, nanos {nanos}"))?;
+    if amount == Amount::ZERO {
+        return Ok(None);
     }
-    if units == 0 && nanos == 0 {
-        return Ok(0.0);
-    }
-    match money.currency_code.as_str() {
-        "USD" => Ok(units as f64 + nanos as f64 / 1e9),
-        "" => Err("an amount without a currency".into()),
-        other => Err(format!("amounts in {other}; only USD billing accounts are supported")),
-    }
+    let currency = match money.currency_code.trim() {
+        "" => return Err("an amount without a currency code".into()),
+        code => Currency::parse(code).map_err(|err| format!("currencyCode: {err}"))?,
+    };
+    Ok(Some((amount, currency)))
 }
 
 /// An int64 field: a JSON string (proto3 JSON) or number; absent is 0.
 pub(super) fn int_field(value: Option<&Value>, name: &str) -> Result<i64, String> {
     match value {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::String(s)) => s.trim().parse().map_err(|_| format!("money {name} {s:?} is not an integer")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("money {name} {:?} is not an integer", s.chars().take(40).collect::<String>())),
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("money {name} {n} is not an integer")),
         Some(other) => Err(format!("money {name} is {other}, not an integer")),
     }
 }
 
 /// A `google.protobuf.Duration` in JSON (`"2592000s"`, `"1.5s"`), in
-/// seconds; it must be positive.
-pub(super) fn duration_seconds(text: &str) -> Result<f64, String> {
-    text.strip_suffix('s')
-        .and_then(|n| n.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .ok_or_else(|| format!("duration {text:?} is not a positive number of seconds"))
+/// nanoseconds; it must be positive. (Its seconds are a decimal with up to
+/// nine fraction digits, read exactly as an amount's units are.)
+pub(super) fn duration_nanos(text: &str) -> Result<i128, String> {
+    let bad =
+        || format!("duration {:?} is not a positive number of seconds", text.chars().take(40).collect::<String>());
+    let seconds = text.strip_suffix('s').ok_or_else(bad)?;
+    let nanos = Amount::parse(seconds).map_err(|_| bad())?.nanos();
+    if nanos > 0 { Ok(i128::from(nanos)) } else { Err(bad()) }
 }
 
 /// The term: the commitment's `plan` (`TWELVE_MONTH`, `THIRTY_SIX_MONTH`)
@@ -313,8 +330,4 @@ pub(super) fn compute_resources(shape: &CommitmentShape) -> Result<(String, f64)
 
 pub(super) fn last_segment(text: &str) -> &str {
     text.rsplit('/').next().unwrap_or(text)
-}
-
-pub(super) fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }

@@ -5,36 +5,37 @@
 //!   project and region (resource-based commitments: vCPU, memory,
 //!   accelerators).
 //! - `cloud_sql`, `memorystore`: `google.cloudbilling.commitment.
-//!   SpendBasedCommitmentRecommender`, one list per billing account (the
-//!   account's `billing_account_id`), split by the service each
-//!   recommendation names. A project without a billing account id has no
-//!   spend-based recommendations to collect: those services return nothing
-//!   (logged at debug), they do not fail. Spend-based recommendations are
-//!   attributed to the billing account (`account_id` = its id), not to the
-//!   project: several projects share one billing account, and the same
-//!   commitment counted once per project would multiply the savings.
+//!   SpendBasedCommitmentRecommender`, per billing account (the account's
+//!   `billing_account_id`) and location: `global` and every region of the
+//!   project, since spend-based recommendations can sit under regional
+//!   locations too; each list is split by the service each recommendation
+//!   names. A project without a billing account id has no spend-based
+//!   recommendations to collect: those services return nothing (logged at
+//!   debug), they do not fail. Spend-based recommendations are attributed
+//!   to the billing account (`account_id` = its id), not to the project:
+//!   several projects share one billing account, and the same commitment
+//!   counted once per project would multiply the savings.
 //!
 //! Every request (tokens included) goes through the provider's
 //! [`CallLimits`]. Lists are asked for `stateInfo.state = ACTIVE` and
 //! non-ACTIVE entries are dropped again on arrival; pages are followed to
 //! the end. One list answers both terms (and, for a billing account, both
-//! services): it is cached for [`LIST_CACHE_TTL`] per (credentials, parent),
-//! bounded, so that a run asks the Recommender once per (project, region)
-//! and once per billing account, within its 100 reads a minute.
+//! services): it is kept for the rest of the run per (credentials, parent),
+//! so that a run asks the Recommender once per (project, region) and once
+//! per (billing account, location), within its 100 reads a minute, and the
+//! next run asks again.
 //!
 //! Amounts: the recommendation's `primaryImpact.costProjection` is the net
-//! cost over `duration`, negative for a saving. It is scaled to an average
-//! month of 730 hours (8760 / 12, the month the other clouds' monthly
-//! figures use; a 30-day projection understates it by 1.4 %). The
-//! Recommender gives only the net saving, not the on-demand or commitment
-//! cost: those are derived from the nominal discount of the service and
-//! term ([`nominal_discount`]), so `savings_percentage` is that nominal
-//! rate. Billing accounts in another currency than USD fail the sweep (the
-//! CUD recommender only serves USD billing accounts).
+//! cost over `duration`, negative for a saving, in the billing account's
+//! currency (`currencyCode`). It is scaled exactly to an average month of
+//! 730 hours (8760 / 12, the month the other clouds' monthly figures use; a
+//! 30-day projection understates it by 1.4 %). The Recommender gives only
+//! the net saving, not the on-demand or commitment cost: those are derived
+//! from the nominal discount of the service and term
+//! ([`nominal_discount`]), so `savings_percentage` is that nominal rate.
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -46,18 +47,18 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::cache::Cache;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::http::{classify, client, send_error};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 use crate::credentials::{Credentials, SecretRef};
 use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use crate::money::{Amount, Currency};
 
-mod cache;
 mod mapping;
 mod tokens;
 mod wire;
 
-use cache::*;
 use mapping::*;
 use tokens::*;
 use wire::*;
@@ -69,16 +70,12 @@ pub const SERVICES: &[&str] = &["compute", "cloud_sql", "memorystore"];
 const ACTIVE_FILTER: &str = "stateInfo.state = ACTIVE";
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-/// An average month: 8760 hours a year / 12.
-const SECONDS_PER_MONTH: f64 = 730.0 * 3600.0;
+/// An average month in nanoseconds: 8760 hours a year / 12.
+const NANOS_PER_MONTH: i128 = 730 * 3600 * 1_000_000_000;
+/// The location of recommendations that are not regional.
+const GLOBAL: &str = "global";
 /// A token is renewed this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-/// How long a fetched recommendation list is reused. A run asks for the
-/// same list once per term within moments; a minute covers that without
-/// letting the next run (a user's refresh) see an old list.
-pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
-/// Entries of each cache before unused ones are dropped.
-const CACHE_CAPACITY: usize = 4096;
 /// A list longer than this is a server looping on its page tokens.
 const MAX_PAGES: usize = 1000;
 
@@ -129,10 +126,14 @@ pub struct GcpBackend {
     metadata_url: Url,
     limits: CallLimits,
     http: reqwest::Client,
+    /// Access tokens, kept across runs until shortly before they expire.
     tokens: Cache<SecretString>,
-    lists: Cache<Arc<Vec<ApiRecommendation>>>,
-    list_ttl: Duration,
 }
+
+/// A run's recommendation lists by (credentials, parent): one list serves
+/// both terms (and, for a billing account, both services) of the run.
+#[derive(Default)]
+struct RunLists(Cache<Arc<Vec<ApiRecommendation>>>);
 
 impl std::fmt::Debug for GcpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,16 +152,7 @@ impl GcpBackend {
             limits: config.limits,
             http: client()?,
             tokens: Cache::default(),
-            lists: Cache::default(),
-            list_ttl: LIST_CACHE_TTL,
         })
-    }
-
-    /// Reuses a fetched recommendation list for `ttl` instead of
-    /// [`LIST_CACHE_TTL`] (zero: never).
-    pub fn with_list_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.list_ttl = ttl;
-        self
     }
 
     /// An access token for the account's credentials, fetched once per
@@ -210,7 +202,8 @@ impl GcpBackend {
         what: &str,
         calls: &RequestCount,
     ) -> Result<(SecretString, Instant), BackendError> {
-        let key = read_key(secret).map_err(|e| BackendError(format!("{what}: {e}")))?;
+        // A key that cannot be read refuses every call of the account.
+        let key = read_key(secret).map_err(|e| BackendError::refused(format!("{what}: {e}")))?;
         let hint = format!("check the service-account key {secret}: it may be deleted, disabled or malformed");
         self.limits
             .call(calls, what, || async {
@@ -223,7 +216,7 @@ impl GcpBackend {
             .await
     }
 
-    /// The ACTIVE recommendations of one parent, every page, cached.
+    /// The ACTIVE recommendations of one parent, every page, once per run.
     async fn recommendations(
         &self,
         query: &Query<'_>,
@@ -231,7 +224,10 @@ impl GcpBackend {
     ) -> Result<Arc<Vec<ApiRecommendation>>, BackendError> {
         let auth = self.token(query.account, query.calls).await?;
         let key = format!("{}|{}", auth.cache_key, scope.segments()[1..].join("/"));
-        self.lists
+        query
+            .run
+            .get::<RunLists>()
+            .0
             .get_or_fetch(&key, || async {
                 let list = ListCall {
                     calls: query.calls,
@@ -244,7 +240,8 @@ impl GcpBackend {
                 };
                 let pages =
                     self.pages(&list, |page: RecommendationPage| (page.recommendations, page.next_page_token)).await?;
-                Ok((Arc::new(pages), Instant::now() + self.list_ttl))
+                // Kept for the rest of the run (the scope ends with it).
+                Ok((Arc::new(pages), Instant::now() + Duration::from_secs(86_400)))
             })
             .await
     }
@@ -277,7 +274,7 @@ impl GcpBackend {
             match next.filter(|t| !t.is_empty()) {
                 None => return Ok(out),
                 Some(next) if !seen.insert(next.clone()) => {
-                    return Err(BackendError(format!(
+                    return Err(BackendError::failed(format!(
                         "{}: the API repeated a page token; the list is incomplete",
                         list.what
                     )));
@@ -285,7 +282,7 @@ impl GcpBackend {
                 Some(next) => page_token = Some(next),
             }
         }
-        Err(BackendError(format!("{}: more than {MAX_PAGES} pages; the list is incomplete", list.what)))
+        Err(BackendError::failed(format!("{}: more than {MAX_PAGES} pages; the list is incomplete", list.what)))
     }
 
     async fn get_json<T: DeserializeOwned>(&self, list: &ListCall<'_>, url: Url) -> Result<T, BackendError> {
@@ -316,7 +313,7 @@ impl GcpBackend {
     async fn fetch_compute(&self, query: &Query<'_>) -> Result<Vec<Recommendation>, BackendError> {
         let project = query.account.external_id.as_str();
         let region = query.region.ok_or_else(|| {
-            BackendError(format!("GCP compute recommendations for project {project}: no region given"))
+            BackendError::failed(format!("GCP compute recommendations for project {project}: no region given"))
         })?;
         let scope = Scope::Project { project, region };
         let list = self.recommendations(query, &scope).await?;
@@ -330,10 +327,11 @@ impl GcpBackend {
             tracing::debug!(project, service = query.service, "no billing account id: no spend-based recommendations");
             return Ok(Vec::new());
         };
-        let scope = Scope::Billing { id: &billing, project };
+        let location = query.region.unwrap_or(GLOBAL);
+        let scope = Scope::Billing { id: &billing, project, location };
         let list = self.recommendations(query, &scope).await?;
         let owner = Owner { id: billing.clone(), name: format!("GCP billing account {billing}") };
-        self.priced(query, &scope, &list, "global", &owner)
+        self.priced(query, &scope, &list, location, &owner)
     }
 
     /// Maps the list's recommendations of `query.service` and its term.
@@ -347,10 +345,13 @@ impl GcpBackend {
     ) -> Result<Vec<Recommendation>, BackendError> {
         let mut out: Vec<Recommendation> = Vec::new();
         for rec in list {
-            let mapped = map_recommendation(rec, query.service, default_region)
-                .map_err(|problem| BackendError(format!("{}: recommendation {}: {problem}", scope.what(), rec.name)))?;
+            let malformed = |problem: String| {
+                let name: String = rec.name.chars().take(200).collect();
+                BackendError::failed(format!("{}: recommendation {name}: {problem}", scope.what()))
+            };
+            let mapped = map_recommendation(rec, query.service, default_region).map_err(malformed)?;
             let Some(m) = mapped.filter(|m| m.term_months == query.sweep.term_months) else { continue };
-            let rec = m.into_recommendation(query, owner);
+            let rec = m.into_recommendation(query, owner).map_err(malformed)?;
             // Alternatives (stable-usage and optimal, one xorGroup) share a
             // natural key: keep the larger saving.
             match out.iter_mut().find(|r| r.region == rec.region && r.resource_type == rec.resource_type) {
@@ -408,8 +409,12 @@ impl CloudBackend for GcpBackend {
         .boxed()
     }
 
-    fn is_regional(&self, service: &'static str) -> bool {
-        service == "compute"
+    fn service_regions(&self, service: &'static str, listed: &[String]) -> Option<Vec<String>> {
+        match service {
+            "compute" => Some(listed.to_vec()),
+            // Billing-account scope: `global` and every region.
+            _ => Some(std::iter::once(GLOBAL.to_string()).chain(listed.iter().cloned()).collect()),
+        }
     }
 
     fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
@@ -417,7 +422,7 @@ impl CloudBackend for GcpBackend {
             match query.service {
                 "compute" => self.fetch_compute(&query).await,
                 "cloud_sql" | "memorystore" => self.fetch_spend_based(&query).await,
-                other => Err(BackendError(format!("GCP has no service {other:?}"))),
+                other => Err(BackendError::failed(format!("GCP has no service {other:?}"))),
             }
         }
         .boxed()
@@ -427,7 +432,7 @@ impl CloudBackend for GcpBackend {
 /// Where a list lives, for URLs, errors and hints.
 enum Scope<'a> {
     Project { project: &'a str, region: &'a str },
-    Billing { id: &'a str, project: &'a str },
+    Billing { id: &'a str, project: &'a str, location: &'a str },
 }
 
 impl Scope<'_> {
@@ -446,13 +451,13 @@ impl Scope<'_> {
                     "recommendations",
                 ]
             }
-            Scope::Billing { id, .. } => {
+            Scope::Billing { id, location, .. } => {
                 vec![
                     "v1",
                     "billingAccounts",
                     id,
                     "locations",
-                    "global",
+                    location,
                     "recommenders",
                     SPEND_RECOMMENDER,
                     "recommendations",
@@ -466,8 +471,8 @@ impl Scope<'_> {
             Scope::Project { project, region } => {
                 format!("GCP compute recommendations for project {project} in {region}")
             }
-            Scope::Billing { id, project } => {
-                format!("GCP spend-based recommendations for project {project} (billing account {id})")
+            Scope::Billing { id, project, location } => {
+                format!("GCP spend-based recommendations for project {project} (billing account {id}) in {location}")
             }
         }
     }
@@ -572,61 +577,60 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_failed_fetch_is_answered_from_memory_for_a_while() {
-        let cache: Cache<u32> = Cache::default();
-        let fetches = std::sync::atomic::AtomicU32::new(0);
-        let failing = || async {
-            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Err::<(u32, Instant), _>(BackendError("token endpoint: no answer within 30s".into()))
-        };
-        for _ in 0..3 {
-            let err = cache.get_or_fetch("metadata", failing).await.unwrap_err();
-            assert!(err.0.contains("no answer"), "{err}");
-        }
-        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "the waiters got the failure at once");
-        cache.forget("metadata");
-        let value =
-            cache.get_or_fetch("metadata", || async { Ok((7, Instant::now() + Duration::from_secs(60))) }).await;
-        assert_eq!(value.unwrap(), 7);
-    }
-
     fn rec(value: Value) -> ApiRecommendation {
         serde_json::from_value(value).unwrap()
     }
 
-    fn money(currency: &str, units: Value, nanos: i64) -> Money {
+    fn amount(text: &str) -> Amount {
+        Amount::parse(text).unwrap()
+    }
+
+    #[test]
+    fn money_is_units_plus_nanos_in_the_currency_it_names() {
+        let of = |c: &str, units: Value, nanos: i64| money(&money_json(c, units, nanos));
+        assert_eq!(of("USD", json!("-300"), -500_000_000).unwrap(), Some((amount("-300.5"), Currency::USD)));
+        assert_eq!(of("USD", json!(12), 250_000_000).unwrap(), Some((amount("12.25"), Currency::USD)));
+        assert_eq!(
+            of("EUR", json!("0"), -750_000_000).unwrap(),
+            Some((amount("-0.75"), Currency::parse("EUR").unwrap()))
+        );
+        assert_eq!(money(&Money::default()).unwrap(), None, "an absent amount is zero, in no currency");
+        assert!(of("", json!("-10"), 0).unwrap_err().contains("without a currency"));
+        assert!(of("USD", json!("ten"), 0).unwrap_err().contains("not an integer"));
+        assert!(of("USD", json!("-1"), 5).unwrap_err().contains("malformed money"), "signs must agree");
+        assert!(of("USD", json!("1"), 1_000_000_000).is_err());
+        let long = "9".repeat(10_000);
+        assert!(of("USD", json!(long), 0).unwrap_err().len() < 120, "the message quotes a bounded prefix");
+    }
+
+    fn money_json(currency: &str, units: Value, nanos: i64) -> Money {
         Money { currency_code: currency.into(), units: Some(units), nanos: Some(json!(nanos)) }
     }
 
     #[test]
-    fn money_is_units_plus_nanos_in_usd_only() {
-        assert_eq!(usd(&money("USD", json!("-300"), -500_000_000)).unwrap(), -300.5);
-        assert_eq!(usd(&money("USD", json!(12), 250_000_000)).unwrap(), 12.25);
-        assert_eq!(usd(&money("USD", json!("0"), -750_000_000)).unwrap(), -0.75);
-        assert_eq!(usd(&Money::default()).unwrap(), 0.0, "an absent amount is zero");
-        let eur = usd(&money("EUR", json!("-10"), 0)).unwrap_err();
-        assert_eq!(eur, "amounts in EUR; only USD billing accounts are supported");
-        assert!(usd(&money("USD", json!("ten"), 0)).unwrap_err().contains("not an integer"));
-        assert!(usd(&money("USD", json!("-1"), 5)).unwrap_err().contains("malformed money"), "signs must agree");
-        assert!(usd(&money("USD", json!("1"), 1_000_000_000)).is_err());
-    }
-
-    #[test]
-    fn durations_convert_to_an_average_month_of_730_hours() {
-        assert_eq!(duration_seconds("2592000s").unwrap(), 2_592_000.0);
-        assert_eq!(duration_seconds("1.5s").unwrap(), 1.5);
+    fn durations_convert_exactly_to_an_average_month_of_730_hours() {
+        assert_eq!(duration_nanos("2592000s").unwrap(), 2_592_000_000_000_000);
+        assert_eq!(duration_nanos("1.5s").unwrap(), 1_500_000_000);
         for bad in ["0s", "-5s", "2592000", "s", "NaNs", "infs"] {
-            assert!(duration_seconds(bad).is_err(), "{bad}");
+            assert!(duration_nanos(bad).is_err(), "{bad}");
         }
-        let projection = |units: &str, duration: &str| {
+        let projection = |units: &str, nanos: i64, duration: &str| {
             rec(json!({"primaryImpact": {"costProjection": {
-                "cost": {"currencyCode": "USD", "units": units}, "duration": duration}}}))
+                "cost": {"currencyCode": "USD", "units": units, "nanos": nanos}, "duration": duration}}}))
         };
         // 30 days of -720 USD is -1 USD an hour: 730 USD an average month.
-        assert!((monthly_savings(&projection("-720", "2592000s")).unwrap() - 730.0).abs() < 1e-9);
-        assert!((monthly_savings(&projection("-8760", "31536000s")).unwrap() - 730.0).abs() < 1e-9);
-        assert!(monthly_savings(&projection("-1", "0s")).is_err(), "no division by a zero duration");
+        assert_eq!(monthly_savings(&projection("-720", 0, "2592000s")).unwrap(), Some((amount("730"), Currency::USD)));
+        assert_eq!(
+            monthly_savings(&projection("-8760", 0, "31536000s")).unwrap(),
+            Some((amount("730"), Currency::USD))
+        );
+        // -100.10 over 30 days is 101.4902777… a month.
+        assert_eq!(
+            monthly_savings(&projection("-100", -100_000_000, "2592000s")).unwrap(),
+            Some((amount("101.490277778"), Currency::USD))
+        );
+        assert_eq!(monthly_savings(&projection("100", 0, "2592000s")).unwrap(), None, "a cost is no saving");
+        assert!(monthly_savings(&projection("-1", 0, "0s")).is_err(), "no division by a zero duration");
         assert!(monthly_savings(&rec(json!({"primaryImpact": {"category": "COST"}}))).is_err());
     }
 
@@ -700,6 +704,7 @@ mod tests {
             region: Some("us-central1"),
             sweep: Sweep { term_months: 12, payment: PaymentOption::Monthly },
             calls: &calls,
+            run: &crate::providers::RunScope::default(),
         };
         let owner = Owner { id: "my-project".into(), name: "My project".into() };
         let mapped = Mapped {
@@ -708,21 +713,27 @@ mod tests {
             region: "us-central1".into(),
             resource_type: "general_purpose_n2".into(),
             count: 16.0,
-            monthly_savings: 370.0,
+            monthly_savings: amount("370"),
+            currency: Currency::USD,
         };
-        let r = mapped.into_recommendation(&query, &owner);
-        assert_eq!((r.on_demand_monthly_cost, r.recurring_monthly_cost, r.savings_percentage), (1000.0, 630.0, 37.0));
-        assert!(r.has_finite_amounts());
+        let r = mapped.into_recommendation(&query, &owner).unwrap();
+        assert_eq!(
+            (r.on_demand_monthly_cost, r.recurring_monthly_cost, r.savings_percentage),
+            (amount("1000"), amount("630"), 37.0)
+        );
+        assert!(r.has_finite_figures());
         let unknown = Mapped {
             service: "spanner",
             term_months: 12,
             region: String::new(),
             resource_type: String::new(),
             count: 1.0,
-            monthly_savings: 5.0,
+            monthly_savings: amount("5"),
+            currency: Currency::USD,
         };
-        let r = unknown.into_recommendation(&query, &owner);
-        assert!(r.has_finite_amounts() && r.savings_percentage == 0.0, "an unknown discount divides by nothing");
+        let r = unknown.into_recommendation(&query, &owner).unwrap();
+        assert!(r.has_finite_figures() && r.savings_percentage == 0.0, "an unknown discount divides by nothing");
+        assert_eq!(r.on_demand_monthly_cost, Amount::ZERO);
     }
 
     #[test]

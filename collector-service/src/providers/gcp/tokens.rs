@@ -20,7 +20,7 @@ pub(super) fn token_source(account: &Account) -> Result<TokenSource, BackendErro
         Some(Credentials::Gcp(gcp)) => {
             Ok(gcp.service_account_key.clone().map_or(TokenSource::Metadata, TokenSource::Key))
         }
-        Some(_) => Err(BackendError(format!(
+        Some(_) => Err(BackendError::refused(format!(
             "GCP project {}: its credentials are not GCP credentials; register a service_account_key or none",
             account.external_id
         ))),
@@ -108,9 +108,12 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
     let status = answer.status();
     if !status.is_success() {
         // A refused grant (400 invalid_grant) or a missing account (404)
-        // needs the same fix as a 401.
+        // needs the same fix as a 401: the credentials are refused.
         return Err(match failure(answer, hint).await {
-            CallError::Permanent(m) if !m.ends_with(hint) => CallError::Permanent(format!("{m}; {hint}")),
+            CallError::Permanent(m) | CallError::Refused(m) if !m.ends_with(hint) => {
+                CallError::Refused(format!("{m}; {hint}"))
+            }
+            CallError::Permanent(m) => CallError::Refused(m),
             other => other,
         });
     }
