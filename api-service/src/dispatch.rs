@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::lease::RunInfo;
+use cudly_collector::lease::RunInfo;
 
 /// How api-service proves itself to the collector.
 #[derive(Clone, Debug, Default)]

@@ -20,6 +20,15 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
+impl From<cudly_collector::lease::AcquireError> for Error {
+    fn from(err: cudly_collector::lease::AcquireError) -> Self {
+        match err {
+            cudly_collector::lease::AcquireError::Contended => Error::Contended,
+            cudly_collector::lease::AcquireError::Database(db) => Error::Database(db),
+        }
+    }
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
         match err {

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::Hub;
-use crate::lease::Acquired;
+use cudly_collector::lease::Acquired;
 use crate::recommendations::{self, SummaryCache};
 use crate::refresh::{AutoRefresh, Refresher};
 use crate::{page_token, state};

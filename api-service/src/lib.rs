@@ -9,7 +9,6 @@ pub mod dispatch;
 pub mod error;
 pub mod grpc;
 pub mod hub;
-pub mod lease;
 pub mod metrics;
 pub mod page_token;
 pub mod recommendations;

@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
-use crate::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
+use cudly_collector::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
 use crate::metrics::ApiMetrics;
 
 /// Starts runs or joins the one in flight.
@@ -59,7 +59,7 @@ impl Refresher {
 
     async fn acquire(&self, trigger: Trigger) -> Result<Acquired, Error> {
         // Started runs are counted once dispatched (or not).
-        let acquired = acquire_lease(&self.pool, trigger, self.lease_ttl).await;
+        let acquired = acquire_lease(&self.pool, trigger, self.lease_ttl).await.map_err(Error::from);
         match &acquired {
             Ok(Acquired::Started(run)) if run.took_over => {
                 tracing::warn!(run_id = %run.collection_id, "took over the expired lease of a run whose collector stopped heartbeating");

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use cudly_collector::domain::{Outcome, ProviderStatus, Trigger, timestamp};
+use cudly_collector::lease::ABANDONED_ERROR;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
@@ -30,11 +31,6 @@ struct StateRow {
     data_version: i64,
     due: Option<String>,
 }
-
-/// What a run whose lease expired says, wherever it is shown: its collector
-/// stopped heartbeating (crashed, frozen or cut off), and whatever it
-/// collected was not written.
-pub const ABANDONED_ERROR: &str = "the collector stopped heartbeating; its lease expired";
 
 /// The state as one read sees it.
 #[derive(Debug, Clone, PartialEq)]

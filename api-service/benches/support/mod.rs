@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cudly_api::lease::{Acquired, acquire_lease};
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation, Trigger};
 use cudly_collector::engine::Collected;
 use cudly_collector::lease::Lease;

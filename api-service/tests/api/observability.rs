@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_proto::recommendations::v1 as pb;
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -87,18 +88,13 @@ async fn both_services_serve_prometheus_metrics_of_what_happened(pool: PgPool) {
     let app = spawn_app(pool.clone(), Options { metrics: true, ..Options::default() }).await;
     // A run whose collector died: its lease has expired, so the refresh
     // takes it over.
-    sqlx::query(
-        "WITH taken AS (
-             UPDATE collection_state SET generation = generation + 1, collection_id = gen_random_uuid(),
-                 trigger = 'user', started_at = now(), lease_expires_at = now() - interval '1 s'
-             WHERE id = 1 RETURNING collection_id, generation
-         )
-         INSERT INTO collection_runs (id, generation, trigger, started_at)
-         SELECT collection_id, generation, 'user', now() FROM taken",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    let Acquired::Started(_) =
+        acquire_lease(&pool, cudly_collector::domain::Trigger::User, Duration::from_secs(30)).await.unwrap()
+    else {
+        panic!("the lease was free");
+    };
+    // Its lease expires (moved in the database rather than waited out).
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
     let run = app.refresh().await.unwrap().collection.unwrap();
     app.wait_for_end(&run.id).await;
     let _watch = app.client.clone().watch_freshness(pb::WatchFreshnessRequest::default()).await.unwrap();

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cudly_api::lease::{Acquired, acquire_lease};
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::domain::{Provider, Trigger};
 use cudly_collector::engine::Collected;
 use cudly_collector::lease::{Lease, renew_lease, write_progress};

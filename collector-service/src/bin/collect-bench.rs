@@ -14,7 +14,7 @@ use clap::Parser;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts, simulated_account};
 use cudly_collector::domain::{Account, Provider, Trigger};
 use cudly_collector::engine::{self, EngineConfig};
-use cudly_collector::lease::Lease;
+use cudly_collector::lease::{Acquired, Lease, acquire_lease};
 use cudly_collector::metrics::CollectorMetrics;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::providers::{Backends, CloudBackend};
@@ -137,21 +137,10 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
         progress_interval: Duration::from_millis(500),
         metrics: CollectorMetrics::register(&mut Registry::default()),
     });
-    let collection_id = uuid::Uuid::new_v4();
-    let generation: i64 = sqlx::query_scalar(
-        "UPDATE collection_state SET generation = generation + 1, collection_id = $1, trigger = 'user',
-             started_at = now(), finished_at = NULL, outcome = NULL, lease_expires_at = now() + interval '30 s'
-         WHERE id = 1 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-         RETURNING generation",
-    )
-    .bind(collection_id)
-    .fetch_one(&pool)
-    .await?;
-    sqlx::query("INSERT INTO collection_runs (id, generation, trigger, started_at) VALUES ($1, $2, 'user', now())")
-        .bind(collection_id)
-        .bind(generation)
-        .execute(&pool)
-        .await?;
+    let Acquired::Started(run) = acquire_lease(&pool, Trigger::User, Duration::from_secs(30)).await? else {
+        anyhow::bail!("a run already holds the lease");
+    };
+    let (collection_id, generation) = (run.collection_id, run.generation);
     let lease = Lease { collection_id, generation, trigger: Trigger::User };
     let started = Instant::now();
     let end = run_collection(ctx, lease, CancellationToken::new(), opentelemetry::Context::new()).await;

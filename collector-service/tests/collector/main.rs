@@ -1,6 +1,7 @@
 //! collector-service integration tests: a real server on port 0 against a
 //! real database per test, called with a real tonic client.
 
+mod fencing;
 mod migrations;
 
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use cudly_collector::accounts::seed_simulated_accounts;
 use cudly_collector::auth::InternalAuth;
 use cudly_collector::domain::Provider;
+use cudly_collector::domain::Trigger;
 use cudly_collector::engine::EngineConfig;
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::run::RunEnd;
 use cudly_collector::service::Collector;
@@ -34,12 +37,16 @@ struct TestCollector {
 }
 
 async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
+    spawn_collector_with_ttl(pool, latency, Duration::from_secs(5)).await
+}
+
+async fn spawn_collector_with_ttl(pool: &PgPool, latency: Duration, lease_ttl: Duration) -> TestCollector {
     seed_simulated_accounts(pool, &"aws=2,gcp=1".parse().unwrap()).await.unwrap();
     let sim = SimulatedConfig { latency, jitter: Duration::ZERO, ..SimulatedConfig::default() };
     let backends = Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
-        lease_ttl: Duration::from_secs(5),
+        lease_ttl,
         engine: EngineConfig::default(),
         progress_interval: Duration::from_millis(50),
         shutdown_timeout: Duration::from_secs(5),
@@ -62,23 +69,10 @@ async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
 
 /// Takes the lease as api-service does, returning (run id, generation).
 async fn take_lease(pool: &PgPool) -> (Uuid, i64) {
-    let id = Uuid::new_v4();
-    let generation: i64 = sqlx::query_scalar(
-        "UPDATE collection_state SET generation = generation + 1, collection_id = $1, trigger = 'user',
-             started_at = now(), finished_at = NULL, outcome = NULL, lease_expires_at = now() + interval '5 s'
-         WHERE id = 1 RETURNING generation",
-    )
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    sqlx::query("INSERT INTO collection_runs (id, generation, trigger, started_at) VALUES ($1, $2, 'user', now())")
-        .bind(id)
-        .bind(generation)
-        .execute(pool)
-        .await
-        .unwrap();
-    (id, generation)
+    match acquire_lease(pool, Trigger::User, Duration::from_secs(5)).await.unwrap() {
+        Acquired::Started(run) => (run.collection_id, run.generation),
+        Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
+    }
 }
 
 fn request(id: Uuid, generation: i64) -> CollectRequest {
@@ -265,4 +259,42 @@ async fn rows_collected_through_an_account_are_evicted_with_its_sweep_and_a_dele
     finish(&pool, &[(single, single, "r6g.xlarge"), (linked_a, payer, "m5.large")], &[payer, single]).await;
     assert!(rows_of(&pool, single).await.is_empty());
     assert_eq!(rows_of(&pool, linked_a).await, ["m5.large"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_that_cannot_renew_its_lease_cancels_itself_before_it_could_be_taken_over(pool: PgPool) {
+    // TTL 1 s, a renewal every 333 ms; every cloud call takes 30 s, so only
+    // the heartbeat can end the run.
+    let ttl = Duration::from_secs(1);
+    let c = spawn_collector_with_ttl(&pool, Duration::from_secs(30), ttl).await;
+    let mut ends = c.collector.subscribe_run_ends();
+    let (id, generation) = match acquire_lease(&pool, Trigger::User, ttl).await.unwrap() {
+        Acquired::Started(run) => (run.collection_id, run.generation),
+        Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
+    };
+    // Renewals block behind this row lock (the database is stuck for them).
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM collection_state WHERE id = 1 FOR UPDATE").execute(&mut *blocker).await.unwrap();
+    let delivered = std::time::Instant::now();
+    c.client.clone().collect(request(id, generation)).await.unwrap();
+
+    let (lease, end) = tokio::time::timeout(Duration::from_secs(10), ends.recv()).await.unwrap().unwrap();
+    let stopped = delivered.elapsed();
+    assert_eq!((lease.collection_id, &end), (id, &RunEnd::LeaseLost), "it stopped, as a run that lost its lease");
+    assert!(stopped < ttl + Duration::from_millis(1500), "cancelled {stopped:?} after delivery (TTL {ttl:?})");
+    blocker.rollback().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 0, "it wrote nothing");
+
+    // Its lease runs out on its own; the next refresh starts a new run.
+    let next = loop {
+        match acquire_lease(&pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
+            Acquired::Started(run) => break run,
+            Acquired::Joined(_) => {
+                assert!(delivered.elapsed() < ttl * 5, "the self-cancelled run's lease never freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!((next.generation, next.took_over), (generation + 1, true));
 }

@@ -1,0 +1,188 @@
+//! The fence inside the results transaction: a finish that passed the check
+//! before its transaction, then waited while its lease was lost, writes
+//! nothing; a release never clears a newer run's lease.
+
+use std::time::Duration;
+
+use cudly_collector::domain::{Provider, ProviderStatus, Trigger};
+use cudly_collector::engine::Collected;
+use cudly_collector::lease::{Acquired, Lease, RunInfo, acquire_lease, release_undispatched};
+use cudly_collector::persist::{ACCOUNTS_LOCK, FinishError, Finished, finish_run};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use crate::recommendation;
+
+const ACCOUNT: &str = "123456789012";
+
+async fn start_run(pool: &PgPool) -> (Lease, RunInfo) {
+    match acquire_lease(pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
+        Acquired::Started(run) => {
+            (Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User }, run)
+        }
+        Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
+    }
+}
+
+/// `n` rows of the registered account, distinct by resource type.
+fn results(prefix: &str, n: usize) -> Collected {
+    let recommendations: Vec<_> = (0..n).map(|i| recommendation(ACCOUNT, &format!("{prefix}.{i}"))).collect();
+    Collected {
+        sources: vec![ACCOUNT.to_string(); n],
+        recommendations,
+        providers: vec![ProviderStatus::pending(Provider::Aws, 1)],
+        complete_accounts: vec![(Provider::Aws, ACCOUNT.to_string())],
+    }
+}
+
+/// Holds the accounts lock (as a deletion would) until dropped or committed.
+async fn hold_accounts_lock(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut *tx).await.unwrap();
+    tx
+}
+
+/// Waits (bounded) until `n` transactions wait for the accounts lock.
+async fn waiting_for_the_lock(pool: &PgPool, n: i64) {
+    for _ in 0..500 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{n} finishes never queued for the accounts lock");
+}
+
+/// Starts `finish_run` for `lease`; it passes the check before its
+/// transaction and then waits for the accounts lock the test holds.
+fn finish_in_background(pool: &PgPool, lease: Lease, collected: Collected) -> JoinHandle<Result<Finished, FinishError>> {
+    let pool = pool.clone();
+    tokio::spawn(async move { finish_run(&pool, &lease, collected).await })
+}
+
+async fn rows_of_generation(pool: &PgPool, generation: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM recommendations WHERE generation = $1")
+        .bind(generation)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn register(pool: &PgPool) {
+    sqlx::query("INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Payments')")
+        .bind(ACCOUNT)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_finish_that_waited_while_its_lease_was_taken_over_writes_nothing(pool: PgPool) {
+    register(&pool).await;
+    let (old, _) = start_run(&pool).await;
+    let lock = hold_accounts_lock(&pool).await;
+    let stale = finish_in_background(&pool, old, results("stale", 3));
+    waiting_for_the_lock(&pool, 1).await;
+
+    // Meanwhile its lease expires and a newer run takes it over and finishes.
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let (newer, run) = start_run(&pool).await;
+    assert!(run.took_over);
+    let current = finish_in_background(&pool, newer, results("current", 2));
+    waiting_for_the_lock(&pool, 2).await;
+    lock.commit().await.unwrap();
+
+    assert!(matches!(stale.await.unwrap(), Err(FinishError::LeaseLost)), "the fence inside the transaction held");
+    let finished = current.await.unwrap().unwrap();
+    assert_eq!(finished.written, 2);
+    assert_eq!(rows_of_generation(&pool, old.generation).await, 0, "no row of the old generation");
+    assert_eq!(rows_of_generation(&pool, newer.generation).await, 2, "the newer run's rows are intact");
+    let types: Vec<String> = sqlx::query_scalar("SELECT resource_type FROM recommendations ORDER BY resource_type")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(types, ["current.0", "current.1"], "nothing of the stale run, not even evicted rows of the newer");
+    let runs: Vec<(i64, String)> =
+        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation").fetch_all(&pool).await.unwrap();
+    assert_eq!(runs, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_finish_whose_generation_moved_on_writes_nothing(pool: PgPool) {
+    register(&pool).await;
+    let (old, _) = start_run(&pool).await;
+    let lock = hold_accounts_lock(&pool).await;
+    let stale = finish_in_background(&pool, old, results("stale", 3));
+    waiting_for_the_lock(&pool, 1).await;
+    // The same run id under a newer generation: the generation alone must
+    // fence (ids are random, but a fencing token must not rely on that).
+    sqlx::query("UPDATE collection_state SET generation = generation + 1").execute(&pool).await.unwrap();
+    lock.commit().await.unwrap();
+
+    assert!(matches!(stale.await.unwrap(), Err(FinishError::LeaseLost)));
+    assert_eq!(rows_of_generation(&pool, old.generation).await, 0);
+    let lease_held: bool =
+        sqlx::query_scalar("SELECT lease_expires_at IS NOT NULL FROM collection_state").fetch_one(&pool).await.unwrap();
+    assert!(lease_held, "the stale finish did not clear the newer generation's lease");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_finish_after_its_lease_expired_writes_nothing_even_before_any_takeover(pool: PgPool) {
+    register(&pool).await;
+    let (old, _) = start_run(&pool).await;
+    let lock = hold_accounts_lock(&pool).await;
+    let stale = finish_in_background(&pool, old, results("stale", 3));
+    waiting_for_the_lock(&pool, 1).await;
+    // The right id and generation, but past its lease: nobody took over yet.
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    lock.commit().await.unwrap();
+
+    assert!(matches!(stale.await.unwrap(), Err(FinishError::LeaseLost)));
+    assert_eq!(rows_of_generation(&pool, old.generation).await, 0);
+    let (outcome, finished): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT outcome, finished_at FROM collection_state").fetch_one(&pool).await.unwrap();
+    assert_eq!((outcome, finished), (None, None), "the expired run did not record an end either");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_release_never_clears_a_newer_runs_lease(pool: PgPool) {
+    let (_, undispatched) = start_run(&pool).await;
+    // Its dispatch is slow; meanwhile its lease expires and a newer run takes it.
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let (newer, _) = start_run(&pool).await;
+
+    let released = release_undispatched(&pool, &undispatched, "dispatch to the collector failed: timeout").await;
+    assert!(!released.unwrap(), "the undispatched run no longer held the lease");
+    let (id, generation, held, outcome): (Option<uuid::Uuid>, i64, bool, Option<String>) = sqlx::query_as(
+        "SELECT collection_id, generation, lease_expires_at > now(), outcome FROM collection_state",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((id, generation, held, outcome), (Some(newer.collection_id), newer.generation, true, None));
+    let newer_run: String = sqlx::query_scalar("SELECT outcome FROM collection_runs WHERE id = $1")
+        .bind(newer.collection_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(newer_run, "running", "the newer run's history is untouched");
+
+    // Its own release (the compare matches) clears it.
+    let newer_info = RunInfo {
+        collection_id: newer.collection_id,
+        generation: newer.generation,
+        trigger: Trigger::User,
+        started_at: chrono::Utc::now(),
+        last_collected_at: None,
+        took_over: false,
+    };
+    assert!(release_undispatched(&pool, &newer_info, "dispatch to the collector failed").await.unwrap());
+    let held: bool =
+        sqlx::query_scalar("SELECT lease_expires_at IS NOT NULL FROM collection_state").fetch_one(&pool).await.unwrap();
+    assert!(!held);
+}
