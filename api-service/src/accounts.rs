@@ -355,44 +355,49 @@ impl AccountsService for AccountsApi {
         let req = request.into_inner();
         let (provider, external_id) = key(req.provider, &req.external_id)?;
         let mut tx = self.pool.begin().await.map_err(Error::from)?;
-        // Serialized with a run writing its results, which then leaves this
-        // account's rows out (or has written them before this deletes them).
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(ACCOUNTS_LOCK)
-            .execute(&mut *tx)
+        let removed = delete_account(&mut tx, provider, &external_id)
             .await
-            .map_err(Error::from)?;
-        let deleted = sqlx::query("DELETE FROM accounts WHERE provider = $1 AND external_id = $2")
-            .bind(provider.as_str())
-            .bind(&external_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::from)?;
-        if deleted.rows_affected() == 0 {
-            return Err(Status::not_found(format!("no {provider} account {external_id:?}")));
-        }
-        // Its own rows, and those collected through it (an organization's
-        // linked accounts, a GCP billing account).
-        let removed = sqlx::query(
-            "DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)",
-        )
-        .bind(provider.as_str())
-        .bind(&external_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(Error::from)?
-        .rows_affected();
-        if removed > 0 {
-            // Cached summaries are keyed by the data version.
-            sqlx::query("UPDATE collection_state SET data_version = data_version + 1 WHERE id = 1")
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::from)?;
-        }
+            .map_err(Error::from)?
+            .ok_or_else(|| Status::not_found(format!("no {provider} account {external_id:?}")))?;
         tx.commit().await.map_err(Error::from)?;
         tracing::info!(%provider, account = %external_id, recommendations = removed, "account deleted");
         Ok(Response::new(pb::DeleteAccountResponse { recommendations_deleted: removed as i64 }))
     }
+}
+
+/// Deletes an account with its recommendations (its own, and those
+/// collected through it: an organization's linked accounts, a GCP billing
+/// account) in `tx`, serialized with any run writing its results: that run
+/// then leaves this account's rows out, or wrote them before this deletes
+/// them. `None` when there is no such account. Commit `tx` to make it so.
+pub async fn delete_account(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    provider: Provider,
+    external_id: &str,
+) -> Result<Option<u64>, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut **tx).await?;
+    let deleted = sqlx::query("DELETE FROM accounts WHERE provider = $1 AND external_id = $2")
+        .bind(provider.as_str())
+        .bind(external_id)
+        .execute(&mut **tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let removed =
+        sqlx::query("DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)")
+            .bind(provider.as_str())
+            .bind(external_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    if removed > 0 {
+        // Cached summaries are keyed by the data version.
+        sqlx::query("UPDATE collection_state SET data_version = data_version + 1 WHERE id = 1")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Some(removed))
 }
 
 #[cfg(test)]

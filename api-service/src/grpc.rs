@@ -15,10 +15,10 @@ use tonic::{Request, Response, Status};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::Hub;
-use cudly_collector::lease::Acquired;
 use crate::recommendations::{self, SummaryCache};
 use crate::refresh::{AutoRefresh, Refresher};
 use crate::{page_token, state};
+use cudly_collector::lease::Acquired;
 
 /// RecommendationsService over the database, the refresher and the hub.
 pub struct RecommendationsApi {
@@ -113,9 +113,9 @@ impl RecommendationsService for RecommendationsApi {
         let mut freshness = state.freshness;
         if let Some(due) = state.due {
             match self.auto.start_due(&self.refresher, due).await {
-                // Show the run just started.
-                Ok(true) => freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?,
-                Ok(false) => {}
+                // Show the run in flight: the one this read started, or the
+                // one another caller started since the state was read.
+                Ok(_) => freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?,
                 // The read still answers; the next one tries again.
                 Err(err) => tracing::warn!(error = %err, trigger = %due, "automatic refresh not started"),
             }

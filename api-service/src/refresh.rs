@@ -10,8 +10,8 @@ use tracing::Instrument as _;
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
-use cudly_collector::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
 use crate::metrics::ApiMetrics;
+use cudly_collector::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
 
 /// Starts runs or joins the one in flight.
 #[derive(Clone, Debug)]
@@ -100,9 +100,9 @@ pub struct AutoRefresh {
 
 impl AutoRefresh {
     /// Starts the run a read found due (see [`crate::state::read_state`])
-    /// through the same lease as any other, dispatched in the background.
-    /// Returns whether this call started it.
-    pub async fn start_due(&self, refresher: &Arc<Refresher>, due: Trigger) -> Result<bool, Error> {
-        Ok(matches!(refresher.refresh_in_background(due).await?, Acquired::Started(_)))
+    /// through the same lease as any other, dispatched in the background,
+    /// or joins the run another caller started meanwhile.
+    pub async fn start_due(&self, refresher: &Arc<Refresher>, due: Trigger) -> Result<Acquired, Error> {
+        refresher.refresh_in_background(due).await
     }
 }

@@ -63,9 +63,10 @@ impl std::str::FromStr for SecretRef {
                 Ok(SecretRef::Env(name.to_string()))
             } else {
                 Err(format!(
-                    "{s:?}: an environment variable reference names a variable {ENV_PREFIX}…, upper-case letters, \
+                    "{}: an environment variable reference names a variable {ENV_PREFIX}…, upper-case letters, \
                      digits and _ (other variables of the collector, such as its database URL, are not secrets \
-                     an account may use)"
+                     an account may use)",
+                    quoted(s)
                 ))
             };
         }
@@ -79,12 +80,18 @@ impl std::str::FromStr for SecretRef {
             return if plain {
                 Ok(SecretRef::File(path.to_path_buf()))
             } else {
-                Err(format!("{s:?}: a file reference needs an absolute path without . or .."))
+                Err(format!("{}: a file reference needs an absolute path without . or ..", quoted(s)))
             };
         }
         // The value is not echoed: it may be the secret itself, pasted here.
         Err("not a secret reference: use env:NAME or file:/path (never the secret itself)".to_string())
     }
+}
+
+/// A reference for an error message: at most 80 characters of it, escaped.
+fn quoted(text: &str) -> String {
+    let head: String = text.chars().take(80).collect();
+    if text.chars().count() > 80 { format!("{head:?}…") } else { format!("{head:?}") }
 }
 
 impl TryFrom<String> for SecretRef {
@@ -234,19 +241,27 @@ mod tests {
             SecretRef::Env("CUDLY_CLOUD_SECRET_AZURE_1".into())
         );
         assert_eq!("file:/var/run/s".parse::<SecretRef>().unwrap(), SecretRef::File("/var/run/s".into()));
-        for bad in [
-            "s3cr3t-value",
-            "env:CUDLY_CLOUD_SECRET_lower",
-            "env:",
-            "env:DATABASE_URL",
-            "env:CUDLY_CLOUD_SECRET_",
-            "file:relative",
-            "file:/var/run/secrets/../../etc/shadow",
-            "",
+        let env_rule = "an environment variable reference names a variable CUDLY_CLOUD_SECRET_";
+        let file_rule = "a file reference needs an absolute path without . or ..";
+        let not_a_reference = "not a secret reference: use env:NAME or file:/path";
+        for (bad, why) in [
+            ("s3cr3t-value", not_a_reference),
+            ("env:CUDLY_CLOUD_SECRET_lower", env_rule),
+            ("env:", env_rule),
+            ("env:DATABASE_URL", env_rule),
+            ("env:CUDLY_CLOUD_SECRET_", env_rule),
+            ("file:relative", file_rule),
+            ("file:/var/run/secrets/../../etc/shadow", file_rule),
+            ("", not_a_reference),
         ] {
             let err = bad.parse::<SecretRef>().unwrap_err();
-            assert!(!bad.is_empty() || err.contains("env:NAME"), "{err}");
+            assert!(err.contains(why), "{bad:?}: {err}");
+            if why == not_a_reference {
+                assert!(bad.is_empty() || !err.contains(bad), "the value is never echoed: {err}");
+            }
         }
+        let long = format!("env:CUDLY_CLOUD_SECRET_{}", "x".repeat(60_000));
+        assert!(long.parse::<SecretRef>().unwrap_err().len() < 400, "the reference is quoted short");
         let err = "hunter2".parse::<SecretRef>().unwrap_err();
         assert!(err.contains("never the secret itself"), "{err}");
         let missing = SecretRef::Env("CUDLY_TEST_SURELY_UNSET_VARIABLE".into()).read().unwrap_err();

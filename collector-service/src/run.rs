@@ -3,7 +3,6 @@
 //! lease was lost).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -100,15 +99,19 @@ pub async fn run_collection(
 
 async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunEnd {
     // The run's own token: cancelled by the caller (shutdown) or by losing
-    // the lease; `lost` tells the two apart.
+    // the lease. `lost` is cancelled only by the latter: it also abandons a
+    // write in progress, and tells the two apart.
     let run_cancel = cancel.child_token();
-    let lost = Arc::new(AtomicBool::new(false));
+    let lost = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(ctx.pool.clone(), lease, ctx.lease_ttl, run_cancel.clone(), lost.clone()));
     let _stop_heartbeat = AbortOnDrop(heartbeat);
 
-    let accounts = match enabled_accounts(&ctx.pool).await {
-        Ok(accounts) => accounts,
-        Err(err) => return fail(ctx, &lease, format!("loading accounts failed: {err}"), &[]).await,
+    // Every step waits on the database or the clouds; each one ends at once
+    // when the lease is lost, even on a database that no longer answers.
+    let accounts = match run_cancel.run_until_cancelled(enabled_accounts(&ctx.pool)).await {
+        Some(Ok(accounts)) => accounts,
+        Some(Err(err)) => return fail(ctx, &lease, format!("loading accounts failed: {err}"), &[]).await,
+        None => return cancelled(ctx, &lease, &lost, &[]).await,
     };
     let (progress_tx, progress_rx) = watch::channel(Vec::new());
     let progress = tokio::spawn(publish_progress(ctx.pool.clone(), lease, progress_rx, ctx.progress_interval));
@@ -116,30 +119,34 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
 
     let collected =
         run_cancel.run_until_cancelled(engine::collect(&ctx.backends, &accounts, &ctx.engine, &progress_tx)).await;
-    if lost.load(Ordering::SeqCst) {
+    let Some(collected) = collected.filter(|_| !lost.is_cancelled()) else {
+        let providers = progress_tx.borrow().clone();
+        return cancelled(ctx, &lease, &lost, &providers).await;
+    };
+    let providers = collected.providers.clone();
+    ctx.metrics.provider_calls(&providers);
+    // A shutdown lets the write finish; a lost lease abandons it (its fence
+    // would refuse the commit anyway).
+    match lost.run_until_cancelled(persist::finish_run(&ctx.pool, &lease, collected)).await {
+        None | Some(Err(FinishError::LeaseLost)) => RunEnd::LeaseLost,
+        Some(Ok(finished)) => RunEnd::Finished(finished),
+        Some(Err(FinishError::Database(err))) => {
+            fail(ctx, &lease, format!("writing results failed: {err}"), &providers).await
+        }
+    }
+}
+
+/// Ends a run stopped before its results: nothing to write when its lease
+/// is lost; otherwise (shutdown) its lease is released with the reason.
+async fn cancelled(ctx: &RunContext, lease: &Lease, lost: &CancellationToken, providers: &[ProviderStatus]) -> RunEnd {
+    ctx.metrics.provider_calls(providers);
+    if lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
-    match collected {
-        Some(collected) => {
-            let providers = collected.providers.clone();
-            ctx.metrics.provider_calls(&providers);
-            match persist::finish_run(&ctx.pool, &lease, collected).await {
-                Ok(finished) => RunEnd::Finished(finished),
-                Err(FinishError::LeaseLost) => RunEnd::LeaseLost,
-                Err(FinishError::Database(err)) => {
-                    fail(ctx, &lease, format!("writing results failed: {err}"), &providers).await
-                }
-            }
-        }
-        None => {
-            let providers = progress_tx.borrow().clone();
-            ctx.metrics.provider_calls(&providers);
-            match lease::release_lease(&ctx.pool, &lease, Outcome::Cancelled, SHUTTING_DOWN, &providers).await {
-                Ok(true) => RunEnd::Released,
-                Ok(false) => RunEnd::LeaseLost,
-                Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
-            }
-        }
+    match lease::release_lease(&ctx.pool, lease, Outcome::Cancelled, SHUTTING_DOWN, providers).await {
+        Ok(true) => RunEnd::Released,
+        Ok(false) => RunEnd::LeaseLost,
+        Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
     }
 }
 
@@ -157,7 +164,7 @@ async fn fail(ctx: &RunContext, lease: &Lease, why: String, providers: &[Provide
 /// the lease is gone, or when no renewal succeeded before the lease would
 /// have expired (e.g. the database is unreachable): by then another
 /// collector may own it.
-async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, run: CancellationToken, lost: Arc<AtomicBool>) {
+async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, run: CancellationToken, lost: CancellationToken) {
     let mut valid_until = Instant::now() + ttl;
     let mut tick = tokio::time::interval_at(Instant::now() + ttl / 3, ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -179,7 +186,7 @@ async fn heartbeat(pool: PgPool, lease: Lease, ttl: Duration, run: CancellationT
             break;
         }
     }
-    lost.store(true, Ordering::SeqCst);
+    lost.cancel();
     run.cancel();
 }
 

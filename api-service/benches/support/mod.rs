@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation, Trigger};
 use cudly_collector::engine::Collected;
 use cudly_collector::lease::Lease;
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::money::{Amount, Currency};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -160,3 +160,91 @@ async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendati
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 }
+
+/// Rows of a run's results for `accounts` (one each), collected by this test.
+fn results_for(accounts: &[&str]) -> cudly_collector::engine::Collected {
+    use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation};
+    use cudly_collector::money::{Amount, Currency};
+    let recommendations: Vec<Recommendation> = accounts
+        .iter()
+        .map(|id| Recommendation {
+            provider: Provider::Aws,
+            account_id: id.to_string(),
+            account_name: id.to_string(),
+            service: "ec2".into(),
+            region: "us-east-1".into(),
+            resource_type: "m5.large".into(),
+            platform: "Linux/UNIX".into(),
+            commitment_type: CommitmentType::ReservedInstance,
+            term_months: 12,
+            payment_option: PaymentOption::NoUpfront,
+            currency: Currency::USD,
+            recommended_count: 1.0,
+            upfront_cost: Amount::ZERO,
+            recurring_monthly_cost: Amount::from_units(70).unwrap(),
+            on_demand_monthly_cost: Amount::from_units(100).unwrap(),
+            estimated_monthly_savings: Amount::from_units(30).unwrap(),
+            savings_percentage: 30.0,
+            break_even_months: 0.0,
+        })
+        .collect();
+    cudly_collector::engine::Collected {
+        sources: accounts.iter().map(|id| id.to_string()).collect(),
+        recommendations,
+        providers: vec![ProviderStatus::pending(Provider::Aws, accounts.len() as u32)],
+        complete_accounts: accounts.iter().map(|id| (Provider::Aws, id.to_string())).collect(),
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_account_deleted_while_a_run_writes_its_results_is_never_written_back(pool: PgPool) {
+    use cudly_collector::domain::{Provider, Trigger};
+    use cudly_collector::lease::{Acquired, Lease, acquire_lease};
+    let (doomed, staying) = ("210987654321", "310987654321");
+    sqlx::query(
+        "INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Doomed'), ('aws', $2, 'Stays')",
+    )
+    .bind(doomed)
+    .bind(staying)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let Acquired::Started(run) = acquire_lease(&pool, Trigger::User, std::time::Duration::from_secs(30)).await.unwrap()
+    else {
+        panic!("the lease was free");
+    };
+    let lease = Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User };
+
+    // DeleteAccount is under way (its transaction holds the accounts lock)
+    // when the run writes its results, which include the doomed account's.
+    let mut deletion = pool.begin().await.unwrap();
+    let removed = cudly_api::accounts::delete_account(&mut deletion, Provider::Aws, doomed).await.unwrap();
+    assert_eq!(removed, Some(0));
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            cudly_collector::persist::finish_run(&pool, &lease, results_for(&[doomed, staying])).await
+        })
+    };
+    // The run's write waits for the deletion.
+    let mut waited = false;
+    for _ in 0..500 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waited, "the results' write waited for the deletion's lock");
+    deletion.commit().await.unwrap();
+    let finished = writer.await.unwrap().unwrap();
+    assert_eq!(finished.written, 1, "only the account that still exists");
+    let owners: Vec<String> =
+        sqlx::query_scalar("SELECT account_id FROM recommendations").fetch_all(&pool).await.unwrap();
+    assert_eq!(owners, [staying], "the deleted account's rows did not come back");
+}

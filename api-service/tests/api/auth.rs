@@ -2,6 +2,7 @@
 //! gRPC and over gRPC-web; keys from a PEM file; watch streams that end when
 //! their token does.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,26 +81,78 @@ enum Rpc {
     Watch,
     List,
     Collections,
+    CreateAccount,
+    GetAccount,
     ListAccounts,
+    UpdateAccount,
+    DeleteAccount,
+}
+
+/// What the authorization layer decided about one call. A call it let in
+/// may still fail for its own reasons (an account that does not exist):
+/// that is `Allowed` too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    Unauthenticated,
+    PermissionDenied,
+}
+
+impl Verdict {
+    fn of(code: Code) -> Self {
+        match code {
+            Code::Unauthenticated => Verdict::Unauthenticated,
+            Code::PermissionDenied => Verdict::PermissionDenied,
+            _ => Verdict::Allowed,
+        }
+    }
+}
+
+/// The account the admin calls create, read, update and delete.
+const ACCOUNT_ID: &str = "210987654321";
+
+fn account() -> pb::Account {
+    pb::Account {
+        provider: pb::Provider::Aws as i32,
+        external_id: ACCOUNT_ID.into(),
+        display_name: "Payments prod".into(),
+        enabled: true,
+        ..Default::default()
+    }
 }
 
 impl Rpc {
-    const ALL: [Rpc; 6] = [Rpc::GetFreshness, Rpc::Watch, Rpc::List, Rpc::Collections, Rpc::ListAccounts, Rpc::Refresh];
+    const ALL: [Rpc; 10] = [
+        Rpc::GetFreshness,
+        Rpc::Watch,
+        Rpc::List,
+        Rpc::Collections,
+        Rpc::CreateAccount,
+        Rpc::GetAccount,
+        Rpc::ListAccounts,
+        Rpc::UpdateAccount,
+        Rpc::DeleteAccount,
+        Rpc::Refresh,
+    ];
 
     fn service(self) -> &'static str {
-        match self {
-            Rpc::ListAccounts => "AccountsService",
-            _ => "RecommendationsService",
-        }
+        if self.is_admin() { "AccountsService" } else { "RecommendationsService" }
     }
 
     fn is_admin(self) -> bool {
-        matches!(self, Rpc::ListAccounts)
+        matches!(
+            self,
+            Rpc::CreateAccount | Rpc::GetAccount | Rpc::ListAccounts | Rpc::UpdateAccount | Rpc::DeleteAccount
+        )
     }
 
     fn method(self) -> &'static str {
         match self {
+            Rpc::CreateAccount => "CreateAccount",
+            Rpc::GetAccount => "GetAccount",
             Rpc::ListAccounts => "ListAccounts",
+            Rpc::UpdateAccount => "UpdateAccount",
+            Rpc::DeleteAccount => "DeleteAccount",
             Rpc::Refresh => "RefreshRecommendations",
             Rpc::GetFreshness => "GetFreshness",
             Rpc::Watch => "WatchFreshness",
@@ -110,13 +163,28 @@ impl Rpc {
 
     /// The request message, encoded.
     fn body(self) -> Vec<u8> {
+        let key = || (pb::Provider::Aws as i32, ACCOUNT_ID.to_string());
         match self {
             Rpc::Refresh => pb::RefreshRecommendationsRequest::default().encode_to_vec(),
             Rpc::GetFreshness => pb::GetFreshnessRequest::default().encode_to_vec(),
             Rpc::Watch => pb::WatchFreshnessRequest::default().encode_to_vec(),
             Rpc::List => pb::ListRecommendationsRequest::default().encode_to_vec(),
             Rpc::Collections => pb::ListCollectionsRequest::default().encode_to_vec(),
+            Rpc::CreateAccount => pb::CreateAccountRequest { account: Some(account()) }.encode_to_vec(),
+            Rpc::GetAccount => {
+                let (provider, external_id) = key();
+                pb::GetAccountRequest { provider, external_id }.encode_to_vec()
+            }
             Rpc::ListAccounts => pb::ListAccountsRequest::default().encode_to_vec(),
+            Rpc::UpdateAccount => {
+                let (provider, external_id) = key();
+                pb::UpdateAccountRequest { provider, external_id, enabled: Some(false), ..Default::default() }
+                    .encode_to_vec()
+            }
+            Rpc::DeleteAccount => {
+                let (provider, external_id) = key();
+                pb::DeleteAccountRequest { provider, external_id }.encode_to_vec()
+            }
         }
     }
 }
@@ -133,6 +201,8 @@ fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
 /// The code one call gets over native gRPC (a stream: its first message).
 async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     let mut client = app.client.clone();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap();
+    let mut accounts = AccountsServiceClient::new(channel.connect().await.unwrap());
     let result = match rpc {
         Rpc::Refresh => client
             .refresh_recommendations(with_token(pb::RefreshRecommendationsRequest::default(), bearer))
@@ -149,10 +219,24 @@ async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
         Rpc::Collections => {
             client.list_collections(with_token(pb::ListCollectionsRequest::default(), bearer)).await.map(drop)
         }
+        Rpc::CreateAccount => {
+            let req = pb::CreateAccountRequest::decode(rpc.body().as_slice()).unwrap();
+            accounts.create_account(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::GetAccount => {
+            let req = pb::GetAccountRequest::decode(rpc.body().as_slice()).unwrap();
+            accounts.get_account(with_token(req, bearer)).await.map(drop)
+        }
         Rpc::ListAccounts => {
-            let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap();
-            let mut accounts = AccountsServiceClient::new(channel.connect().await.unwrap());
             accounts.list_accounts(with_token(pb::ListAccountsRequest::default(), bearer)).await.map(drop)
+        }
+        Rpc::UpdateAccount => {
+            let req = pb::UpdateAccountRequest::decode(rpc.body().as_slice()).unwrap();
+            accounts.update_account(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::DeleteAccount => {
+            let req = pb::DeleteAccountRequest::decode(rpc.body().as_slice()).unwrap();
+            accounts.delete_account(with_token(req, bearer)).await.map(drop)
         }
     };
     match result {
@@ -162,7 +246,10 @@ async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
 }
 
 /// The code one call gets over gRPC-web (HTTP/1.1, as a browser sends it).
+/// A WatchFreshness call counts as let in only once its first message (a
+/// `Freshness` snapshot) has arrived.
 async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = rpc.body();
     let authorization = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let mut request = format!(
@@ -177,22 +264,63 @@ async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     request.push(0);
     request.extend_from_slice(&(body.len() as u32).to_be_bytes());
     request.extend_from_slice(&body);
-    // A stream would stay open: read what arrives within a moment.
-    let response = match rpc {
-        Rpc::Watch => tokio::time::timeout(Duration::from_secs(2), http1(app.addr, &request)).await.ok(),
-        _ => Some(http1(app.addr, &request).await),
-    };
-    let Some(response) = response else {
-        // Still streaming after its first message: the call was let in.
-        return Code::Ok;
-    };
-    let lower = response.to_ascii_lowercase();
-    match lower.split("grpc-status:").nth(1) {
-        Some(rest) => {
-            Code::from_i32(rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap())
-        }
-        None => panic!("{}: no grpc-status in {response}", rpc.method()),
+    if !matches!(rpc, Rpc::Watch) {
+        let response = http1(app.addr, &request).await;
+        return grpc_web_status(&response).unwrap_or_else(|| panic!("{}: no grpc-status in {response}", rpc.method()));
     }
+    // A stream stays open: read until its first message or its status.
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    socket.write_all(&request).await.unwrap();
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = socket.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return grpc_web_status(&String::from_utf8_lossy(&received)).expect("a status before the end");
+            }
+            received.extend_from_slice(&chunk[..n]);
+            if let Some(message) = first_grpc_web_message(&received) {
+                pb::Freshness::decode(message.as_slice()).expect("the first message is a Freshness snapshot");
+                return Code::Ok;
+            }
+            if let Some(code) = grpc_web_status(&String::from_utf8_lossy(&received)) {
+                return code;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the stream answered within 10 s")
+}
+
+/// The `grpc-status` of a gRPC-web response (in its headers or its trailer
+/// frame), once it has arrived.
+fn grpc_web_status(response: &str) -> Option<Code> {
+    let lower = response.to_ascii_lowercase();
+    let rest = lower.split("grpc-status:").nth(1)?;
+    let digits: String = rest.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().map(Code::from_i32)
+}
+
+/// The first data frame of a chunked gRPC-web response, once whole.
+fn first_grpc_web_message(response: &[u8]) -> Option<Vec<u8>> {
+    let head_end = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    // De-chunk what has arrived of the body.
+    let mut body = Vec::new();
+    let mut at = head_end;
+    while let Some(line_end) = response[at..].windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&response[at..at + line_end]).ok()?.trim(), 16).ok()?;
+        let start = at + line_end + 2;
+        if size == 0 || response.len() < start + size {
+            break;
+        }
+        body.extend_from_slice(&response[start..start + size]);
+        at = start + size + 2;
+        if at > response.len() {
+            break;
+        }
+    }
+    let (flag, len) = (*body.first()?, u32::from_be_bytes(body.get(1..5)?.try_into().ok()?) as usize);
+    (flag == 0 && body.len() >= 5 + len).then(|| body[5..5 + len].to_vec())
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -207,9 +335,10 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         Algorithm::HS256,
         serde_json::json!({}),
     );
-    // (who, token, expected on the recommendation RPCs, expected on AccountsService)
-    let unauthenticated = (Code::Unauthenticated, Code::Unauthenticated);
-    let callers: Vec<(&str, Option<String>, (Code, Code))> = vec![
+    // (who, token, verdict on the recommendation RPCs, on AccountsService)
+    use Verdict::{Allowed, PermissionDenied, Unauthenticated};
+    let unauthenticated = (Unauthenticated, Unauthenticated);
+    let callers: Vec<(&str, Option<String>, (Verdict, Verdict))> = vec![
         ("no token", None, unauthenticated),
         ("expired", Some(hs(serde_json::json!({"exp": now() - 60}))), unauthenticated),
         ("wrong signature", Some(forged), unauthenticated),
@@ -217,22 +346,27 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         ("wrong issuer", Some(hs(serde_json::json!({"iss": "https://evil.test/"}))), unauthenticated),
         ("not yet valid", Some(hs(serde_json::json!({"nbf": now() + 600}))), unauthenticated),
         ("garbage", Some("not.a.jwt".to_string()), unauthenticated),
-        ("admin", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), (Code::PermissionDenied, Code::Ok)),
-        ("viewer", Some(hs(serde_json::json!({}))), (Code::Ok, Code::PermissionDenied)),
+        ("admin", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), (PermissionDenied, Allowed)),
+        ("viewer", Some(hs(serde_json::json!({}))), (Allowed, PermissionDenied)),
         (
             "viewer and admin, space-separated",
             Some(hs(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
-            (Code::Ok, Code::Ok),
+            (Allowed, Allowed),
         ),
     ];
     let mut mismatches = Vec::new();
+    let mut admin_calls = Vec::new();
     for (who, bearer, (view_expected, admin_expected)) in &callers {
         for rpc in Rpc::ALL {
             let expected = if rpc.is_admin() { admin_expected } else { view_expected };
-            for (transport, got) in [
+            for (transport, code) in [
                 ("grpc", call_grpc(&app, rpc, bearer.as_deref()).await),
                 ("grpc-web", call_grpc_web(&app, rpc, bearer.as_deref()).await),
             ] {
+                let got = Verdict::of(code);
+                if rpc.is_admin() && got == Allowed {
+                    admin_calls.push((rpc.method(), code));
+                }
                 if got != *expected {
                     mismatches
                         .push(format!("{who} × {} over {transport}: {got:?}, expected {expected:?}", rpc.method()));
@@ -241,6 +375,12 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    // The admin calls let in did their work (a repeated create finds the
+    // account, a get or update after a delete does not).
+    let codes: HashSet<(&str, Code)> = admin_calls.into_iter().collect();
+    for expected in [("CreateAccount", Code::Ok), ("DeleteAccount", Code::Ok), ("ListAccounts", Code::Ok)] {
+        assert!(codes.contains(&expected), "{expected:?} never happened: {codes:?}");
+    }
 
     // The messages say what to do, and nothing about the signature.
     let status = app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, None)).await.unwrap_err();
@@ -277,6 +417,28 @@ async fn es256_tokens_verify_against_a_pem_public_key_and_hs256_forgeries_do_not
     let confused =
         token(&EncodingKey::from_secret(pair.public_key_pem().as_bytes()), Algorithm::HS256, serde_json::json!({}));
     assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&confused)).await, Code::Unauthenticated);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_leeway_forgives_clock_skew_up_to_its_length_and_no_further(pool: PgPool) {
+    let keys = KeyDir::new();
+    let secret = keys.write("hs256", SECRET);
+    let AuthSettings::Jwt(jwt) = jwt_settings(KeySource::Hs256SecretFile(secret)) else { unreachable!() };
+    let leeway = Duration::from_secs(30);
+    let opts =
+        Options { auth: AuthSettings::Jwt(JwtSettings { leeway, ..jwt }), with_collector: false, ..Options::default() };
+    let app = spawn_app(pool, opts).await;
+    let cases = [
+        ("expired 10 s ago", serde_json::json!({"exp": now() - 10}), Code::Ok),
+        ("expired 60 s ago", serde_json::json!({"exp": now() - 60}), Code::Unauthenticated),
+        ("valid from 10 s on", serde_json::json!({"nbf": now() + 10}), Code::Ok),
+        ("valid from 60 s on", serde_json::json!({"nbf": now() + 60}), Code::Unauthenticated),
+    ];
+    for (what, claims, expected) in cases {
+        let token = hs(claims);
+        assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} with a 30 s leeway");
+        assert_eq!(call_grpc_web(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} over gRPC-web");
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]

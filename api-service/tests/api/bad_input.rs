@@ -205,10 +205,15 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
     // then holds its slot until the dispatch deadline.
     let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_addr = blackhole.local_addr().unwrap();
+    let (dispatching, dispatched) = tokio::sync::oneshot::channel();
     let held = tokio::spawn(async move {
         let mut sockets = Vec::new();
+        let mut dispatching = Some(dispatching);
         while let Ok((socket, _)) = blackhole.accept().await {
             sockets.push(socket);
+            if let Some(tx) = dispatching.take() {
+                let _ = tx.send(());
+            }
         }
     });
     let limits = cudly_api::startup::Limits { max_concurrent_requests: 1, ..Default::default() };
@@ -222,7 +227,9 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
             client.refresh_recommendations(pb::RefreshRecommendationsRequest::default()).await
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The refresh is dispatching (it holds the one slot) once the
+    // "collector" has its connection.
+    dispatched.await.unwrap();
     let status = app.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(!slow.is_finished(), "shed while the slot was taken, not queued until it was free");

@@ -7,6 +7,7 @@ mod bad_input;
 mod collector_auth;
 mod figures;
 mod grpc_web;
+mod guarantees;
 mod helpers;
 mod listing;
 mod observability;

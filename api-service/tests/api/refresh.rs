@@ -3,9 +3,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::domain::{Provider, Trigger};
 use cudly_collector::engine::Collected;
+use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::lease::{Lease, renew_lease, write_progress};
 use cudly_collector::persist::{FinishError, finish_run};
 use cudly_collector::run::RunEnd;

@@ -58,23 +58,36 @@ async fn a_collector_killed_mid_run_frees_the_lease_within_the_ttl(pool: PgPool)
     let api = client(a_addr).await;
 
     let first = refresh(&api).await.unwrap().collection.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stream = api.clone().watch_freshness(pb::WatchFreshnessRequest::default()).await.unwrap().into_inner();
+    // Killed once the run is collecting (its first progress arrived).
+    loop {
+        let f = stream.message().await.unwrap().unwrap();
+        if f.collection.as_ref().is_some_and(|c| c.id == first.id && !c.providers.is_empty()) {
+            break;
+        }
+    }
     collector.signal("KILL");
     let killed = Instant::now();
     collector.wait_exit(Duration::from_secs(5)).await;
+    // Nobody renews its lease now: it is free (and the run abandoned) within
+    // the TTL, whatever else is running.
+    let freed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let f = stream.message().await.unwrap().unwrap();
+            let run = f.collection.unwrap_or_default();
+            if run.id == first.id && run.outcome == pb::Outcome::Abandoned as i32 {
+                return killed.elapsed();
+            }
+        }
+    })
+    .await
+    .expect("the dead run's lease was never freed");
+    assert!(freed <= Duration::from_secs(3), "the lease was free {freed:?} after the kill (TTL 2 s + 1 s allowed)");
     let collector = Proc::collector("collector-2", &db, c_addr, &slow);
     wait_serving(&collector, Duration::from_secs(10)).await;
-
-    let second = loop {
-        let r = refresh(&api).await.unwrap();
-        if !r.deduplicated {
-            break r.collection.unwrap();
-        }
-        assert!(killed.elapsed() < Duration::from_secs(5), "the dead run's lease was never freed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let after = killed.elapsed();
-    assert!(after <= Duration::from_secs(3), "a new run started {after:?} after the kill (TTL 2 s + 1 s allowed)");
+    let second = refresh(&api).await.unwrap();
+    assert!(!second.deduplicated, "the next refresh starts a new run at once");
+    let second = second.collection.unwrap();
     assert_eq!(second.generation, first.generation + 1);
     assert_eq!(history(&pool).await[0], (first.generation, "abandoned".to_string()));
     let end = wait_run_end(&api, &second.id, Duration::from_secs(20)).await;
@@ -113,13 +126,13 @@ async fn a_paused_collector_writes_nothing_once_its_lease_was_taken_over(pool: P
     assert!(written > 0);
 
     paused.signal("CONT");
-    // Within a heartbeat (TTL/3) it notices; give it two TTLs.
+    // Within a heartbeat (TTL/3) it notices and stops; its run's end is the
+    // line it logs then (allowed two TTLs).
     let deadline = Instant::now() + Duration::from_secs(3);
-    while !paused.log().contains("lease") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    while !paused.log().contains("lease lost, run stopped without writing") {
+        assert!(Instant::now() < deadline, "the resumed collector never stopped its run\n{}", paused.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(paused.log().contains("lease lost, run stopped without writing"), "{}", paused.log_tail());
     assert_eq!(rows_of_generation(&pool, old.generation).await, 0, "the paused run wrote nothing");
     assert_eq!(rows_of_generation(&pool, new.generation).await, written, "the newer run's results stand");
     let runs = history(&pool).await;
@@ -309,6 +322,17 @@ async fn draining_one_of_two_api_replicas_moves_its_watchers_to_the_other(pool: 
 #[sqlx::test(migrations = "../migrations")]
 #[ignore = "fault test: restarts Postgres; scripts/test runs these one at a time"]
 async fn random_triggers_and_collector_kills_never_overlap_runs(pool: PgPool) {
+    // Every write to the results, with the database's time, as it is made:
+    // a stale write stays on record even if a later run overwrites the row.
+    for statement in [
+        "CREATE TABLE write_audit (generation bigint NOT NULL, at timestamptz NOT NULL)",
+        "CREATE FUNCTION audit_write() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO write_audit VALUES (NEW.generation, clock_timestamp()); RETURN NEW; END $$",
+        "CREATE TRIGGER audit_write AFTER INSERT OR UPDATE ON recommendations
+         FOR EACH ROW EXECUTE FUNCTION audit_write()",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
     let db = db_url(&pool);
     let (c_addr, a_addr) = (free_addr(), free_addr());
     let env = [("CUDLY_LEASE_TTL", "1s"), ("CUDLY_SIM_LATENCY", "40ms"), ("CUDLY_SIM_JITTER", "35ms")];
@@ -379,12 +403,27 @@ async fn random_triggers_and_collector_kills_never_overlap_runs(pool: PgPool) {
         assert!(next.2 >= prev_end, "runs {} and {} held the lease at once", prev.0, next.0);
     }
     assert!(runs.iter().filter(|r| r.1 == "running").count() <= 1);
-    let wrote_without_finishing: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM recommendations r JOIN collection_runs c ON c.generation = r.generation
-         WHERE c.outcome NOT IN ('succeeded', 'partially_succeeded')",
+    // Every write that was committed came from a run that finished (an
+    // abandoned, cancelled or failed run wrote nothing), made while it held
+    // the lease: after it started and before any later run started (its
+    // writes are timed by clock_timestamp() inside its finishing
+    // transaction; the next run can only start after that commits).
+    let writes: i64 = sqlx::query_scalar("SELECT count(*) FROM write_audit").fetch_one(&pool).await.unwrap();
+    assert!(writes > 0, "the rounds wrote results");
+    let stale: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT w.generation, coalesce(c.outcome, 'no run') FROM write_audit w
+         LEFT JOIN collection_runs c ON c.generation = w.generation
+         WHERE c.outcome IS NULL OR c.outcome NOT IN ('succeeded', 'partially_succeeded')
+            OR w.at < c.started_at
+            OR EXISTS (SELECT 1 FROM collection_runs n WHERE n.generation > w.generation AND n.started_at <= w.at)",
     )
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(wrote_without_finishing, 0, "an abandoned, cancelled or failed run wrote results");
+    assert!(
+        stale.is_empty(),
+        "{} writes outside their run's lease, first: {:?}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
 }

@@ -44,7 +44,8 @@ const GCP_SERVICES: &[&str] = super::gcp::SERVICES;
 
 const AWS_REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-east-2", "us-west-2"];
 const AZURE_REGIONS: &[&str] = &["eastus", "northeurope", "westeurope", "westus2"];
-const GCP_REGIONS: &[&str] = &[
+/// The regions the simulated GCP lists for every project.
+pub const GCP_REGIONS: &[&str] = &[
     "asia-east1",
     "asia-southeast1",
     "australia-southeast1",
@@ -64,13 +65,32 @@ pub struct SimulatedBackend {
     failure_rate: AtomicU64,
     /// Varies latency and failures from call to call; the data stays fixed.
     calls: AtomicU64,
+    /// Services whose every call fails.
+    failing_services: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl SimulatedBackend {
     /// A simulated `provider`.
     pub fn new(provider: Provider, config: SimulatedConfig) -> Self {
         let failure_rate = AtomicU64::new(config.failure_rate.to_bits());
-        SimulatedBackend { provider, config, failure_rate, calls: AtomicU64::new(0) }
+        SimulatedBackend {
+            provider,
+            config,
+            failure_rate,
+            calls: AtomicU64::new(0),
+            failing_services: Default::default(),
+        }
+    }
+
+    /// Makes every later call for `service` fail (a service the accounts'
+    /// credentials may not read, say), while the others succeed.
+    pub fn fail_service(&self, service: &'static str) {
+        self.failing_services.lock().unwrap().push(service);
+    }
+
+    /// Calls made to this simulated cloud so far (every account, every run).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
     }
 
     /// Changes the failure rate for later calls (1.0 makes every call fail).
@@ -227,7 +247,12 @@ impl CloudBackend for SimulatedBackend {
 
     fn fetch<'a>(&'a self, query: Query<'a>) -> BoxFuture<'a, Result<Vec<Recommendation>, BackendError>> {
         async move {
-            self.call(&format!("{} of {}", query.service, query.account.external_id), query.calls).await?;
+            let what = format!("{} of {}", query.service, query.account.external_id);
+            self.call(&what, query.calls).await?;
+            if self.failing_services.lock().unwrap().contains(&query.service) {
+                query.calls.error();
+                return Err(BackendError::failed(format!("simulated {} API error on {what}", self.provider)));
+            }
             Ok(self.generate(&query))
         }
         .boxed()
@@ -363,7 +388,10 @@ mod tests {
         let account = account();
         assert!(backend.fetch(query(&account)).await.is_ok());
         backend.set_failure_rate(1.0);
-        let err = backend.fetch(query(&account)).await.unwrap_err();
-        assert!(err.message.contains("simulated azure API error"), "{err}");
+        for _ in 0..200 {
+            let err = backend.fetch(query(&account)).await.unwrap_err();
+            assert!(err.message.contains("simulated azure API error"), "{err}");
+        }
+        assert_eq!(backend.calls(), 201, "every call counted, the failed ones too");
     }
 }

@@ -60,7 +60,11 @@ async fn waiting_for_the_lock(pool: &PgPool, n: i64) {
 
 /// Starts `finish_run` for `lease`; it passes the check before its
 /// transaction and then waits for the accounts lock the test holds.
-fn finish_in_background(pool: &PgPool, lease: Lease, collected: Collected) -> JoinHandle<Result<Finished, FinishError>> {
+fn finish_in_background(
+    pool: &PgPool,
+    lease: Lease,
+    collected: Collected,
+) -> JoinHandle<Result<Finished, FinishError>> {
     let pool = pool.clone();
     tokio::spawn(async move { finish_run(&pool, &lease, collected).await })
 }
@@ -108,7 +112,10 @@ async fn a_finish_that_waited_while_its_lease_was_taken_over_writes_nothing(pool
         .unwrap();
     assert_eq!(types, ["current.0", "current.1"], "nothing of the stale run, not even evicted rows of the newer");
     let runs: Vec<(i64, String)> =
-        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation").fetch_all(&pool).await.unwrap();
+        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(runs, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
 }
 
@@ -158,12 +165,11 @@ async fn a_release_never_clears_a_newer_runs_lease(pool: PgPool) {
 
     let released = release_undispatched(&pool, &undispatched, "dispatch to the collector failed: timeout").await;
     assert!(!released.unwrap(), "the undispatched run no longer held the lease");
-    let (id, generation, held, outcome): (Option<uuid::Uuid>, i64, bool, Option<String>) = sqlx::query_as(
-        "SELECT collection_id, generation, lease_expires_at > now(), outcome FROM collection_state",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (id, generation, held, outcome): (Option<uuid::Uuid>, i64, bool, Option<String>) =
+        sqlx::query_as("SELECT collection_id, generation, lease_expires_at > now(), outcome FROM collection_state")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!((id, generation, held, outcome), (Some(newer.collection_id), newer.generation, true, None));
     let newer_run: String = sqlx::query_scalar("SELECT outcome FROM collection_runs WHERE id = $1")
         .bind(newer.collection_id)

@@ -30,6 +30,8 @@ use uuid::Uuid;
 
 struct TestCollector {
     client: CollectorServiceClient<Channel>,
+    /// The simulated clouds, in provider order.
+    sims: Vec<Arc<SimulatedBackend>>,
     health: HealthClient<Channel>,
     collector: Arc<Collector>,
     stop: CancellationToken,
@@ -43,7 +45,9 @@ async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
 async fn spawn_collector_with_ttl(pool: &PgPool, latency: Duration, lease_ttl: Duration) -> TestCollector {
     seed_simulated_accounts(pool, &"aws=2,gcp=1".parse().unwrap()).await.unwrap();
     let sim = SimulatedConfig { latency, jitter: Duration::ZERO, ..SimulatedConfig::default() };
-    let backends = Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect();
+    let sims: Vec<Arc<SimulatedBackend>> =
+        Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone()))).collect();
+    let backends = sims.iter().map(|s| s.clone() as _).collect();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         lease_ttl,
@@ -60,6 +64,7 @@ async fn spawn_collector_with_ttl(pool: &PgPool, latency: Duration, lease_ttl: D
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     TestCollector {
         client: CollectorServiceClient::new(channel.clone()),
+        sims,
         health: HealthClient::new(channel),
         collector,
         stop,
@@ -92,13 +97,19 @@ async fn a_duplicate_delivery_is_acknowledged_and_ignored(pool: PgPool) {
     let (lease, end) = tokio::time::timeout(Duration::from_secs(20), ends.recv()).await.unwrap().unwrap();
     assert_eq!(lease.collection_id, id);
     assert!(matches!(end, RunEnd::Finished(_)), "{end:?}");
-    let written: i64 =
-        sqlx::query_scalar("SELECT count(DISTINCT generation) FROM recommendations").fetch_one(&pool).await.unwrap();
-    assert_eq!(written, 1);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), ends.recv()).await.is_err(),
-        "the duplicate did not start a second run"
-    );
+    // Exactly one run's calls reached the clouds: a second run of the same
+    // lease would have made its own meanwhile (its first calls go out at
+    // once, the run lasts several latencies).
+    let counted: serde_json::Value = sqlx::query_scalar("SELECT providers FROM collection_runs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let statuses: Vec<cudly_collector::domain::ProviderStatus> = serde_json::from_value(counted).unwrap();
+    let one_run: u64 = statuses.iter().map(|p| p.requests).sum();
+    let made: u64 = c.sims.iter().map(|s| s.calls()).sum();
+    assert!(one_run > 0);
+    assert_eq!(made, one_run, "the duplicate delivery started no second run");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -261,28 +272,92 @@ async fn rows_collected_through_an_account_are_evicted_with_its_sweep_and_a_dele
     assert_eq!(rows_of(&pool, linked_a).await, ["m5.large"]);
 }
 
+/// A TCP relay to Postgres that can be frozen: once frozen, what either side
+/// sends is read and held, never delivered, as when the network to the
+/// database fails without closing connections.
+struct FreezableRelay {
+    addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl FreezableRelay {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (frozen, _) = tokio::sync::watch::channel(false);
+        let gate = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(Self::pipe(ri, wo, gate.subscribe()));
+                tokio::spawn(Self::pipe(ro, wi, gate.subscribe()));
+            }
+        });
+        FreezableRelay { addr, frozen }
+    }
+
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        mut frozen: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.wait_for(|f| !f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_run_that_cannot_renew_its_lease_cancels_itself_before_it_could_be_taken_over(pool: PgPool) {
-    // TTL 1 s, a renewal every 333 ms; every cloud call takes 30 s, so only
-    // the heartbeat can end the run.
+    // The collector reaches the database through a relay the test freezes:
+    // its renewals then neither succeed nor fail, they hang. TTL 1 s, a
+    // renewal every 333 ms, each with a deadline of 333 ms; every cloud
+    // call takes 30 s, so only the heartbeat can end the run.
     let ttl = Duration::from_secs(1);
-    let c = spawn_collector_with_ttl(&pool, Duration::from_secs(30), ttl).await;
+    let options = (*pool.connect_options()).clone();
+    let upstream = tokio::net::lookup_host(format!("{}:{}", options.get_host(), options.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let relay = FreezableRelay::start(upstream).await;
+    let relayed = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .connect_with(options.host("127.0.0.1").port(relay.addr.port()))
+        .await
+        .unwrap();
+    let c = spawn_collector_with_ttl(&relayed, Duration::from_secs(30), ttl).await;
     let mut ends = c.collector.subscribe_run_ends();
     let (id, generation) = match acquire_lease(&pool, Trigger::User, ttl).await.unwrap() {
         Acquired::Started(run) => (run.collection_id, run.generation),
         Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
     };
-    // Renewals block behind this row lock (the database is stuck for them).
-    let mut blocker = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM collection_state WHERE id = 1 FOR UPDATE").execute(&mut *blocker).await.unwrap();
-    let delivered = std::time::Instant::now();
     c.client.clone().collect(request(id, generation)).await.unwrap();
+    let frozen_at = std::time::Instant::now();
+    relay.freeze();
 
     let (lease, end) = tokio::time::timeout(Duration::from_secs(10), ends.recv()).await.unwrap().unwrap();
-    let stopped = delivered.elapsed();
+    let stopped = frozen_at.elapsed();
     assert_eq!((lease.collection_id, &end), (id, &RunEnd::LeaseLost), "it stopped, as a run that lost its lease");
-    assert!(stopped < ttl + Duration::from_millis(1500), "cancelled {stopped:?} after delivery (TTL {ttl:?})");
-    blocker.rollback().await.unwrap();
+    assert!(stopped < ttl + Duration::from_millis(500), "cancelled {stopped:?} after the database froze (TTL {ttl:?})");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations").fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 0, "it wrote nothing");
 
@@ -291,10 +366,14 @@ async fn a_run_that_cannot_renew_its_lease_cancels_itself_before_it_could_be_tak
         match acquire_lease(&pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
             Acquired::Started(run) => break run,
             Acquired::Joined(_) => {
-                assert!(delivered.elapsed() < ttl * 5, "the self-cancelled run's lease never freed");
+                assert!(frozen_at.elapsed() < ttl * 5, "the self-cancelled run's lease never freed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     };
     assert_eq!((next.generation, next.took_over), (generation + 1, true));
+    // Let the collector's connections drain before the database is dropped.
+    relay.thaw();
+    c.stop.cancel();
+    c.task.await.unwrap().unwrap();
 }
