@@ -66,6 +66,15 @@ async fn totals_are_exact_per_currency_and_the_minimum_compares_in_its_own(pool:
     .execute(&pool)
     .await
     .unwrap();
+    // And large purchases priced to the nano-unit: more digits than a double
+    // holds (1,234,567.891234567 has sixteen).
+    sqlx::query(
+        "UPDATE recommendations SET upfront_cost_nanos = 1234567891234567 + ascii(substr(id::text, 1, 1))
+         WHERE id IN (SELECT id FROM recommendations WHERE provider = 'aws' ORDER BY id LIMIT 25)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let (rows, summary) = all_pages(&app, &pb::ListRecommendationsRequest::default()).await;
     assert_eq!(rows.len() as i64, summary.count);
