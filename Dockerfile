@@ -15,6 +15,7 @@ WORKDIR /src
 # as docs or scripts, changing does not invalidate this layer.
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
+COPY core core
 COPY api-service api-service
 COPY collector-service collector-service
 COPY migrations migrations

@@ -44,7 +44,7 @@ async fn main() {
 
     // A collector whose run never ends during the benchmark.
     let sim = SimulatedConfig { latency: Duration::from_secs(600), jitter: Duration::ZERO, ..Default::default() };
-    let backends = vec![Arc::new(SimulatedBackend::new(cudly_collector::domain::Provider::Aws, sim)) as _];
+    let backends = vec![Arc::new(SimulatedBackend::new(cudly_core::domain::Provider::Aws, sim)) as _];
     let collector_settings = support::collector_settings();
     let collector = cudly_collector::startup::build(collector_settings, pool.clone(), backends).await.unwrap();
     let collector_addr = collector.local_addr();

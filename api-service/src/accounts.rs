@@ -4,11 +4,9 @@
 //! version in the same transaction, so no cached summary outlives them.
 
 use chrono::{DateTime, Utc};
-use cudly_collector::credentials::{
-    AwsCredentials, AzureCredentials, Credentials, GcpCredentials, SecretRef, validate,
-};
-use cudly_collector::domain::{Provider, timestamp};
-use cudly_collector::persist::ACCOUNTS_LOCK;
+use cudly_core::credentials::{AwsCredentials, AzureCredentials, Credentials, GcpCredentials, SecretRef, validate};
+use cudly_core::domain::{Provider, timestamp};
+use cudly_core::schema::ACCOUNTS_LOCK;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::accounts_service_server::AccountsService;
 use sqlx::PgPool;

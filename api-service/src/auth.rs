@@ -262,7 +262,7 @@ fn invalid(what: &str, err: &jsonwebtoken::errors::Error) -> Refusal {
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
-    String::from_utf8(cudly_collector::auth::read_file(path)?)
+    String::from_utf8(cudly_core::files::read_file(path)?)
         .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cudly_collector::config::{Command, CommonArgs, parse_ttl};
-use cudly_collector::metrics::{MetricsListen, parse_metrics_listen};
+use cudly_core::config::{Command, CommonArgs, parse_ttl};
+use cudly_core::metrics::{MetricsListen, parse_metrics_listen};
 
 use crate::auth::{AuthSettings, JwtSettings, KeySource};
 

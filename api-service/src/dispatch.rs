@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cudly_collector::auth::{read_file, read_token};
-use cudly_collector::telemetry::inject_trace_context;
+use cudly_core::files::{read_file, read_token};
+use cudly_core::telemetry::inject_trace_context;
 use cudly_proto::collector::v1::CollectRequest;
 use cudly_proto::collector::v1::collector_service_client::CollectorServiceClient;
 use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use cudly_collector::lease::RunInfo;
+use cudly_core::lease::RunInfo;
 
 /// How api-service proves itself to the collector.
 #[derive(Clone, Debug, Default)]

@@ -20,11 +20,11 @@ pub enum Error {
     Database(#[from] sqlx::Error),
 }
 
-impl From<cudly_collector::lease::AcquireError> for Error {
-    fn from(err: cudly_collector::lease::AcquireError) -> Self {
+impl From<cudly_core::lease::AcquireError> for Error {
+    fn from(err: cudly_core::lease::AcquireError) -> Self {
         match err {
-            cudly_collector::lease::AcquireError::Contended => Error::Contended,
-            cudly_collector::lease::AcquireError::Database(db) => Error::Database(db),
+            cudly_core::lease::AcquireError::Contended => Error::Contended,
+            cudly_core::lease::AcquireError::Database(db) => Error::Database(db),
         }
     }
 }
@@ -37,7 +37,7 @@ impl From<Error> for Status {
                 Status::unavailable("the collector is unavailable; no collection was started, try again")
             }
             Error::Contended => Status::aborted(err.to_string()),
-            Error::Database(db) => cudly_collector::error::database_status(&db),
+            Error::Database(db) => cudly_core::db::database_status(&db),
         }
     }
 }

@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cudly_collector::domain::{Trigger, timestamp};
+use cudly_core::domain::{Trigger, timestamp};
+use cudly_core::lease::Acquired;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsService;
 use futures_util::Stream;
@@ -18,7 +19,6 @@ use crate::hub::Hub;
 use crate::recommendations::{self, SummaryCache};
 use crate::refresh::{AutoRefresh, Refresher};
 use crate::{page_token, state};
-use cudly_collector::lease::Acquired;
 
 /// RecommendationsService over the database, the refresher and the hub.
 pub struct RecommendationsApi {

@@ -15,10 +15,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::state::read_freshness;
+use cudly_core::schema::STATE_CHANNEL;
 
-/// The channel the state row's trigger notifies.
-pub const CHANNEL: &str = "collection_state";
+use crate::state::read_freshness;
 
 /// The latest snapshot, shared by every watcher of this replica.
 #[derive(Clone, Debug)]
@@ -259,7 +258,7 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
+    listener.listen(STATE_CHANNEL).await?;
     Ok(listener)
 }
 

@@ -3,8 +3,9 @@
 use clap::Parser;
 use cudly_api::config::Config;
 use cudly_api::startup;
-use cudly_collector::config::Command;
-use cudly_collector::{db, serving, telemetry};
+use cudly_core::config::Command;
+use cudly_core::server as serving;
+use cudly_core::{db, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

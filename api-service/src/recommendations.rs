@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, money, timestamp};
-use cudly_collector::money::{Amount, Currency};
+use cudly_core::domain::{CommitmentType, PaymentOption, Provider, money, timestamp};
+use cudly_core::money::{Amount, Currency};
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};

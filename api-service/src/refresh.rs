@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cudly_collector::domain::Trigger;
+use cudly_core::domain::Trigger;
+use cudly_core::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
 use sqlx::PgPool;
 use tracing::Instrument as _;
 
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::metrics::ApiMetrics;
-use cudly_collector::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
 
 /// Starts runs or joins the one in flight.
 #[derive(Clone, Debug)]

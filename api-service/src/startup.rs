@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cudly_collector::auth::read_file;
-use cudly_collector::metrics::MetricsEndpoint;
-use cudly_collector::serving;
+use cudly_core::files::read_file;
+use cudly_core::metrics::MetricsEndpoint;
+use cudly_core::server;
 use cudly_proto::recommendations::v1::accounts_service_server::AccountsServiceServer;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsServiceServer;
 use http::{HeaderName, HeaderValue, Method};
@@ -146,7 +146,7 @@ pub struct App {
 /// freshness hub and wires the services. Unreadable keys or certificates
 /// fail here, naming the file.
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
-    serving::install_crypto_provider();
+    server::install_crypto_provider();
     let cors = cors_layer(&settings.cors_allowed_origins)?;
     let authenticator = match &settings.auth {
         AuthSettings::Disabled => {
@@ -165,7 +165,7 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
         }
         None => None,
     };
-    let (incoming, addr) = serving::bind(settings.listen)?;
+    let (incoming, addr) = server::bind(settings.listen)?;
     let mut registry = Registry::with_prefix("cudly");
     let metrics = ApiMetrics::register(&mut registry);
     let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
@@ -203,18 +203,18 @@ impl App {
         let (shutdown_timeout, limits) = (settings.shutdown_timeout, settings.limits);
         type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
-        serving::report::<Named>(&health, ServingStatus::NotServing).await;
-        health.set_service_status(serving::LIVENESS, ServingStatus::Serving).await;
+        server::report::<Named>(&health, ServingStatus::NotServing).await;
+        health.set_service_status(server::LIVENESS, ServingStatus::Serving).await;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         let stop_tracking = CancellationToken::new();
         let hub = api.hub().clone();
-        let tracker = tokio::spawn(serving::track_readiness::<Named>(
+        let tracker = tokio::spawn(server::track_readiness::<Named>(
             health.clone(),
             api.pool().clone(),
             move || hub.is_synced(),
             stop_tracking.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = serving::reflection()?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection()?;
         let draining = CancellationToken::new();
         let signal = {
             let draining = draining.clone();
@@ -222,7 +222,7 @@ impl App {
                 shutdown.await;
                 stop_tracking.cancel();
                 let _ = tracker.await;
-                serving::report::<Named>(&health, ServingStatus::NotServing).await;
+                server::report::<Named>(&health, ServingStatus::NotServing).await;
                 stop_streams.cancel();
                 draining.cancel();
             }
@@ -243,7 +243,7 @@ impl App {
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(metrics_endpoint.rpc_layer())
-            .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>))
+            .layer(tower::util::MapResponseLayer::new(server::caller_errors_as_such::<tonic::body::Body>))
             .layer(tower::load_shed::LoadShedLayer::new())
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
             .layer(auth)

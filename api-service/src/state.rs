@@ -2,8 +2,8 @@
 //! into the API's messages.
 
 use chrono::{DateTime, Utc};
-use cudly_collector::domain::{Outcome, ProviderStatus, Trigger, timestamp};
-use cudly_collector::lease::ABANDONED_ERROR;
+use cudly_core::domain::{Outcome, ProviderStatus, Trigger, timestamp};
+use cudly_core::lease::ABANDONED_ERROR;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};

@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 
-use crate::domain::{Account, Provider};
+use cudly_core::domain::{Account, Provider};
 
 /// Every enabled account, ordered by provider and id.
 /// An account whose stored credentials do not parse is still collected: its

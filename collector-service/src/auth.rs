@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cudly_core::files::read_file;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
@@ -53,25 +54,6 @@ impl ServerTls {
             .client_ca_root(Certificate::from_pem(&self.client_ca))
             .client_auth_optional(true)
     }
-}
-
-/// Reads a file (a secret or PEM), naming it when it cannot.
-pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))
-}
-
-/// Reads a token file: its content without the trailing newline, which must
-/// not be empty.
-pub fn read_token(path: &Path) -> anyhow::Result<SecretString> {
-    let raw = String::from_utf8(read_file(path)?).map_err(|_| anyhow::anyhow!("{}: not UTF-8", path.display()))?;
-    let token = raw.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(!token.is_empty(), "{}: the token is empty", path.display());
-    anyhow::ensure!(
-        token.bytes().all(|b| b.is_ascii_graphic()),
-        "{}: the token must be printable ASCII without spaces",
-        path.display()
-    );
-    Ok(SecretString::from(token.to_string()))
 }
 
 impl InternalAuth {
@@ -140,19 +122,5 @@ mod tests {
         let status = InternalAuth::default().check(&request_with(None)).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert!(InternalAuth { insecure: true, ..Default::default() }.check(&request_with(None)).is_ok());
-    }
-
-    #[test]
-    fn token_files_are_trimmed_and_checked() {
-        let dir = std::env::temp_dir().join(format!("cudly-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("token");
-        std::fs::write(&file, "abc123\n").unwrap();
-        assert_eq!(read_token(&file).unwrap().expose_secret(), "abc123");
-        std::fs::write(&file, "\n").unwrap();
-        assert!(read_token(&file).unwrap_err().to_string().contains("empty"));
-        std::fs::write(&file, "a b").unwrap();
-        assert!(read_token(&file).unwrap_err().to_string().contains("printable"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use clap::Parser;
+use cudly_core::config::{Command, CommonArgs, parse_ttl};
+use cudly_core::domain::Provider;
+use cudly_core::files::read_token;
+use cudly_core::metrics::{MetricsListen, parse_metrics_listen};
 
 use crate::accounts::SeedSpec;
-use crate::auth::{InternalAuth, ServerTls, read_token};
-use crate::domain::Provider;
-use crate::metrics::{MetricsListen, parse_metrics_listen};
+use crate::auth::{InternalAuth, ServerTls};
 use crate::providers::live::CloudArgs;
-use crate::telemetry::LogFormat;
 
 /// Runs cloud-commitment recommendation collections in the background for
 /// api-service, one at a time under a heartbeated, fenced Postgres lease.
@@ -137,15 +137,6 @@ impl Config {
     }
 }
 
-/// Subcommands (both services take the same).
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve (the default).
-    Serve,
-    /// Apply the database migrations and exit.
-    Migrate,
-}
-
 /// Recommendation sources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -153,16 +144,6 @@ pub enum Backend {
     Simulated,
     /// The clouds' cost APIs.
     Live,
-}
-
-/// A lease TTL: at least 300 ms, since the lease is renewed every third
-/// of it.
-pub fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let ttl = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if ttl < Duration::from_millis(300) {
-        return Err("must be at least 300ms (the lease is renewed every third of it)".into());
-    }
-    Ok(ttl)
 }
 
 fn parse_provider(s: &str) -> Result<Provider, String> {
@@ -173,45 +154,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
         _ => Err(format!("{s:?} is not a probability between 0 and 1")),
-    }
-}
-
-/// Database and logging flags both services take.
-#[derive(Debug, clap::Args)]
-pub struct CommonArgs {
-    /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub database_url: Option<SecretString>,
-
-    /// Maximum database connections in the pool (at least 2: a run or the
-    /// freshness listener holds one while others serve requests).
-    #[arg(long, env = "CUDLY_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000), global = true)]
-    pub db_max_connections: u32,
-
-    /// How long `migrate` keeps retrying its database connection (`serve`
-    /// starts at once and reports NOT_SERVING until the database answers).
-    #[arg(long, env = "CUDLY_DB_CONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
-    pub db_connect_timeout: Duration,
-
-    /// Log line format (the filter comes from RUST_LOG, default info).
-    #[arg(long, env = "CUDLY_LOG_FORMAT", value_enum, default_value = "text", global = true)]
-    pub log_format: LogFormat,
-}
-
-impl CommonArgs {
-    /// Connects to the database these flags name, retrying for
-    /// `--db-connect-timeout`.
-    pub async fn connect(&self) -> anyhow::Result<sqlx::PgPool> {
-        crate::db::connect(self.url()?, self.db_max_connections, self.db_connect_timeout).await
-    }
-
-    /// A pool that connects on first use (see [`crate::db::connect_lazy`]).
-    pub fn connect_lazy(&self) -> anyhow::Result<sqlx::PgPool> {
-        crate::db::connect_lazy(self.url()?, self.db_max_connections)
-    }
-
-    fn url(&self) -> anyhow::Result<&SecretString> {
-        self.database_url.as_ref().ok_or_else(|| anyhow::anyhow!("DATABASE_URL (or --database-url) is required"))
     }
 }
 

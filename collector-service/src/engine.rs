@@ -12,14 +12,14 @@
 
 use std::sync::Mutex;
 
+use cudly_core::domain::{
+    Account, AccountFailures, AccountState, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation,
+};
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::domain::{
-    Account, AccountFailures, AccountState, Failure, Outcome, Provider, ProviderState, ProviderStatus, Recommendation,
-};
 use crate::providers::{BackendError, Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope};
 
 /// The caps of the fan-out.
@@ -455,9 +455,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::PaymentOption;
     use crate::providers::Sweep;
     use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
+    use cudly_core::domain::PaymentOption;
 
     fn accounts(provider: Provider, n: usize) -> Vec<Account> {
         (0..n)

@@ -30,30 +30,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(msg) => Status::invalid_argument(msg),
             Error::NotLeaseHolder { .. } => Status::failed_precondition(err.to_string()),
             Error::ShuttingDown => Status::unavailable(err.to_string()),
-            Error::Database(db) => database_status(&db),
-        }
-    }
-}
-
-/// Maps a database error to a status without leaking its details: they go
-/// to the log. Connection trouble is retryable (`UNAVAILABLE`); anything
-/// else is `INTERNAL`.
-pub fn database_status(err: &sqlx::Error) -> Status {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            tracing::warn!(error = %err, "database unavailable");
-            Status::unavailable("database unavailable, try again")
-        }
-        // 55P03: a lock wait hit lock_timeout (the state row's holder is stuck).
-        sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55P03") =>
-        {
-            tracing::warn!(error = %err, "database unavailable");
-            Status::unavailable("database unavailable, try again")
-        }
-        _ => {
-            tracing::error!(error = %err, "database error");
-            Status::internal("internal error")
+            Error::Database(db) => cudly_core::db::database_status(&db),
         }
     }
 }

@@ -6,24 +6,17 @@
 //! lease and fencing every write by the run's (id, generation). Results are
 //! written in one transaction.
 //!
-//! This crate also holds what both services share: the domain vocabulary,
-//! database connection and migrations, telemetry and server plumbing.
+//! What it shares with api-service (the domain, the lease, the schema's
+//! names, serving plumbing) lives in `cudly_core`.
 
 pub mod accounts;
 pub mod auth;
 pub mod config;
-pub mod credentials;
-pub mod db;
-pub mod domain;
 pub mod engine;
 pub mod error;
-pub mod lease;
 pub mod metrics;
-pub mod money;
 pub mod persist;
 pub mod providers;
 pub mod run;
 pub mod service;
-pub mod serving;
 pub mod startup;
-pub mod telemetry;

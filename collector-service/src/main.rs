@@ -1,8 +1,11 @@
 //! collector-service binary: parse config, init telemetry, migrate or serve.
 
 use clap::Parser;
-use cudly_collector::config::{Backend, Command, Config};
-use cudly_collector::{accounts, db, serving, startup, telemetry};
+use cudly_collector::config::{Backend, Config};
+use cudly_collector::{accounts, startup};
+use cudly_core::config::Command;
+use cudly_core::server as serving;
+use cudly_core::{db, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

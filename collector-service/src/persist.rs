@@ -2,11 +2,12 @@
 //! what completed sweeps no longer return, records the run in the history
 //! and clears the lease.
 
+use cudly_core::domain::{Outcome, Provider, Recommendation};
+use cudly_core::lease::{self, Ending, Lease};
+use cudly_core::schema::ACCOUNTS_LOCK;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::domain::{Outcome, Provider, ProviderStatus, Recommendation};
 use crate::engine::Collected;
-use crate::lease::{Lease, fenced};
 
 /// Rows per upsert statement: bounds the size of one message to Postgres.
 const UPSERT_CHUNK: usize = 5_000;
@@ -33,15 +34,11 @@ pub struct Finished {
     pub evicted: u64,
 }
 
-/// The advisory lock that serializes a run's result write with account
-/// deletion (AccountsService), so a deleted account's rows never come back.
-pub const ACCOUNTS_LOCK: i64 = 0x6375_646c_7961;
-
 /// Writes a run's results and ends it, all or nothing. The fence is checked
 /// last, under the state row's lock, so a run that lost its lease at any
 /// point before the commit writes nothing.
 pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> Result<Finished, FinishError> {
-    if !crate::lease::holds_lease(pool, lease).await? {
+    if !lease::holds_lease(pool, lease).await? {
         return Err(FinishError::LeaseLost);
     }
     let (outcome, error) = collected.outcome();
@@ -72,7 +69,9 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
         written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
     }
     let evicted = evict_unreturned(&mut tx, lease.generation, &collected.complete_accounts).await?;
-    let ended = end_run(&mut tx, lease, outcome, error.as_deref(), &collected.providers, written).await?;
+    let ending =
+        Ending { outcome, error: error.as_deref(), providers: Some(&collected.providers), written: Some(written) };
+    let ended = lease::end_run(&mut *tx, lease, &ending).await?;
     if !ended {
         tx.rollback().await?;
         return Err(FinishError::LeaseLost);
@@ -165,49 +164,4 @@ async fn evict_unreturned(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
-}
-
-/// Ends the run on the state row (fenced) and in the history. `false`: the
-/// fence failed.
-async fn end_run(
-    tx: &mut Transaction<'_, Postgres>,
-    lease: &Lease,
-    outcome: Outcome,
-    error: Option<&str>,
-    providers: &[ProviderStatus],
-    written: u64,
-) -> Result<bool, sqlx::Error> {
-    let written = i64::try_from(written).unwrap_or(i64::MAX);
-    let collected_something = matches!(outcome, Outcome::Succeeded | Outcome::PartiallySucceeded);
-    let done = sqlx::query(fenced!(
-        "UPDATE collection_state SET lease_expires_at = NULL, finished_at = now(), outcome = $3,
-                error = $4, last_collection_error = $4, providers = $5, recommendation_count = $6,
-                data_version = data_version + 1,
-                last_collected_at = CASE WHEN $7 THEN now() ELSE last_collected_at END"
-    ))
-    .bind(lease.collection_id)
-    .bind(lease.generation)
-    .bind(outcome.as_str())
-    .bind(error)
-    .bind(sqlx::types::Json(providers))
-    .bind(written)
-    .bind(collected_something)
-    .execute(&mut **tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE collection_runs SET finished_at = now(), outcome = $2, error = $3, providers = $4,
-                recommendation_count = $5
-         WHERE id = $1",
-    )
-    .bind(lease.collection_id)
-    .bind(outcome.as_str())
-    .bind(error)
-    .bind(sqlx::types::Json(providers))
-    .bind(written)
-    .execute(&mut **tx)
-    .await?;
-    Ok(true)
 }

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use cudly_core::domain::{Outcome, ProviderStatus};
+use cudly_core::lease::{self, Ending, Lease};
+
 use crate::accounts::enabled_accounts;
-use crate::domain::{Outcome, ProviderStatus};
 use crate::engine::{self, EngineConfig};
-use crate::lease::{self, Lease};
 use crate::metrics::CollectorMetrics;
 use crate::persist::{self, FinishError};
 use crate::providers::Backends;
@@ -143,7 +144,9 @@ async fn cancelled(ctx: &RunContext, lease: &Lease, lost: &CancellationToken, pr
     if lost.is_cancelled() {
         return RunEnd::LeaseLost;
     }
-    match lease::release_lease(&ctx.pool, lease, Outcome::Cancelled, SHUTTING_DOWN, providers).await {
+    let ending =
+        Ending { outcome: Outcome::Cancelled, error: Some(SHUTTING_DOWN), providers: Some(providers), written: None };
+    match lease::end_run(&ctx.pool, lease, &ending).await {
         Ok(true) => RunEnd::Released,
         Ok(false) => RunEnd::LeaseLost,
         Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
@@ -153,7 +156,8 @@ async fn cancelled(ctx: &RunContext, lease: &Lease, lost: &CancellationToken, pr
 /// Records a failed run and frees its lease now if the database lets us;
 /// otherwise the lease expires after its TTL and the run is taken over.
 async fn fail(ctx: &RunContext, lease: &Lease, why: String, providers: &[ProviderStatus]) -> RunEnd {
-    if let Err(err) = lease::release_lease(&ctx.pool, lease, Outcome::Failed, &why, providers).await {
+    let ending = Ending { outcome: Outcome::Failed, error: Some(&why), providers: Some(providers), written: None };
+    if let Err(err) = lease::end_run(&ctx.pool, lease, &ending).await {
         tracing::warn!(error = %err, "could not record the failure; the lease will expire");
     }
     RunEnd::Failed(why)

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cudly_core::domain::Trigger;
+use cudly_core::lease::{Lease, holds_lease};
 use cudly_proto::collector::v1::collector_service_server::CollectorService;
 use cudly_proto::collector::v1::{CollectRequest, CollectResponse};
 use tokio::sync::broadcast;
@@ -16,9 +18,7 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
-use crate::domain::Trigger;
 use crate::error::Error;
-use crate::lease::{Lease, holds_lease};
 use crate::run::{RunContext, RunEnd, run_collection};
 
 /// Runs collections in the background, one task per delivered run.
@@ -125,7 +125,7 @@ impl CollectorService for CollectorGrpc {
         );
         // The caller's trace context becomes the parent before the span is
         // first entered (afterwards it could no longer change).
-        if let Err(err) = span.set_parent(crate::telemetry::extract_trace_context(request.metadata())) {
+        if let Err(err) = span.set_parent(cudly_core::telemetry::extract_trace_context(request.metadata())) {
             tracing::debug!(error = %err, "trace context not applied");
         }
         async move {

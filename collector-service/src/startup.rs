@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_core::metrics::MetricsEndpoint;
+use cudly_core::server;
 use cudly_proto::collector::v1::collector_service_server::CollectorServiceServer;
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
@@ -20,12 +22,11 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::auth::InternalAuth;
 use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
-use crate::metrics::{CollectorMetrics, MetricsEndpoint};
+use crate::metrics::CollectorMetrics;
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use crate::run::RunContext;
 use crate::service::{Collector, CollectorGrpc};
-use crate::serving;
 
 /// What a collector needs besides its database and backends.
 #[derive(Clone, Debug)]
@@ -92,7 +93,7 @@ pub struct App {
 
 /// Binds the listeners (gRPC and metrics) and wires the services.
 pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyhow::Result<App> {
-    serving::install_crypto_provider();
+    server::install_crypto_provider();
     if !settings.auth.is_configured() {
         anyhow::ensure!(settings.auth.insecure, "collector-service needs caller authentication");
         tracing::warn!(
@@ -100,7 +101,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
              start collections; use it for local runs only"
         );
     }
-    let (incoming, addr) = serving::bind(settings.listen)?;
+    let (incoming, addr) = server::bind(settings.listen)?;
     let mut registry = Registry::with_prefix("cudly");
     let metrics = CollectorMetrics::register(&mut registry);
     let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
@@ -138,22 +139,22 @@ impl App {
         let App { incoming, addr, collector, health, settings, metrics_endpoint } = self;
         type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
-        serving::report::<Named>(&health, ServingStatus::NotServing).await;
-        health.set_service_status(serving::LIVENESS, ServingStatus::Serving).await;
+        server::report::<Named>(&health, ServingStatus::NotServing).await;
+        health.set_service_status(server::LIVENESS, ServingStatus::Serving).await;
         let stop_tracking = CancellationToken::new();
-        let tracker = tokio::spawn(serving::track_readiness::<Named>(
+        let tracker = tokio::spawn(server::track_readiness::<Named>(
             health.clone(),
             collector.pool().clone(),
             || true,
             stop_tracking.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = serving::reflection()?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection()?;
         let stopping = collector.clone();
         let drain = async move {
             shutdown.await;
             stop_tracking.cancel();
             let _ = tracker.await;
-            serving::report::<Named>(&health, ServingStatus::NotServing).await;
+            server::report::<Named>(&health, ServingStatus::NotServing).await;
             stopping.shutdown(settings.shutdown_timeout).await;
         };
         let mut server = Server::builder()
@@ -168,7 +169,7 @@ impl App {
             .layer(
                 tower::ServiceBuilder::new()
                     .layer(metrics_endpoint.rpc_layer())
-                    .layer(tower::util::MapResponseLayer::new(serving::caller_errors_as_such::<tonic::body::Body>)),
+                    .layer(tower::util::MapResponseLayer::new(server::caller_errors_as_such::<tonic::body::Body>)),
             )
             .add_service(health_service)
             .add_service(reflection_v1)

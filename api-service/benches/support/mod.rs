@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation, Trigger};
 use cudly_collector::engine::Collected;
-use cudly_collector::lease::Lease;
-use cudly_collector::lease::{Acquired, acquire_lease};
-use cudly_collector::money::{Amount, Currency};
+use cudly_core::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation, Trigger};
+use cudly_core::lease::Lease;
+use cudly_core::lease::{Acquired, acquire_lease};
+use cudly_core::money::{Amount, Currency};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -17,7 +17,7 @@ use sqlx::postgres::PgPoolOptions;
 pub(crate) async fn fresh_database() -> PgPool {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run the benchmark through scripts/bench");
     let pool = PgPoolOptions::new().max_connections(20).connect(&url).await.expect("connecting to DATABASE_URL");
-    cudly_collector::db::migrate(&pool).await.unwrap();
+    cudly_core::db::migrate(&pool).await.unwrap();
     sqlx::query("TRUNCATE recommendations, collection_runs, accounts").execute(&pool).await.unwrap();
     // The accounts `synthetic` spreads its results over: a run writes only
     // the results of registered accounts.

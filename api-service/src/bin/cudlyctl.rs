@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use cudly_collector::money::Amount;
+use cudly_core::money::Amount;
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
@@ -161,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("--api {:?} is not a URL", cli.api))?
         .connect_timeout(Duration::from_secs(5));
     if cli.api.starts_with("https://") {
-        cudly_collector::serving::install_crypto_provider();
+        cudly_core::server::install_crypto_provider();
         let mut tls = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &cli.ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;

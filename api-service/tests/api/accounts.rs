@@ -163,8 +163,8 @@ async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendati
 
 /// Rows of a run's results for `accounts` (one each), collected by this test.
 fn results_for(accounts: &[&str]) -> cudly_collector::engine::Collected {
-    use cudly_collector::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation};
-    use cudly_collector::money::{Amount, Currency};
+    use cudly_core::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation};
+    use cudly_core::money::{Amount, Currency};
     let recommendations: Vec<Recommendation> = accounts
         .iter()
         .map(|id| Recommendation {
@@ -198,8 +198,8 @@ fn results_for(accounts: &[&str]) -> cudly_collector::engine::Collected {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_account_deleted_while_a_run_writes_its_results_is_never_written_back(pool: PgPool) {
-    use cudly_collector::domain::{Provider, Trigger};
-    use cudly_collector::lease::{Acquired, Lease, acquire_lease};
+    use cudly_core::domain::{Provider, Trigger};
+    use cudly_core::lease::{Acquired, Lease, acquire_lease};
     let (doomed, staying) = ("210987654321", "310987654321");
     sqlx::query(
         "INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Doomed'), ('aws', $2, 'Stays')",

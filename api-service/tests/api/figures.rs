@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use cudly_collector::domain::Trigger;
-use cudly_collector::lease::{Acquired, acquire_lease};
+use cudly_core::domain::Trigger;
+use cudly_core::lease::{Acquired, acquire_lease};
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use cudly_collector::domain::{Provider, ProviderStatus, Trigger};
-use cudly_collector::lease::{Acquired, Lease, acquire_lease, release_lease, write_progress};
+use cudly_core::domain::{Provider, ProviderStatus, Trigger};
+use cudly_core::lease::{Acquired, Ending, Lease, acquire_lease, end_run, write_progress};
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -97,8 +97,9 @@ async fn watchers_share_one_listen_connection_and_one_state_read_per_change(pool
         status.accounts_succeeded = done;
         assert!(write_progress(&pool, &lease, &[status]).await.unwrap());
     }
-    let outcome = cudly_collector::domain::Outcome::Cancelled;
-    assert!(release_lease(&pool, &lease, outcome, "stopped by the test", &[]).await.unwrap());
+    let outcome = cudly_core::domain::Outcome::Cancelled;
+    let ending = Ending { outcome, error: Some("stopped by the test"), providers: Some(&[]), written: None };
+    assert!(end_run(&pool, &lease, &ending).await.unwrap());
     let last: i64 = sqlx::query_scalar("SELECT version FROM collection_state").fetch_one(&pool).await.unwrap();
     for stream in &mut streams {
         loop {

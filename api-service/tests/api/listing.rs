@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cudly_collector::domain::Provider;
+use cudly_core::domain::Provider;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;

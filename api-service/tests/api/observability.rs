@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cudly_collector::lease::{Acquired, acquire_lease};
+use cudly_core::lease::{Acquired, acquire_lease};
 use cudly_proto::recommendations::v1 as pb;
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -89,7 +89,7 @@ async fn both_services_serve_prometheus_metrics_of_what_happened(pool: PgPool) {
     // A run whose collector died: its lease has expired, so the refresh
     // takes it over.
     let Acquired::Started(_) =
-        acquire_lease(&pool, cudly_collector::domain::Trigger::User, Duration::from_secs(30)).await.unwrap()
+        acquire_lease(&pool, cudly_core::domain::Trigger::User, Duration::from_secs(30)).await.unwrap()
     else {
         panic!("the lease was free");
     };

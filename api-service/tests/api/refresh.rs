@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cudly_collector::domain::{Provider, Trigger};
 use cudly_collector::engine::Collected;
-use cudly_collector::lease::{Acquired, acquire_lease};
-use cudly_collector::lease::{Lease, renew_lease, write_progress};
 use cudly_collector::persist::{FinishError, finish_run};
 use cudly_collector::run::RunEnd;
+use cudly_core::domain::{Provider, Trigger};
+use cudly_core::lease::{Acquired, acquire_lease};
+use cudly_core::lease::{Lease, renew_lease, write_progress};
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;
@@ -129,7 +129,7 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
     let late = Collected {
         recommendations: vec![],
         sources: vec![],
-        providers: vec![cudly_collector::domain::ProviderStatus::pending(Provider::Aws, 1)],
+        providers: vec![cudly_core::domain::ProviderStatus::pending(Provider::Aws, 1)],
         complete_accounts: vec![(Provider::Aws, "100000000001".into())],
     };
     assert!(matches!(finish_run(&pool, &old, late).await, Err(FinishError::LeaseLost)));

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts, simulated_account};
-use cudly_collector::domain::{Account, Provider, Trigger};
 use cudly_collector::engine::{self, EngineConfig};
-use cudly_collector::lease::{Acquired, Lease, acquire_lease};
 use cudly_collector::metrics::CollectorMetrics;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::providers::{Backends, CloudBackend};
 use cudly_collector::run::{RunContext, RunEnd, run_collection};
+use cudly_core::domain::{Account, Provider, Trigger};
+use cudly_core::lease::{Acquired, Lease, acquire_lease};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +125,7 @@ async fn ideal_critical_path(sim: &SimulatedConfig, accounts: &[Account], caps: 
 async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfig) -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")?;
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect(&url).await?;
-    cudly_collector::db::migrate(&pool).await?;
+    cudly_core::db::migrate(&pool).await?;
     sqlx::query("DELETE FROM accounts").execute(&pool).await?;
     let spec = SeedSpec(Provider::ALL.iter().map(|&p| (p, args.accounts)).collect());
     seed_simulated_accounts(&pool, &spec).await?;

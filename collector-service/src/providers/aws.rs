@@ -21,15 +21,15 @@ use aws_sdk_costexplorer::types::{
     AccountScope, InstanceDetails, LookbackPeriodInDays, PaymentOption as AwsPayment,
     ReservationPurchaseRecommendation, SavingsPlansPurchaseRecommendation, SupportedSavingsPlansType, TermInYears,
 };
+use cudly_core::credentials::{AwsCredentials, Credentials};
+use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
 use super::calls::{CallError, CallLimits};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
-use crate::credentials::{AwsCredentials, Credentials};
-use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
-use crate::money::{Amount, Currency};
 
 /// How the AWS backend calls Cost Explorer.
 #[derive(Debug)]

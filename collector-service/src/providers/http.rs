@@ -9,7 +9,7 @@ use super::calls::{CallError, retry_after};
 /// The HTTP client of the REST backends: rustls, HTTP/2 when offered, and a
 /// connect timeout (each attempt also has its own deadline).
 pub fn client() -> anyhow::Result<reqwest::Client> {
-    crate::serving::install_crypto_provider();
+    cudly_core::server::install_crypto_provider();
     Ok(reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))

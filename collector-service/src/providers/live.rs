@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_core::domain::{PaymentOption, Provider};
+use cudly_core::money::Currency;
+
 use super::Backends;
 use super::aws::{AwsBackend, AwsConfig};
 use super::azure::{AzureBackend, AzureConfig};
 use super::calls::{CallLimits, RateLimiter, RetryPolicy};
 use super::gcp::{GcpBackend, GcpConfig};
-use crate::domain::{PaymentOption, Provider};
-use crate::money::Currency;
 
 /// Settings of the live (real cloud) backends.
 #[derive(Debug, Clone, clap::Args)]

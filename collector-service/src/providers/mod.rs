@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 
-use crate::domain::{Account, PaymentOption, Provider, Recommendation};
+use cudly_core::domain::{Account, PaymentOption, Provider, Recommendation};
 
 pub mod aws;
 pub mod azure;

@@ -6,12 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
-use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
-use crate::money::{Amount, Currency};
 
 /// How a simulated cloud behaves.
 #[derive(Clone, Debug)]

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use cudly_collector::accounts::seed_simulated_accounts;
 use cudly_collector::auth::InternalAuth;
-use cudly_collector::domain::Provider;
-use cudly_collector::domain::Trigger;
 use cudly_collector::engine::EngineConfig;
-use cudly_collector::lease::{Acquired, acquire_lease};
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::run::RunEnd;
 use cudly_collector::service::Collector;
 use cudly_collector::startup::{Settings, build};
+use cudly_core::domain::Provider;
+use cudly_core::domain::Trigger;
+use cudly_core::lease::{Acquired, acquire_lease};
 use cudly_proto::collector::v1::CollectRequest;
 use cudly_proto::collector::v1::collector_service_client::CollectorServiceClient;
 use sqlx::PgPool;
@@ -105,7 +105,7 @@ async fn a_duplicate_delivery_is_acknowledged_and_ignored(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-    let statuses: Vec<cudly_collector::domain::ProviderStatus> = serde_json::from_value(counted).unwrap();
+    let statuses: Vec<cudly_core::domain::ProviderStatus> = serde_json::from_value(counted).unwrap();
     let one_run: u64 = statuses.iter().map(|p| p.requests).sum();
     let made: u64 = c.sims.iter().map(|s| s.calls()).sum();
     assert!(one_run > 0);
@@ -169,26 +169,22 @@ async fn health_serves_and_shutdown_releases_the_running_lease_with_a_reason(poo
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
     let (id, generation) = take_lease(&pool).await;
-    let lease = cudly_collector::lease::Lease {
-        collection_id: id,
-        generation,
-        trigger: cudly_collector::domain::Trigger::User,
-    };
+    let lease = cudly_core::lease::Lease { collection_id: id, generation, trigger: cudly_core::domain::Trigger::User };
     let version = || async {
         sqlx::query_scalar::<_, i64>("SELECT version FROM collection_state").fetch_one(&pool).await.unwrap()
     };
     let before = version().await;
-    assert!(cudly_collector::lease::renew_lease(&pool, &lease, Duration::from_secs(5)).await.unwrap());
+    assert!(cudly_core::lease::renew_lease(&pool, &lease, Duration::from_secs(5)).await.unwrap());
     assert_eq!(version().await, before, "a heartbeat is not a visible change");
-    let progress = [cudly_collector::domain::ProviderStatus::pending(Provider::Aws, 2)];
-    assert!(cudly_collector::lease::write_progress(&pool, &lease, &progress).await.unwrap());
+    let progress = [cudly_core::domain::ProviderStatus::pending(Provider::Aws, 2)];
+    assert!(cudly_core::lease::write_progress(&pool, &lease, &progress).await.unwrap());
     assert_eq!(version().await, before + 1, "progress is");
 }
 
-fn recommendation(account_id: &str, resource_type: &str) -> cudly_collector::domain::Recommendation {
-    use cudly_collector::domain::{CommitmentType, PaymentOption};
-    use cudly_collector::money::{Amount, Currency};
-    cudly_collector::domain::Recommendation {
+fn recommendation(account_id: &str, resource_type: &str) -> cudly_core::domain::Recommendation {
+    use cudly_core::domain::{CommitmentType, PaymentOption};
+    use cudly_core::money::{Amount, Currency};
+    cudly_core::domain::Recommendation {
         provider: Provider::Aws,
         account_id: account_id.into(),
         account_name: account_id.into(),
@@ -213,11 +209,10 @@ fn recommendation(account_id: &str, resource_type: &str) -> cudly_collector::dom
 /// Writes one run's results: (account, via, resource type) rows, and the
 /// accounts whose sweep completed.
 async fn finish(pool: &PgPool, rows: &[(&str, &str, &str)], complete: &[&str]) {
-    use cudly_collector::domain::ProviderStatus;
     use cudly_collector::engine::Collected;
+    use cudly_core::domain::ProviderStatus;
     let (collection_id, generation) = take_lease(pool).await;
-    let lease =
-        cudly_collector::lease::Lease { collection_id, generation, trigger: cudly_collector::domain::Trigger::User };
+    let lease = cudly_core::lease::Lease { collection_id, generation, trigger: cudly_core::domain::Trigger::User };
     let collected = Collected {
         recommendations: rows.iter().map(|(account, _, kind)| recommendation(account, kind)).collect(),
         sources: rows.iter().map(|(_, via, _)| via.to_string()).collect(),

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cudly_collector::db::MIGRATOR;
-use cudly_collector::domain::ProviderStatus;
+use cudly_core::db::MIGRATOR;
+use cudly_core::domain::ProviderStatus;
 use sqlx::PgPool;
 
 /// The last migration of the schema with `double precision` amounts.

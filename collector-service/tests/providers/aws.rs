@@ -11,15 +11,15 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cudly_collector::credentials::{AwsCredentials, Credentials};
-use cudly_collector::domain::{
-    Account, AccountFailures, AccountState, CommitmentType, PaymentOption, Provider, ProviderState, ProviderStatus,
-};
 use cudly_collector::engine::{self, EngineConfig};
-use cudly_collector::money::{Amount, Currency};
 use cudly_collector::providers::aws::{AwsBackend, AwsConfig};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, RunScope, Sweep};
+use cudly_core::credentials::{AwsCredentials, Credentials};
+use cudly_core::domain::{
+    Account, AccountFailures, AccountState, CommitmentType, PaymentOption, Provider, ProviderState, ProviderStatus,
+};
+use cudly_core::money::{Amount, Currency};
 use serde_json::{Value, json};
 
 use crate::support::form;
@@ -287,7 +287,7 @@ async fn fetch(
     account: &Account,
     service: &'static str,
     calls: &RequestCount,
-) -> Vec<cudly_collector::domain::Recommendation> {
+) -> Vec<cudly_core::domain::Recommendation> {
     let sweep = Sweep { term_months: 12, payment: PaymentOption::NoUpfront };
     let run = RunScope::default();
     backend.fetch(Query { account, service, region: None, sweep, calls, run: &run }).await.unwrap()
@@ -393,7 +393,7 @@ async fn every_reserved_instance_service_gets_its_documented_type_without_a_repe
     let backend = backend(config(addr, 100.0, 10)).await;
     let acct = account("123456789012", None);
     let calls = RequestCount::default();
-    let types = |recs: &[cudly_collector::domain::Recommendation]| {
+    let types = |recs: &[cudly_core::domain::Recommendation]| {
         recs.iter().map(|r| (r.resource_type.clone(), r.platform.clone(), r.region.clone())).collect::<Vec<_>>()
     };
     let owned = |t: &[(&str, &str, &str)]| {

@@ -17,15 +17,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use cudly_collector::credentials::{AzureCredentials, Credentials, SecretRef};
-use cudly_collector::domain::{
-    Account, AccountState, CommitmentType, PaymentOption, Provider, ProviderState, Recommendation,
-};
 use cudly_collector::engine::{self, EngineConfig};
-use cudly_collector::money::{Amount, Currency};
 use cudly_collector::providers::azure::{AzureBackend, AzureConfig};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::{Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope, Sweep};
+use cudly_core::credentials::{AzureCredentials, Credentials, SecretRef};
+use cudly_core::domain::{
+    Account, AccountState, CommitmentType, PaymentOption, Provider, ProviderState, Recommendation,
+};
+use cudly_core::money::{Amount, Currency};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 

@@ -15,13 +15,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use cudly_collector::credentials::{Credentials, GcpCredentials, SecretRef};
-use cudly_collector::domain::{Account, AccountState, CommitmentType, PaymentOption, Provider, ProviderState};
 use cudly_collector::engine::{EngineConfig, collect};
-use cudly_collector::money::{Amount, Currency};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::gcp::{GcpBackend, GcpConfig};
 use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, RunScope, Sweep};
+use cudly_core::credentials::{Credentials, GcpCredentials, SecretRef};
+use cudly_core::domain::{Account, AccountState, CommitmentType, PaymentOption, Provider, ProviderState};
+use cudly_core::money::{Amount, Currency};
 use serde_json::{Value, json};
 
 use crate::support::form;
@@ -385,7 +385,7 @@ async fn fetch(
     region: Option<&str>,
     term_months: i32,
     calls: &RequestCount,
-) -> Result<Vec<cudly_collector::domain::Recommendation>, String> {
+) -> Result<Vec<cudly_core::domain::Recommendation>, String> {
     backend.fetch(query(run, account, service, region, term_months, calls)).await.map_err(|e| e.to_string())
 }
 
@@ -395,12 +395,7 @@ fn amount(text: &str) -> Amount {
 
 /// The 12-month compute sweep of project `p` in region `r`, whose list the
 /// fake serves as `recs`.
-async fn one_sweep(
-    fake: &Arc<Fake>,
-    p: &str,
-    r: &str,
-    recs: Vec<Value>,
-) -> Vec<cudly_collector::domain::Recommendation> {
+async fn one_sweep(fake: &Arc<Fake>, p: &str, r: &str, recs: Vec<Value>) -> Vec<cudly_core::domain::Recommendation> {
     fake.set_list(compute_parent(p, r), recs);
     let base = spawn(fake.clone()).await;
     let key = KeyFile::new(&base, "service_account");
@@ -450,7 +445,7 @@ async fn every_page_of_regions_and_recommendations_is_collected_and_mapped() {
     let three_years = fetch(&run, &backend, &account, "compute", Some(r), 36, &calls).await.unwrap();
     assert_eq!(calls.get(), (3, 0), "three pages, fetched once for both terms of the run");
 
-    let types = |recs: &[cudly_collector::domain::Recommendation]| {
+    let types = |recs: &[cudly_core::domain::Recommendation]| {
         let mut t: Vec<String> = recs.iter().map(|r| r.resource_type.clone()).collect();
         t.sort();
         t
@@ -556,7 +551,7 @@ async fn spend_based_recommendations_are_found_in_every_location_split_by_servic
     // both services and terms within the run).
     assert_eq!(gcp.requests, 7, "every request counted");
 
-    let spend: Vec<&cudly_collector::domain::Recommendation> =
+    let spend: Vec<&cudly_core::domain::Recommendation> =
         collected.recommendations.iter().filter(|r| r.service != "compute").collect();
     let found: Vec<(&str, &str, i32)> =
         spend.iter().map(|r| (r.service.as_str(), r.region.as_str(), r.term_months)).collect();
@@ -619,13 +614,13 @@ async fn a_new_run_asks_again_and_reports_a_disabled_api_instead_of_old_data() {
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
 
     let first = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
-    assert_eq!(first.outcome().0, cudly_collector::domain::Outcome::Succeeded);
+    assert_eq!(first.outcome().0, cudly_core::domain::Outcome::Succeeded);
     assert_eq!(first.recommendations.len(), 1);
 
     // A second later the project's Recommender API is disabled.
     fake.disabled.lock().unwrap().insert(p.to_string());
     let second = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
-    assert_eq!(second.outcome().0, cudly_collector::domain::Outcome::Failed, "nothing was fetched in this run");
+    assert_eq!(second.outcome().0, cudly_core::domain::Outcome::Failed, "nothing was fetched in this run");
     assert!(second.recommendations.is_empty(), "the first run's list is not reported again");
     let refused = &second.providers[0].failed_accounts[0];
     assert_eq!(refused.state, Some(AccountState::Failed));

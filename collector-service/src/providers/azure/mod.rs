@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cudly_core::credentials::{AzureCredentials, Credentials};
+use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
@@ -25,9 +28,6 @@ use tokio::time::Instant;
 use super::cache::Cache;
 use super::calls::{CallError, CallLimits};
 use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep, http};
-use crate::credentials::{AzureCredentials, Credentials};
-use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
-use crate::money::{Amount, Currency};
 
 mod mapping;
 mod tokens;
@@ -565,8 +565,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::credentials::SecretRef;
     use crate::providers::calls::{RateLimiter, RetryPolicy};
+    use cudly_core::credentials::SecretRef;
 
     fn account() -> Account {
         Account {

@@ -38,6 +38,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_core::credentials::{Credentials, SecretRef};
+use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
@@ -51,9 +54,6 @@ use super::cache::Cache;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::http::{classify, client, send_error};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
-use crate::credentials::{Credentials, SecretRef};
-use crate::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
-use crate::money::{Amount, Currency};
 
 mod mapping;
 mod tokens;

@@ -1,7 +1,7 @@
 //! The lease, in one place: acquiring it for a new run (or joining the run
 //! that holds it), checking a delivered run holds it, heartbeating, fenced
-//! progress, and releasing it when a run is cancelled or could not be
-//! dispatched.
+//! progress, and the one run-end write that releases it, whether the run
+//! finished, was cancelled, failed or could not be dispatched.
 //!
 //! Every collector write is fenced by the run's `(collection_id,
 //! generation)` and an unexpired lease, judged by Postgres' clock. Zero rows
@@ -42,7 +42,6 @@ macro_rules! fenced {
         )
     };
 }
-pub(crate) use fenced;
 
 /// A run, identified by the lease it was started under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,44 +93,88 @@ pub async fn write_progress(pool: &PgPool, lease: &Lease, providers: &[ProviderS
     Ok(done.rows_affected() == 1)
 }
 
-/// Ends a run that will not finish (e.g. the collector shuts down): records
-/// `outcome` and `error` and clears the lease, so the next trigger can start
-/// at once instead of waiting out the TTL. `false`: the lease was lost
-/// already, and nothing was written.
-pub async fn release_lease(
-    pool: &PgPool,
+/// How a run ends, as its one run-end write records it on the state row and
+/// in the history.
+#[derive(Clone, Copy, Debug)]
+pub struct Ending<'a> {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Why it failed or was cancelled (`None` clears the last error).
+    pub error: Option<&'a str>,
+    /// The final per-provider statuses; `None` keeps what the row has.
+    pub providers: Option<&'a [ProviderStatus]>,
+    /// Rows written, for a run that wrote its results: bumps the data
+    /// version (and, when the outcome collected anything, the collection
+    /// time). `None`: nothing was written.
+    pub written: Option<u64>,
+}
+
+/// Ends the run holding `lease` (fenced): clears the lease so the next
+/// trigger can start at once, and records `ending` on the state row and in
+/// the history, in one statement. `false`: the lease was lost already, and
+/// nothing was written. Run inside the transaction that wrote the results,
+/// it commits with them.
+pub async fn end_run<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
     lease: &Lease,
-    outcome: Outcome,
-    error: &str,
-    providers: &[ProviderStatus],
+    ending: &Ending<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query(fenced!(
-        "UPDATE collection_state SET lease_expires_at = NULL, finished_at = now(), outcome = $3,
-                error = $4, last_collection_error = $4, providers = $5"
-    ))
-    .bind(lease.collection_id)
-    .bind(lease.generation)
-    .bind(outcome.as_str())
-    .bind(error)
-    .bind(sqlx::types::Json(providers))
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    sqlx::query(
-        "UPDATE collection_runs SET finished_at = now(), outcome = $2, error = $3, providers = $4
-         WHERE id = $1",
+    write_end(conn, lease.collection_id, lease.generation, Fence::Unexpired, ending).await
+}
+
+/// Which lease a run-end write requires besides the run's id and generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fence {
+    /// An unexpired lease (database clock): what every collector write needs.
+    Unexpired,
+    /// Any lease not yet released: a run that was never dispatched may be
+    /// ended even after its lease ran out, as long as no run took it over
+    /// (which would have changed the generation).
+    Unreleased,
+}
+
+/// The run-end write, the only one: the state row (compare on id and
+/// generation, then the fence) and the run's history row.
+async fn write_end<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    collection_id: Uuid,
+    generation: i64,
+    fence: Fence,
+    ending: &Ending<'_>,
+) -> Result<bool, sqlx::Error> {
+    let written = ending.written.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let collected_something =
+        written.is_some() && matches!(ending.outcome, Outcome::Succeeded | Outcome::PartiallySucceeded);
+    let ended: Option<Uuid> = sqlx::query_scalar(
+        "WITH ended AS (
+             UPDATE collection_state
+             SET lease_expires_at = NULL, finished_at = now(), outcome = $3, error = $4,
+                 last_collection_error = $4,
+                 providers = coalesce($5, providers),
+                 recommendation_count = coalesce($6, recommendation_count),
+                 data_version = data_version + CASE WHEN $6 IS NULL THEN 0 ELSE 1 END,
+                 last_collected_at = CASE WHEN $7 THEN now() ELSE last_collected_at END
+             WHERE id = 1 AND collection_id = $1 AND generation = $2
+               AND lease_expires_at > CASE WHEN $8 THEN clock_timestamp() ELSE '-infinity' END
+             RETURNING collection_id
+         )
+         UPDATE collection_runs
+         SET finished_at = now(), outcome = $3, error = $4, providers = coalesce($5, providers),
+             recommendation_count = coalesce($6, recommendation_count)
+         WHERE id = (SELECT collection_id FROM ended)
+         RETURNING id",
     )
-    .bind(lease.collection_id)
-    .bind(outcome.as_str())
-    .bind(error)
-    .bind(sqlx::types::Json(providers))
-    .execute(&mut *tx)
+    .bind(collection_id)
+    .bind(generation)
+    .bind(ending.outcome.as_str())
+    .bind(ending.error)
+    .bind(ending.providers.map(sqlx::types::Json))
+    .bind(written)
+    .bind(collected_something)
+    .bind(fence == Fence::Unexpired)
+    .fetch_optional(conn)
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(ended.is_some())
 }
 
 /// A run as the refresh caller sees it.
@@ -255,22 +298,6 @@ async fn held_lease(pool: &PgPool) -> Result<Option<RunRow>, sqlx::Error> {
 /// clear on id and generation), recording why. Returns whether it was still
 /// held.
 pub async fn release_undispatched(pool: &PgPool, run: &RunInfo, error: &str) -> Result<bool, sqlx::Error> {
-    let released: Option<Uuid> = sqlx::query_scalar(
-        "WITH cleared AS (
-             UPDATE collection_state
-             SET lease_expires_at = NULL, finished_at = now(), outcome = 'failed',
-                 error = $3, last_collection_error = $3
-             WHERE id = 1 AND collection_id = $1 AND generation = $2 AND lease_expires_at IS NOT NULL
-             RETURNING collection_id
-         )
-         UPDATE collection_runs SET outcome = 'failed', finished_at = now(), error = $3
-         WHERE id = (SELECT collection_id FROM cleared)
-         RETURNING id",
-    )
-    .bind(run.collection_id)
-    .bind(run.generation)
-    .bind(error)
-    .fetch_optional(pool)
-    .await?;
-    Ok(released.is_some())
+    let ending = Ending { outcome: Outcome::Failed, error: Some(error), providers: None, written: None };
+    write_end(pool, run.collection_id, run.generation, Fence::Unreleased, &ending).await
 }

@@ -1,4 +1,5 @@
-//! Connecting to Postgres and migrating it (both services use this).
+//! Connecting to Postgres, migrating it, and the one mapping of database
+//! errors to gRPC statuses.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use sqlx::migrate::Migrator;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tonic::Status;
 
 /// The migrations of `migrations/`, embedded in the binaries.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -58,4 +60,27 @@ pub async fn connect(url: &SecretString, max_connections: u32, patience: Duratio
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+/// Maps a database error to a status without leaking its details: they go
+/// to the log. Connection trouble is retryable (`UNAVAILABLE`); anything
+/// else is `INTERNAL`.
+pub fn database_status(err: &sqlx::Error) -> Status {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            tracing::warn!(error = %err, "database unavailable");
+            Status::unavailable("database unavailable, try again")
+        }
+        // 55P03: a lock wait hit lock_timeout (the state row's holder is stuck).
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "55P03") =>
+        {
+            tracing::warn!(error = %err, "database unavailable");
+            Status::unavailable("database unavailable, try again")
+        }
+        _ => {
+            tracing::error!(error = %err, "database error");
+            Status::internal("internal error")
+        }
+    }
 }
