@@ -9,7 +9,7 @@ use cudly_core::domain::{Trigger, timestamp};
 use cudly_core::lease::Acquired;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsService;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -17,7 +17,8 @@ use crate::auth::Principal;
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::recommendations::{self, SummaryCache};
-use crate::refresh::{AutoRefresh, Refresher};
+use crate::refresh::Refresher;
+use crate::state::AutoRefresh;
 use crate::{page_token, state};
 
 /// RecommendationsService over the database, the refresher and the hub.
@@ -100,7 +101,8 @@ impl RecommendationsService for RecommendationsApi {
         if since < 0 {
             return Err(Error::InvalidArgument(format!("since_version: must not be negative, got {since}")).into());
         }
-        Ok(Response::new(Box::pin(self.hub.watch(since, self.watch_heartbeat, expires_at)?)))
+        let stream = self.hub.watch(since, self.watch_heartbeat, expires_at).map_err(Error::from)?;
+        Ok(Response::new(Box::pin(stream.map(|item| item.map_err(|err| Status::from(Error::from(err)))))))
     }
 
     #[tracing::instrument(skip_all)]
@@ -112,7 +114,7 @@ impl RecommendationsService for RecommendationsApi {
         let state = state::read_state(&self.pool, Some(&self.auto)).await.map_err(Error::from)?;
         let mut freshness = state.freshness;
         if let Some(due) = state.due {
-            match self.auto.start_due(&self.refresher, due).await {
+            match self.refresher.refresh_in_background(due).await {
                 // Show the run in flight: the one this read started, or the
                 // one another caller started since the state was read.
                 Ok(_) => freshness = state::read_freshness(&self.pool).await.map_err(Error::from)?,

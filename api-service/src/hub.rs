@@ -13,11 +13,30 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
 
 use cudly_core::schema::STATE_CHANNEL;
 
 use crate::state::read_freshness;
+
+/// Why a WatchFreshness stream could not start, or ended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The hub has never read the state row (the database is unreachable).
+    #[error("freshness not available yet: the database is unreachable")]
+    NotSynced,
+    /// This replica already serves its maximum of streams.
+    #[error("this replica already serves {0} WatchFreshness streams; retry later or on another replica")]
+    Full(i64),
+    /// The server is shutting down.
+    #[error("server shutting down; reconnect with since_version")]
+    ShuttingDown,
+    /// The hub stopped publishing.
+    #[error("freshness hub stopped; reconnect with since_version")]
+    Stopped,
+    /// The caller's token expired while the stream was open.
+    #[error("the token has expired; reconnect with a fresh token and since_version")]
+    TokenExpired,
+}
 
 /// The latest snapshot, shared by every watcher of this replica.
 #[derive(Clone, Debug)]
@@ -66,25 +85,23 @@ impl Hub {
     /// client already has its version), then every newer snapshot, a
     /// heartbeat re-send every `heartbeat`, `UNAVAILABLE` at shutdown and
     /// `UNAUTHENTICATED` at `expires_at` (when the caller's token expires).
-    /// `UNAVAILABLE` at once while the hub has never read the state;
-    /// `RESOURCE_EXHAUSTED` when this replica already serves its maximum.
+    /// [`WatchError::NotSynced`] at once while the hub has never read the
+    /// state; [`WatchError::Full`] when this replica already serves its
+    /// maximum.
     pub fn watch(
         &self,
         since_version: i64,
         heartbeat: Duration,
         expires_at: Option<std::time::SystemTime>,
-    ) -> Result<impl Stream<Item = Result<pb::Freshness, Status>> + Send + 'static, Status> {
+    ) -> Result<impl Stream<Item = Result<pb::Freshness, WatchError>> + Send + 'static, WatchError> {
         if !self.is_synced() {
-            return Err(Status::unavailable("freshness not available yet: the database is unreachable"));
+            return Err(WatchError::NotSynced);
         }
         // Counted before checking, so that concurrent callers cannot all
         // slip under the cap.
         let slot = WatcherSlot(self.watchers.clone());
         if slot.0.inc() >= self.max_watchers {
-            return Err(Status::resource_exhausted(format!(
-                "this replica already serves {} WatchFreshness streams; retry later or on another replica",
-                self.max_watchers
-            )));
+            return Err(WatchError::Full(self.max_watchers));
         }
         let expiry = expires_at.map(|at| {
             let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
@@ -136,7 +153,7 @@ impl Drop for WatcherSlot {
 }
 
 impl WatchState {
-    async fn next(&mut self) -> Option<Result<pb::Freshness, Status>> {
+    async fn next(&mut self) -> Option<Result<pb::Freshness, WatchError>> {
         if self.done {
             return None;
         }
@@ -148,13 +165,13 @@ impl WatchState {
         loop {
             if self.shutdown.is_cancelled() {
                 self.done = true;
-                return Some(Err(Status::unavailable("server shutting down; reconnect with since_version")));
+                return Some(Err(WatchError::ShuttingDown));
             }
             tokio::select! {
                 changed = self.rx.changed() => {
                     if changed.is_err() {
                         self.done = true;
-                        return Some(Err(Status::unavailable("freshness hub stopped; reconnect with since_version")));
+                        return Some(Err(WatchError::Stopped));
                     }
                     let snapshot = self.rx.borrow_and_update().clone();
                     // The same version is news only when the lease expired
@@ -176,7 +193,7 @@ impl WatchState {
                 }
                 _ = async { self.expiry.as_mut().expect("guarded by the branch condition").await }, if self.expiry.is_some() => {
                     self.done = true;
-                    return Some(Err(Status::unauthenticated("the token has expired; reconnect with a fresh token and since_version")));
+                    return Some(Err(WatchError::TokenExpired));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use cudly_core::domain::{CommitmentType, PaymentOption, Provider, money, timestamp};
 use cudly_core::money::{Amount, Currency};
+use cudly_core::quote::quoted;
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
@@ -148,10 +149,7 @@ pub fn parse_request(req: pb::ListRecommendationsRequest) -> Result<ListQuery, E
     if let Some(bad) =
         req.account_ids.iter().find(|a| a.is_empty() || a.len() > MAX_FILTER_LEN || a.chars().any(char::is_control))
     {
-        // Quoted short: an error message must stay small whatever was sent.
-        let quoted: String = bad.chars().take(40).collect();
-        let more = if bad.chars().count() > 40 { "…" } else { "" };
-        return Err(invalid(format!("account_ids: {quoted:?}{more} is not an account id")));
+        return Err(invalid(format!("account_ids: {} is not an account id", quoted(bad))));
     }
     let min_monthly_savings = parse_min_savings(req.min_monthly_savings)?;
     let pct = req.min_savings_percentage;

@@ -88,21 +88,3 @@ impl Refresher {
         Err(Error::CollectorUnavailable(why))
     }
 }
-
-/// When reads start a collection by themselves.
-#[derive(Clone, Copy, Debug)]
-pub struct AutoRefresh {
-    /// Data older than this is stale.
-    pub stale_after: Duration,
-    /// No automatic run within this long after the last run ended.
-    pub backoff: Duration,
-}
-
-impl AutoRefresh {
-    /// Starts the run a read found due (see [`crate::state::read_state`])
-    /// through the same lease as any other, dispatched in the background,
-    /// or joins the run another caller started meanwhile.
-    pub async fn start_due(&self, refresher: &Arc<Refresher>, due: Trigger) -> Result<Acquired, Error> {
-        refresher.refresh_in_background(due).await
-    }
-}

@@ -30,7 +30,8 @@ use crate::dispatch::{CollectorCredentials, Dispatcher};
 use crate::grpc::RecommendationsApi;
 use crate::hub::Hub;
 use crate::metrics::ApiMetrics;
-use crate::refresh::{AutoRefresh, Refresher};
+use crate::refresh::Refresher;
+use crate::state::AutoRefresh;
 
 /// What api-service needs besides its database.
 #[derive(Clone, Debug)]
@@ -243,7 +244,7 @@ impl App {
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(metrics_endpoint.rpc_layer())
-            .layer(tower::util::MapResponseLayer::new(server::caller_errors_as_such::<tonic::body::Body>))
+            .layer(tower::util::MapResponseLayer::new(server::oversized_as_resource_exhausted::<tonic::body::Body>))
             .layer(tower::load_shed::LoadShedLayer::new())
             .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests as usize))
             .layer(auth)

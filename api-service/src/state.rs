@@ -1,6 +1,8 @@
 //! Reading the collection state row and the run history, and turning them
 //! into the API's messages.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use cudly_core::domain::{Outcome, ProviderStatus, Trigger, timestamp};
 use cudly_core::lease::ABANDONED_ERROR;
@@ -9,7 +11,15 @@ use sqlx::types::Json;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::refresh::AutoRefresh;
+/// When reads start a collection by themselves: the policy
+/// [`read_state`] judges a read by.
+#[derive(Clone, Copy, Debug)]
+pub struct AutoRefresh {
+    /// Data older than this is stale.
+    pub stale_after: Duration,
+    /// No automatic run within this long after the last run ended.
+    pub backoff: Duration,
+}
 
 /// The state row, as read.
 #[derive(Debug, FromRow)]

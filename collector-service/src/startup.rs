@@ -166,11 +166,9 @@ impl App {
         tracing::info!(%addr, tls = settings.auth.tls.is_some(), token = settings.auth.token.is_some(), "collector-service listening");
         let collect = CollectorServiceServer::new(CollectorGrpc(collector)).max_decoding_message_size(64 * 1024);
         let served = server
-            .layer(
-                tower::ServiceBuilder::new()
-                    .layer(metrics_endpoint.rpc_layer())
-                    .layer(tower::util::MapResponseLayer::new(server::caller_errors_as_such::<tonic::body::Body>)),
-            )
+            .layer(tower::ServiceBuilder::new().layer(metrics_endpoint.rpc_layer()).layer(
+                tower::util::MapResponseLayer::new(server::oversized_as_resource_exhausted::<tonic::body::Body>),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::quote::quoted;
+
 /// What an environment variable holding an account's secret must be called:
 /// a reference may not point at the collector's own settings.
 pub const ENV_PREFIX: &str = "CUDLY_CLOUD_SECRET_";
@@ -86,12 +88,6 @@ impl std::str::FromStr for SecretRef {
         // The value is not echoed: it may be the secret itself, pasted here.
         Err("not a secret reference: use env:NAME or file:/path (never the secret itself)".to_string())
     }
-}
-
-/// A reference for an error message: at most 80 characters of it, escaped.
-fn quoted(text: &str) -> String {
-    let head: String = text.chars().take(80).collect();
-    if text.chars().count() > 80 { format!("{head:?}…") } else { format!("{head:?}") }
 }
 
 impl TryFrom<String> for SecretRef {

@@ -104,19 +104,17 @@ pub async fn track_readiness<S: NamedService>(
     }
 }
 
-/// Gives a request that cannot be decoded the code its caller can act on.
-/// tonic answers a malformed message with INTERNAL (as gRPC's table says for
-/// a parse failure) and an oversized one with OUT_OF_RANGE; for a server
-/// they are the caller's fault: INVALID_ARGUMENT and RESOURCE_EXHAUSTED.
-/// Both arrive as trailers-only responses, so the headers carry the status.
-pub fn caller_errors_as_such<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let headers = response.headers();
-    let message = headers.get("grpc-message").map(|v| v.as_bytes()).unwrap_or_default();
-    let code = match headers.get("grpc-status").map(|v| v.as_bytes()) {
-        Some(b"13") if message.starts_with(b"failed%20to%20decode%20Protobuf%20message") => "3",
-        Some(b"11") if message.starts_with(b"Error,%20decoded%20message%20length%20too%20large") => "8",
-        _ => return response,
-    };
-    response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
+/// Answers a request over the server's size limit with RESOURCE_EXHAUSTED,
+/// the code gRPC gives a message larger than the receiver allows. tonic
+/// refuses such a request with OUT_OF_RANGE before any handler runs, in a
+/// trailers-only response (so the headers carry the status); no handler of
+/// these services answers OUT_OF_RANGE, so the code alone tells it apart,
+/// whatever tonic's message says. (A request that does not decode is
+/// refused with INVALID_ARGUMENT by the servers' codec,
+/// `cudly_proto::codec::RequestCodec`.)
+pub fn oversized_as_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    if response.headers().get("grpc-status").is_some_and(|code| code == "11") {
+        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
     response
 }

@@ -11,6 +11,7 @@ mod cudly {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("cudly.recommendations.v1");
+            include!(concat!(env!("OUT_DIR"), "/servers/cudly.recommendations.v1.rs"));
         }
     }
 
@@ -19,11 +20,14 @@ mod cudly {
         /// Version 1.
         pub mod v1 {
             tonic::include_proto!("cudly.collector.v1");
+            include!(concat!(env!("OUT_DIR"), "/servers/cudly.collector.v1.rs"));
         }
     }
 }
 
 pub use cudly::{collector, recommendations};
+
+pub mod codec;
 
 /// `google.type`: the common types of Google's API design guide the
 /// contracts use.

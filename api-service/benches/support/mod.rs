@@ -112,7 +112,7 @@ pub(crate) fn api_settings(collector_url: String) -> cudly_api::startup::Setting
         collector_url,
         dispatch_timeout: Duration::from_secs(2),
         lease_ttl: Duration::from_secs(30),
-        auto_refresh: cudly_api::refresh::AutoRefresh {
+        auto_refresh: cudly_api::state::AutoRefresh {
             stale_after: Duration::from_secs(86_400),
             backoff: Duration::from_secs(60),
         },

@@ -556,7 +556,7 @@ async fn api_service_can_serve_tls_itself(pool: PgPool) {
         collector_url: format!("http://{}", crate::helpers::unused_addr()),
         dispatch_timeout: Duration::from_secs(1),
         lease_ttl: Duration::from_secs(5),
-        auto_refresh: cudly_api::refresh::AutoRefresh {
+        auto_refresh: cudly_api::state::AutoRefresh {
             stale_after: Duration::from_secs(3600),
             backoff: Duration::from_secs(60),
         },

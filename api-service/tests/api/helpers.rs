@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use cudly_api::auth::AuthSettings;
 use cudly_api::dispatch::CollectorCredentials;
-use cudly_api::refresh::AutoRefresh;
 use cudly_api::startup::Limits;
+use cudly_api::state::AutoRefresh;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts};
 use cudly_collector::auth::InternalAuth;
 use cudly_collector::engine::EngineConfig;
