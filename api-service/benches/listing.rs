@@ -25,7 +25,7 @@ async fn main() {
     sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
 
     let settings = support::api_settings("http://127.0.0.1:9".into());
-    let app = cudly_api::startup::build(settings, pool.clone()).await.unwrap();
+    let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();
     let addr = app.local_addr();
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone().cancelled_owned()));

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use cudly_core::lease::RunInfo;
+use cudly_core::lease::Collection;
 
 /// How api-service proves itself to the collector.
 #[derive(Clone, Debug, Default)]
@@ -64,7 +64,7 @@ impl Dispatcher {
 
     /// Delivers `run`; `Ok` once the collector acknowledged it. The current
     /// trace context travels along, so the run shows up in the same trace.
-    pub async fn dispatch(&self, run: &RunInfo) -> Result<(), tonic::Status> {
+    pub async fn dispatch(&self, run: &Collection) -> Result<(), tonic::Status> {
         let mut request = tonic::Request::new(CollectRequest {
             collection_id: run.collection_id.to_string(),
             generation: run.generation,
@@ -76,7 +76,7 @@ impl Dispatcher {
         inject_trace_context(request.metadata_mut());
         let response = self.client.clone().collect(request).await?;
         if response.get_ref().duplicate {
-            tracing::info!(run_id = %run.collection_id, "collector already had the run");
+            tracing::info!(collection_id = %run.collection_id, "collector already had the run");
         }
         Ok(())
     }

@@ -141,7 +141,7 @@ impl RecommendationsService for RecommendationsApi {
         let req = request.into_inner();
         let page_size = recommendations::parse_page_size(req.page_size)?;
         let before = page_token::decode::<i64>(&req.page_token, COLLECTIONS_TOKEN)?;
-        let mut runs = state::list_runs(&self.pool, before, page_size + 1).await.map_err(Error::from)?;
+        let mut runs = state::list_collections(&self.pool, before, page_size + 1).await.map_err(Error::from)?;
         let next_page_token = if runs.len() as i64 > page_size {
             runs.truncate(page_size as usize);
             page_token::encode(COLLECTIONS_TOKEN, &runs.last().expect("a full page has a last run").generation())
@@ -149,7 +149,7 @@ impl RecommendationsService for RecommendationsApi {
             String::new()
         };
         Ok(Response::new(pb::ListCollectionsResponse {
-            collections: runs.into_iter().map(state::RunRow::into_proto).collect(),
+            collections: runs.into_iter().map(state::CollectionRow::into_proto).collect(),
             next_page_token,
         }))
     }

@@ -3,6 +3,7 @@
 //! collection state with WatchFreshness; serves recommendations.
 
 pub mod accounts;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dispatch;
@@ -13,5 +14,4 @@ pub mod metrics;
 pub mod page_token;
 pub mod recommendations;
 pub mod refresh;
-pub mod startup;
 pub mod state;

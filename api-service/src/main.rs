@@ -1,10 +1,10 @@
 //! api-service binary: parse config, init telemetry, migrate or serve.
 
 use clap::Parser;
+use cudly_api::app;
 use cudly_api::config::Config;
-use cudly_api::startup;
 use cudly_core::config::Command;
-use cudly_core::server as serving;
+use cudly_core::server;
 use cudly_core::{db, telemetry};
 
 #[tokio::main]
@@ -18,8 +18,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             let pool = config.common.connect_lazy()?;
-            let app = startup::build(startup::Settings::from_config(&config)?, pool).await?;
-            app.run(serving::shutdown_signal()).await?;
+            let service = app::build(app::Settings::from_config(&config)?, pool).await?;
+            service.run(server::shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_core::domain::Trigger;
-use cudly_core::lease::{Acquired, RunInfo, acquire_lease, release_undispatched};
+use cudly_core::lease::{Acquired, Collection, acquire_lease, release_undispatched};
 use sqlx::PgPool;
 use tracing::Instrument as _;
 
@@ -48,7 +48,7 @@ impl Refresher {
             tokio::spawn(
                 async move {
                     if let Err(err) = this.dispatch_or_release(&run).await {
-                        tracing::warn!(run_id = %run.collection_id, trigger = %run.trigger, error = %err, "background refresh not started");
+                        tracing::warn!(collection_id = %run.collection_id, trigger = %run.trigger, error = %err, "background refresh not started");
                     }
                 }
                 .in_current_span(),
@@ -62,7 +62,7 @@ impl Refresher {
         let acquired = acquire_lease(&self.pool, trigger, self.lease_ttl).await.map_err(Error::from);
         match &acquired {
             Ok(Acquired::Started(run)) if run.took_over => {
-                tracing::warn!(run_id = %run.collection_id, "took over the expired lease of a run whose collector stopped heartbeating");
+                tracing::warn!(collection_id = %run.collection_id, "took over the expired lease of a run whose collector stopped heartbeating");
                 self.metrics.lease_takeover();
             }
             Ok(Acquired::Started(_)) => {}
@@ -72,17 +72,17 @@ impl Refresher {
         acquired
     }
 
-    async fn dispatch_or_release(&self, run: &RunInfo) -> Result<(), Error> {
+    async fn dispatch_or_release(&self, run: &Collection) -> Result<(), Error> {
         let Err(status) = self.dispatcher.dispatch(run).await else {
-            tracing::info!(run_id = %run.collection_id, generation = run.generation, trigger = %run.trigger, "collection started");
+            tracing::info!(collection_id = %run.collection_id, generation = run.generation, trigger = %run.trigger, "collection started");
             self.metrics.refresh(run.trigger.as_str(), "started");
             return Ok(());
         };
-        tracing::warn!(run_id = %run.collection_id, code = ?status.code(), message = status.message(), "dispatch failed; releasing the lease");
+        tracing::warn!(collection_id = %run.collection_id, code = ?status.code(), message = status.message(), "dispatch failed; releasing the lease");
         let why = format!("dispatch to the collector failed: {}", status.message());
         if let Err(err) = release_undispatched(&self.pool, run, &why).await {
             // The lease then expires after its TTL; nothing stays stuck.
-            tracing::error!(run_id = %run.collection_id, error = %err, "releasing the lease failed");
+            tracing::error!(collection_id = %run.collection_id, error = %err, "releasing the lease failed");
         }
         self.metrics.refresh(run.trigger.as_str(), "dispatch_failed");
         Err(Error::CollectorUnavailable(why))

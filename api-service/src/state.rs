@@ -85,7 +85,7 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
     // run is abandoned at once, in every view (ListCollections derives the
     // same), though it is recorded so only when the lease is taken over.
     let abandoned = row.outcome.is_none() && !row.collecting;
-    let collection = row.collection_id.map(|id| RunRow {
+    let collection = row.collection_id.map(|id| CollectionRow {
         id,
         generation: row.generation,
         trigger: row.trigger.unwrap_or_default(),
@@ -103,7 +103,7 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
         last_collected_at: row.last_collected_at.map(timestamp),
         last_collection_error: row.last_collection_error.unwrap_or_default(),
         collecting: row.collecting,
-        collection: collection.map(RunRow::into_proto),
+        collection: collection.map(CollectionRow::into_proto),
         version: row.version,
         lease_expires_at: row.lease_expires_at.filter(|_| row.collecting).map(timestamp),
     };
@@ -112,7 +112,7 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
 
 /// One run of the history.
 #[derive(Debug, FromRow)]
-pub struct RunRow {
+pub struct CollectionRow {
     id: Uuid,
     generation: i64,
     trigger: String,
@@ -124,7 +124,7 @@ pub struct RunRow {
     providers: Json<Vec<ProviderStatus>>,
 }
 
-impl RunRow {
+impl CollectionRow {
     /// The run's generation (the history's keyset).
     pub fn generation(&self) -> i64 {
         self.generation
@@ -150,7 +150,11 @@ impl RunRow {
 /// newest first. A run recorded as running whose lease is no longer held
 /// (it expired; the run stopped heartbeating) is shown abandoned, as
 /// GetFreshness shows it, before any takeover records it so.
-pub async fn list_runs(pool: &PgPool, before: Option<i64>, limit: i64) -> Result<Vec<RunRow>, sqlx::Error> {
+pub async fn list_collections(
+    pool: &PgPool,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<CollectionRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT r.id, r.generation, r.trigger, r.started_at,
                 CASE WHEN gone THEN coalesce(r.finished_at, s.expired_at) ELSE r.finished_at END AS finished_at,

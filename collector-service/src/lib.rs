@@ -10,13 +10,13 @@
 //! names, serving plumbing) lives in `cudly_core`.
 
 pub mod accounts;
+pub mod app;
 pub mod auth;
+pub mod collection;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod metrics;
 pub mod persist;
 pub mod providers;
-pub mod run;
-pub mod service;
-pub mod startup;

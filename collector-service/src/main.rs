@@ -2,9 +2,9 @@
 
 use clap::Parser;
 use cudly_collector::config::{Backend, Config};
-use cudly_collector::{accounts, startup};
+use cudly_collector::{accounts, app};
 use cudly_core::config::Command;
-use cudly_core::server as serving;
+use cudly_core::server;
 use cudly_core::{db, telemetry};
 
 #[tokio::main]
@@ -27,9 +27,9 @@ async fn main() -> anyhow::Result<()> {
             if !config.seed_accounts.0.is_empty() {
                 tokio::spawn(accounts::seed_when_reachable(pool.clone(), config.seed_accounts.clone()));
             }
-            let backends = startup::backends_from_config(&config).await?;
-            let app = startup::build(startup::Settings::from_config(&config)?, pool, backends).await?;
-            app.run(serving::shutdown_signal()).await?;
+            let backends = app::backends_from_config(&config).await?;
+            let service = app::build(app::Settings::from_config(&config)?, pool, backends).await?;
+            service.run(server::shutdown_signal()).await?;
         }
     }
     Ok(())

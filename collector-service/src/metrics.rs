@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 /// Labels of a finished run.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RunLabels {
+pub struct CollectionLabels {
     /// user, schedule, cold_start, stale.
     pub trigger: String,
     /// succeeded, partially_succeeded, failed, cancelled, lease_lost.
@@ -27,8 +27,8 @@ pub struct ProviderLabels {
 /// collector-service's own metrics.
 #[derive(Clone, Debug)]
 pub struct CollectorMetrics {
-    runs: Family<RunLabels, Counter>,
-    run_duration: Family<RunLabels, Histogram>,
+    runs: Family<CollectionLabels, Counter>,
+    run_duration: Family<CollectionLabels, Histogram>,
     provider_requests: Family<ProviderLabels, Counter>,
     provider_errors: Family<ProviderLabels, Counter>,
 }
@@ -62,8 +62,8 @@ impl CollectorMetrics {
     }
 
     /// Counts a run that ended.
-    pub fn run_ended(&self, trigger: &str, outcome: &str, elapsed: std::time::Duration) {
-        let labels = RunLabels { trigger: trigger.to_string(), outcome: outcome.to_string() };
+    pub fn collection_ended(&self, trigger: &str, outcome: &str, elapsed: std::time::Duration) {
+        let labels = CollectionLabels { trigger: trigger.to_string(), outcome: outcome.to_string() };
         self.runs.get_or_create(&labels).inc();
         self.run_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }

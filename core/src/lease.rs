@@ -43,7 +43,8 @@ macro_rules! fenced {
     };
 }
 
-/// A run, identified by the lease it was started under.
+/// The lease a collection holds: its id and the generation it was started
+/// under, which every write it makes is fenced by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lease {
     /// The run id.
@@ -177,10 +178,11 @@ async fn write_end<'e>(
     Ok(ended.is_some())
 }
 
-/// A run as the refresh caller sees it.
+/// A collection (one run of collecting recommendations) as the refresh
+/// caller sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RunInfo {
-    /// The run id.
+pub struct Collection {
+    /// The collection id.
     pub collection_id: Uuid,
     /// Its lease generation.
     pub generation: i64,
@@ -195,17 +197,24 @@ pub struct RunInfo {
     pub took_over: bool,
 }
 
+impl Collection {
+    /// The lease it holds, which fences its writes.
+    pub fn lease(&self) -> Lease {
+        Lease { collection_id: self.collection_id, generation: self.generation, trigger: self.trigger }
+    }
+}
+
 /// Whether a call started a run or joined the one in flight.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Acquired {
     /// This call took the lease for a new run.
-    Started(RunInfo),
+    Started(Collection),
     /// A run already held the lease; this call joins it.
-    Joined(RunInfo),
+    Joined(Collection),
 }
 
 #[derive(sqlx::FromRow)]
-struct RunRow {
+struct CollectionRow {
     collection_id: Uuid,
     generation: i64,
     trigger: String,
@@ -214,9 +223,9 @@ struct RunRow {
     took_over: bool,
 }
 
-impl From<RunRow> for RunInfo {
-    fn from(row: RunRow) -> Self {
-        RunInfo {
+impl From<CollectionRow> for Collection {
+    fn from(row: CollectionRow) -> Self {
+        Collection {
             collection_id: row.collection_id,
             generation: row.generation,
             trigger: Trigger::parse(&row.trigger).unwrap_or(Trigger::User),
@@ -240,7 +249,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
         if let Some(row) = held_lease(pool).await? {
             return Ok(Acquired::Joined(row.into()));
         }
-        let started: Option<RunRow> = sqlx::query_as(
+        let started: Option<CollectionRow> = sqlx::query_as(
             // `previous` reads the row as it was before this statement (all
             // parts of one statement see the same snapshot): an abandoned
             // run ended when its lease expired, as every view shows it.
@@ -284,7 +293,7 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
 }
 
 /// The run holding an unexpired lease, if any.
-async fn held_lease(pool: &PgPool) -> Result<Option<RunRow>, sqlx::Error> {
+async fn held_lease(pool: &PgPool) -> Result<Option<CollectionRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT collection_id, generation, trigger, started_at, last_collected_at, false AS took_over
          FROM collection_state
@@ -297,7 +306,7 @@ async fn held_lease(pool: &PgPool) -> Result<Option<RunRow>, sqlx::Error> {
 /// Releases the lease of a run that could not be dispatched (compare and
 /// clear on id and generation), recording why. Returns whether it was still
 /// held.
-pub async fn release_undispatched(pool: &PgPool, run: &RunInfo, error: &str) -> Result<bool, sqlx::Error> {
+pub async fn release_undispatched(pool: &PgPool, run: &Collection, error: &str) -> Result<bool, sqlx::Error> {
     let ending = Ending { outcome: Outcome::Failed, error: Some(error), providers: None, written: None };
     write_end(pool, run.collection_id, run.generation, Fence::Unreleased, &ending).await
 }

@@ -6,16 +6,14 @@
 use std::time::Duration;
 
 use cudly_core::domain::{Outcome, Provider, ProviderStatus, Trigger};
-use cudly_core::lease::{Acquired, Ending, Lease, RunInfo, acquire_lease, end_run, release_undispatched};
+use cudly_core::lease::{Acquired, Collection, Ending, Lease, acquire_lease, end_run, release_undispatched};
 use cudly_core::schema::STATE_CHANNEL;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-async fn start_run(pool: &PgPool) -> (Lease, RunInfo) {
+async fn start_run(pool: &PgPool) -> (Lease, Collection) {
     match acquire_lease(pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
-        Acquired::Started(run) => {
-            (Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User }, run)
-        }
+        Acquired::Started(run) => (run.lease(), run),
         Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
     }
 }

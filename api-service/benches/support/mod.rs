@@ -84,9 +84,7 @@ pub(crate) fn synthetic(n: usize) -> Collected {
 /// Takes the lease for a run, as api-service does.
 pub(crate) async fn take_lease(pool: &PgPool) -> Lease {
     match acquire_lease(pool, Trigger::User, Duration::from_secs(300)).await.unwrap() {
-        Acquired::Started(run) => {
-            Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User }
-        }
+        Acquired::Started(run) => run.lease(),
         Acquired::Joined(run) => panic!("a run already holds the lease: {}", run.collection_id),
     }
 }
@@ -106,8 +104,8 @@ pub(crate) fn ms(d: Duration) -> f64 {
 }
 
 /// api-service settings for an in-process benchmark server on a free port.
-pub(crate) fn api_settings(collector_url: String) -> cudly_api::startup::Settings {
-    cudly_api::startup::Settings {
+pub(crate) fn api_settings(collector_url: String) -> cudly_api::app::Settings {
+    cudly_api::app::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         collector_url,
         dispatch_timeout: Duration::from_secs(2),
@@ -129,8 +127,8 @@ pub(crate) fn api_settings(collector_url: String) -> cudly_api::startup::Setting
 }
 
 /// collector-service settings for an in-process benchmark collector.
-pub(crate) fn collector_settings() -> cudly_collector::startup::Settings {
-    cudly_collector::startup::Settings {
+pub(crate) fn collector_settings() -> cudly_collector::app::Settings {
+    cudly_collector::app::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         lease_ttl: Duration::from_secs(30),
         engine: Default::default(),

@@ -199,7 +199,7 @@ fn results_for(accounts: &[&str]) -> cudly_collector::engine::Collected {
 #[sqlx::test(migrations = "../migrations")]
 async fn an_account_deleted_while_a_run_writes_its_results_is_never_written_back(pool: PgPool) {
     use cudly_core::domain::{Provider, Trigger};
-    use cudly_core::lease::{Acquired, Lease, acquire_lease};
+    use cudly_core::lease::{Acquired, acquire_lease};
     let (doomed, staying) = ("210987654321", "310987654321");
     sqlx::query(
         "INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Doomed'), ('aws', $2, 'Stays')",
@@ -213,7 +213,7 @@ async fn an_account_deleted_while_a_run_writes_its_results_is_never_written_back
     else {
         panic!("the lease was free");
     };
-    let lease = Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User };
+    let lease = run.lease();
 
     // DeleteAccount is under way (its transaction holds the accounts lock)
     // when the run writes its results, which include the doomed account's.

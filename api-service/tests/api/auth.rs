@@ -551,7 +551,7 @@ async fn api_service_can_serve_tls_itself(pool: PgPool) {
     let pki = crate::helpers::Pki::new("cudly test CA");
     let (cert, key) = pki.issue("localhost");
     let files = KeyDir::new();
-    let settings = cudly_api::startup::Settings {
+    let settings = cudly_api::app::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         collector_url: format!("http://{}", crate::helpers::unused_addr()),
         dispatch_timeout: Duration::from_secs(1),
@@ -570,7 +570,7 @@ async fn api_service_can_serve_tls_itself(pool: PgPool) {
         limits: Default::default(),
         metrics_listen: None,
     };
-    let app = cudly_api::startup::build(settings, pool).await.unwrap();
+    let app = cudly_api::app::build(settings, pool).await.unwrap();
     let port = app.local_addr().port();
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run(stop.clone().cancelled_owned()));

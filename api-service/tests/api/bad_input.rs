@@ -173,7 +173,7 @@ async fn malformed_and_oversized_messages_are_the_callers_fault(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_replica_refuses_watchers_beyond_its_cap_and_takes_them_again_when_one_leaves(pool: PgPool) {
-    let limits = cudly_api::startup::Limits { max_watchers: 2, ..Default::default() };
+    let limits = cudly_api::app::Limits { max_watchers: 2, ..Default::default() };
     let app = spawn_app(pool, Options { limits, with_collector: false, ..Options::default() }).await;
     let watch = || {
         let mut client = app.client.clone();
@@ -216,7 +216,7 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
             }
         }
     });
-    let limits = cudly_api::startup::Limits { max_concurrent_requests: 1, ..Default::default() };
+    let limits = cudly_api::app::Limits { max_concurrent_requests: 1, ..Default::default() };
     let opts = Options { limits, with_collector: false, ..Options::default() };
     let app = crate::helpers::spawn_api(pool, &opts, collector_addr, None).await;
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use cudly_core::domain::{Provider, ProviderStatus, Trigger};
-use cudly_core::lease::{Acquired, Ending, Lease, acquire_lease, end_run, write_progress};
+use cudly_core::lease::{Acquired, Ending, acquire_lease, end_run, write_progress};
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -91,7 +91,7 @@ async fn watchers_share_one_listen_connection_and_one_state_read_per_change(pool
     let Acquired::Started(run) = acquire_lease(&pool, Trigger::User, Duration::from_secs(30)).await.unwrap() else {
         panic!("the lease was free");
     };
-    let lease = Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User };
+    let lease = run.lease();
     for done in 1..=3 {
         let mut status = ProviderStatus::pending(Provider::Aws, 3);
         status.accounts_succeeded = done;

@@ -5,16 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_api::app::Limits;
 use cudly_api::auth::AuthSettings;
 use cudly_api::dispatch::CollectorCredentials;
-use cudly_api::startup::Limits;
 use cudly_api::state::AutoRefresh;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts};
 use cudly_collector::auth::InternalAuth;
 use cudly_collector::engine::EngineConfig;
+use cudly_collector::grpc::Collector;
 use cudly_collector::providers::Backends;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
-use cudly_collector::service::Collector;
 use cudly_core::domain::Provider;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
@@ -100,7 +100,7 @@ pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketA
     let sims: Vec<Arc<SimulatedBackend>> =
         Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, opts.sim.clone()))).collect();
     let backends: Backends = sims.iter().map(|s| s.clone() as _).collect();
-    let settings = cudly_collector::startup::Settings {
+    let settings = cudly_collector::app::Settings {
         listen: addr,
         lease_ttl: opts.lease_ttl,
         engine: EngineConfig::default(),
@@ -109,7 +109,7 @@ pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketA
         auth: opts.collector_auth.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
     };
-    let app = cudly_collector::startup::build(settings, pool.clone(), backends).await.unwrap();
+    let app = cudly_collector::app::build(settings, pool.clone(), backends).await.unwrap();
     let (addr, collector, metrics_addr) = (app.local_addr(), app.collector(), app.metrics_addr());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
@@ -149,7 +149,7 @@ pub(crate) async fn spawn_api(
     collector_addr: SocketAddr,
     collector: Option<TestCollector>,
 ) -> TestApp {
-    let settings = cudly_api::startup::Settings {
+    let settings = cudly_api::app::Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
         collector_url: format!("{}://{}", opts.collector_scheme, collector_url_host(collector_addr, opts)),
         dispatch_timeout: Duration::from_secs(2),
@@ -165,7 +165,7 @@ pub(crate) async fn spawn_api(
         limits: opts.limits.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
     };
-    let app = cudly_api::startup::build(settings, pool.clone()).await.unwrap();
+    let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();
     let (addr, metrics_addr) = (app.local_addr(), app.metrics_addr());
     let stop = CancellationToken::new();
     let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));

@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use cudly_collector::collection::CollectionEnd;
 use cudly_collector::engine::Collected;
 use cudly_collector::persist::{FinishError, finish_run};
-use cudly_collector::run::RunEnd;
 use cudly_core::domain::{Provider, Trigger};
 use cudly_core::lease::{Acquired, acquire_lease};
-use cudly_core::lease::{Lease, renew_lease, write_progress};
+use cudly_core::lease::{renew_lease, write_progress};
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;
@@ -123,7 +123,7 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
     let history = app.history().await;
     assert_eq!(history[0].0, dead.generation);
     assert_eq!(history[0].1, "abandoned");
-    let old = Lease { collection_id: dead.collection_id, generation: dead.generation, trigger: Trigger::User };
+    let old = dead.lease();
     assert!(!renew_lease(&pool, &old, ttl).await.unwrap());
     assert!(!write_progress(&pool, &old, &[]).await.unwrap());
     let late = Collected {
@@ -149,7 +149,7 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
 async fn a_collector_that_loses_its_lease_stops_without_writing(pool: PgPool) {
     let opts = Options { lease_ttl: Duration::from_secs(1), ..slow(400) };
     let app = spawn_app(pool.clone(), opts).await;
-    let mut ends = app.collector.as_ref().unwrap().collector.subscribe_run_ends();
+    let mut ends = app.collector.as_ref().unwrap().collector.subscribe_ends();
     let run = app.refresh().await.unwrap().collection.unwrap();
 
     // Another owner takes the lease over (as after a partition).
@@ -160,7 +160,7 @@ async fn a_collector_that_loses_its_lease_stops_without_writing(pool: PgPool) {
         .unwrap();
     let (lease, end) = tokio::time::timeout(Duration::from_secs(10), ends.recv()).await.unwrap().unwrap();
     assert_eq!(lease.collection_id.to_string(), run.id);
-    assert_eq!(end, RunEnd::LeaseLost);
+    assert_eq!(end, CollectionEnd::LeaseLost);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations").fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 0, "a run that lost its lease writes no results");
 }

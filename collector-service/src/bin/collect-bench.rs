@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts, simulated_account};
+use cudly_collector::collection::{CollectionContext, CollectionEnd, run_collection};
 use cudly_collector::engine::{self, EngineConfig};
 use cudly_collector::metrics::CollectorMetrics;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_collector::providers::{Backends, CloudBackend};
-use cudly_collector::run::{RunContext, RunEnd, run_collection};
 use cudly_core::domain::{Account, Provider, Trigger};
 use cudly_core::lease::{Acquired, Lease, acquire_lease};
 use prometheus_client::registry::Registry;
@@ -129,7 +129,7 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
     sqlx::query("DELETE FROM accounts").execute(&pool).await?;
     let spec = SeedSpec(Provider::ALL.iter().map(|&p| (p, args.accounts)).collect());
     seed_simulated_accounts(&pool, &spec).await?;
-    let ctx = Arc::new(RunContext {
+    let ctx = Arc::new(CollectionContext {
         pool: pool.clone(),
         backends: backends(sim),
         engine: caps.clone(),
@@ -145,7 +145,7 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
     let started = Instant::now();
     let end = run_collection(ctx, lease, CancellationToken::new(), opentelemetry::Context::new()).await;
     let wall = started.elapsed();
-    let RunEnd::Finished(finished) = end else { anyhow::bail!("the run did not finish: {end:?}") };
+    let CollectionEnd::Finished(finished) = end else { anyhow::bail!("the run did not finish: {end:?}") };
     println!(
         "full run with persistence: wall {:.3} s ({} recommendations written, outcome {})",
         wall.as_secs_f64(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cudly_collector::engine::Collected;
 use cudly_collector::persist::{FinishError, Finished, finish_run};
 use cudly_core::domain::{Provider, ProviderStatus, Trigger};
-use cudly_core::lease::{Acquired, Lease, RunInfo, acquire_lease};
+use cudly_core::lease::{Acquired, Collection, Lease, acquire_lease};
 use cudly_core::schema::ACCOUNTS_LOCK;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -16,11 +16,9 @@ use crate::recommendation;
 
 const ACCOUNT: &str = "123456789012";
 
-async fn start_run(pool: &PgPool) -> (Lease, RunInfo) {
+async fn start_run(pool: &PgPool) -> (Lease, Collection) {
     match acquire_lease(pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
-        Acquired::Started(run) => {
-            (Lease { collection_id: run.collection_id, generation: run.generation, trigger: Trigger::User }, run)
-        }
+        Acquired::Started(run) => (run.lease(), run),
         Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cudly_collector::accounts::seed_simulated_accounts;
+use cudly_collector::app::{Settings, build};
 use cudly_collector::auth::InternalAuth;
+use cudly_collector::collection::CollectionEnd;
 use cudly_collector::engine::EngineConfig;
+use cudly_collector::grpc::Collector;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
-use cudly_collector::run::RunEnd;
-use cudly_collector::service::Collector;
-use cudly_collector::startup::{Settings, build};
 use cudly_core::domain::Provider;
 use cudly_core::domain::Trigger;
 use cudly_core::lease::{Acquired, acquire_lease};
@@ -87,7 +87,7 @@ fn request(id: Uuid, generation: i64) -> CollectRequest {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_duplicate_delivery_is_acknowledged_and_ignored(pool: PgPool) {
     let c = spawn_collector(&pool, Duration::from_millis(200)).await;
-    let mut ends = c.collector.subscribe_run_ends();
+    let mut ends = c.collector.subscribe_ends();
     let (id, generation) = take_lease(&pool).await;
     let first = c.client.clone().collect(request(id, generation)).await.unwrap().into_inner();
     let second = c.client.clone().collect(request(id, generation)).await.unwrap().into_inner();
@@ -96,7 +96,7 @@ async fn a_duplicate_delivery_is_acknowledged_and_ignored(pool: PgPool) {
 
     let (lease, end) = tokio::time::timeout(Duration::from_secs(20), ends.recv()).await.unwrap().unwrap();
     assert_eq!(lease.collection_id, id);
-    assert!(matches!(end, RunEnd::Finished(_)), "{end:?}");
+    assert!(matches!(end, CollectionEnd::Finished(_)), "{end:?}");
     // Exactly one run's calls reached the clouds: a second run of the same
     // lease would have made its own meanwhile (its first calls go out at
     // once, the run lasts several latencies).
@@ -340,7 +340,7 @@ async fn a_run_that_cannot_renew_its_lease_cancels_itself_before_it_could_be_tak
         .await
         .unwrap();
     let c = spawn_collector_with_ttl(&relayed, Duration::from_secs(30), ttl).await;
-    let mut ends = c.collector.subscribe_run_ends();
+    let mut ends = c.collector.subscribe_ends();
     let (id, generation) = match acquire_lease(&pool, Trigger::User, ttl).await.unwrap() {
         Acquired::Started(run) => (run.collection_id, run.generation),
         Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
@@ -351,7 +351,11 @@ async fn a_run_that_cannot_renew_its_lease_cancels_itself_before_it_could_be_tak
 
     let (lease, end) = tokio::time::timeout(Duration::from_secs(10), ends.recv()).await.unwrap().unwrap();
     let stopped = frozen_at.elapsed();
-    assert_eq!((lease.collection_id, &end), (id, &RunEnd::LeaseLost), "it stopped, as a run that lost its lease");
+    assert_eq!(
+        (lease.collection_id, &end),
+        (id, &CollectionEnd::LeaseLost),
+        "it stopped, as a run that lost its lease"
+    );
     assert!(stopped < ttl + Duration::from_millis(500), "cancelled {stopped:?} after the database froze (TTL {ttl:?})");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations").fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 0, "it wrote nothing");

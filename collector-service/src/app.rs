@@ -20,13 +20,13 @@ use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::auth::InternalAuth;
+use crate::collection::CollectionContext;
 use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
+use crate::grpc::{Collector, CollectorGrpc};
 use crate::metrics::CollectorMetrics;
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
-use crate::run::RunContext;
-use crate::service::{Collector, CollectorGrpc};
 
 /// What a collector needs besides its database and backends.
 #[derive(Clone, Debug)]
@@ -105,7 +105,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
     let mut registry = Registry::with_prefix("cudly");
     let metrics = CollectorMetrics::register(&mut registry);
     let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
-    let collector = Arc::new(Collector::new(RunContext {
+    let collector = Arc::new(Collector::new(CollectionContext {
         pool,
         backends,
         engine: settings.engine.clone(),

@@ -1,6 +1,6 @@
-//! One run from start to end: heartbeat the lease, collect, publish progress,
-//! and finish (or release the lease when cancelled, or write nothing when the
-//! lease was lost).
+//! One collection from start to end: heartbeat the lease, collect, publish
+//! progress, and finish (or release the lease when cancelled, or write
+//! nothing when the lease was lost).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::persist::{self, FinishError};
 use crate::providers::Backends;
 
 /// What every run of a collector shares.
-pub struct RunContext {
+pub struct CollectionContext {
     /// The database.
     pub pool: PgPool,
     /// The clouds, in provider order.
@@ -39,7 +39,7 @@ pub struct RunContext {
 
 /// How a run ended, as seen by its collector.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunEnd {
+pub enum CollectionEnd {
     /// Results written, lease cleared.
     Finished(persist::Finished),
     /// Cancelled (shutdown): lease released with the error recorded.
@@ -51,14 +51,14 @@ pub enum RunEnd {
     Failed(String),
 }
 
-impl RunEnd {
+impl CollectionEnd {
     /// The `outcome` label of the run metrics.
     pub fn outcome_label(&self) -> &'static str {
         match self {
-            RunEnd::Finished(f) => f.outcome.as_str(),
-            RunEnd::Released => "cancelled",
-            RunEnd::LeaseLost => "lease_lost",
-            RunEnd::Failed(_) => "failed",
+            CollectionEnd::Finished(f) => f.outcome.as_str(),
+            CollectionEnd::Released => "cancelled",
+            CollectionEnd::LeaseLost => "lease_lost",
+            CollectionEnd::Failed(_) => "failed",
         }
     }
 }
@@ -71,12 +71,12 @@ pub const SHUTTING_DOWN: &str = "collector shutting down";
 /// `parent` (the delivery that started it), so a trace shows the refresh,
 /// the delivery and the whole run with its providers, accounts and services.
 pub async fn run_collection(
-    ctx: Arc<RunContext>,
+    ctx: Arc<CollectionContext>,
     lease: Lease,
     cancel: CancellationToken,
     parent: opentelemetry::Context,
-) -> RunEnd {
-    let span = tracing::info_span!(parent: None, "collection", run_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
+) -> CollectionEnd {
+    let span = tracing::info_span!(parent: None, "collection", collection_id = %lease.collection_id, generation = lease.generation, trigger = %lease.trigger);
     // Without a tracing-opentelemetry layer (no OTLP endpoint) this does
     // nothing, which is right: there is no trace to join.
     if let Err(err) = span.set_parent(parent) {
@@ -85,12 +85,12 @@ pub async fn run_collection(
     async move {
         let started = Instant::now();
         let end = run(&ctx, lease, &cancel).await;
-        ctx.metrics.run_ended(lease.trigger.as_str(), end.outcome_label(), started.elapsed());
+        ctx.metrics.collection_ended(lease.trigger.as_str(), end.outcome_label(), started.elapsed());
         match &end {
-            RunEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
-            RunEnd::Released => tracing::info!("run cancelled, lease released"),
-            RunEnd::LeaseLost => tracing::warn!("lease lost, run stopped without writing"),
-            RunEnd::Failed(e) => tracing::error!(error = %e, "run failed"),
+            CollectionEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
+            CollectionEnd::Released => tracing::info!("run cancelled, lease released"),
+            CollectionEnd::LeaseLost => tracing::warn!("lease lost, run stopped without writing"),
+            CollectionEnd::Failed(e) => tracing::error!(error = %e, "run failed"),
         }
         end
     }
@@ -98,7 +98,7 @@ pub async fn run_collection(
     .await
 }
 
-async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunEnd {
+async fn run(ctx: &CollectionContext, lease: Lease, cancel: &CancellationToken) -> CollectionEnd {
     // The run's own token: cancelled by the caller (shutdown) or by losing
     // the lease. `lost` is cancelled only by the latter: it also abandons a
     // write in progress, and tells the two apart.
@@ -129,8 +129,8 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
     // A shutdown lets the write finish; a lost lease abandons it (its fence
     // would refuse the commit anyway).
     match lost.run_until_cancelled(persist::finish_run(&ctx.pool, &lease, collected)).await {
-        None | Some(Err(FinishError::LeaseLost)) => RunEnd::LeaseLost,
-        Some(Ok(finished)) => RunEnd::Finished(finished),
+        None | Some(Err(FinishError::LeaseLost)) => CollectionEnd::LeaseLost,
+        Some(Ok(finished)) => CollectionEnd::Finished(finished),
         Some(Err(FinishError::Database(err))) => {
             fail(ctx, &lease, format!("writing results failed: {err}"), &providers).await
         }
@@ -139,28 +139,33 @@ async fn run(ctx: &RunContext, lease: Lease, cancel: &CancellationToken) -> RunE
 
 /// Ends a run stopped before its results: nothing to write when its lease
 /// is lost; otherwise (shutdown) its lease is released with the reason.
-async fn cancelled(ctx: &RunContext, lease: &Lease, lost: &CancellationToken, providers: &[ProviderStatus]) -> RunEnd {
+async fn cancelled(
+    ctx: &CollectionContext,
+    lease: &Lease,
+    lost: &CancellationToken,
+    providers: &[ProviderStatus],
+) -> CollectionEnd {
     ctx.metrics.provider_calls(providers);
     if lost.is_cancelled() {
-        return RunEnd::LeaseLost;
+        return CollectionEnd::LeaseLost;
     }
     let ending =
         Ending { outcome: Outcome::Cancelled, error: Some(SHUTTING_DOWN), providers: Some(providers), written: None };
     match lease::end_run(&ctx.pool, lease, &ending).await {
-        Ok(true) => RunEnd::Released,
-        Ok(false) => RunEnd::LeaseLost,
-        Err(err) => RunEnd::Failed(format!("releasing the lease: {err}")),
+        Ok(true) => CollectionEnd::Released,
+        Ok(false) => CollectionEnd::LeaseLost,
+        Err(err) => CollectionEnd::Failed(format!("releasing the lease: {err}")),
     }
 }
 
 /// Records a failed run and frees its lease now if the database lets us;
 /// otherwise the lease expires after its TTL and the run is taken over.
-async fn fail(ctx: &RunContext, lease: &Lease, why: String, providers: &[ProviderStatus]) -> RunEnd {
+async fn fail(ctx: &CollectionContext, lease: &Lease, why: String, providers: &[ProviderStatus]) -> CollectionEnd {
     let ending = Ending { outcome: Outcome::Failed, error: Some(&why), providers: Some(providers), written: None };
     if let Err(err) = lease::end_run(&ctx.pool, lease, &ending).await {
         tracing::warn!(error = %err, "could not record the failure; the lease will expire");
     }
-    RunEnd::Failed(why)
+    CollectionEnd::Failed(why)
 }
 
 /// Renews the lease every TTL/3 until the run ends (it is aborted then),

@@ -18,17 +18,17 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
+use crate::collection::{CollectionContext, CollectionEnd, run_collection};
 use crate::error::Error;
-use crate::run::{RunContext, RunEnd, run_collection};
 
 /// Runs collections in the background, one task per delivered run.
 pub struct Collector {
-    ctx: Arc<RunContext>,
+    ctx: Arc<CollectionContext>,
     /// Runs in flight here, by id, with their generation.
     running: Arc<Mutex<HashMap<Uuid, i64>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
-    ends: broadcast::Sender<(Lease, RunEnd)>,
+    ends: broadcast::Sender<(Lease, CollectionEnd)>,
 }
 
 /// How a delivery was taken.
@@ -40,7 +40,7 @@ pub struct Accepted {
 
 impl Collector {
     /// A collector running with `ctx`.
-    pub fn new(ctx: RunContext) -> Self {
+    pub fn new(ctx: CollectionContext) -> Self {
         Collector {
             ctx: Arc::new(ctx),
             running: Arc::default(),
@@ -94,7 +94,7 @@ impl Collector {
     }
 
     /// How each run ends, as it ends (for benchmarks, tests and tooling).
-    pub fn subscribe_run_ends(&self) -> broadcast::Receiver<(Lease, RunEnd)> {
+    pub fn subscribe_ends(&self) -> broadcast::Receiver<(Lease, CollectionEnd)> {
         self.ends.subscribe()
     }
 
@@ -120,7 +120,7 @@ impl CollectorService for CollectorGrpc {
     async fn collect(&self, request: Request<CollectRequest>) -> Result<Response<CollectResponse>, Status> {
         let span = tracing::info_span!(
             "collect",
-            run_id = %request.get_ref().collection_id,
+            collection_id = %request.get_ref().collection_id,
             generation = request.get_ref().generation
         );
         // The caller's trace context becomes the parent before the span is
