@@ -16,6 +16,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY core core
+COPY testkit testkit
 COPY api-service api-service
 COPY collector-service collector-service
 COPY migrations migrations

@@ -24,7 +24,7 @@ async fn main() {
     cudly_collector::persist::finish_run(&pool, &lease, support::synthetic(ROWS)).await.unwrap();
     sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
 
-    let settings = support::api_settings("http://127.0.0.1:9".into());
+    let settings = cudly_testkit::settings::api("http://127.0.0.1:9");
     let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();
     let addr = app.local_addr();
     let stop = CancellationToken::new();

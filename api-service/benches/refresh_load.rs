@@ -45,12 +45,12 @@ async fn main() {
     // A collector whose run never ends during the benchmark.
     let sim = SimulatedConfig { latency: Duration::from_secs(600), jitter: Duration::ZERO, ..Default::default() };
     let backends = vec![Arc::new(SimulatedBackend::new(cudly_core::domain::Provider::Aws, sim)) as _];
-    let collector_settings = support::collector_settings();
+    let collector_settings = cudly_testkit::settings::collector();
     let collector = cudly_collector::app::build(collector_settings, pool.clone(), backends).await.unwrap();
     let collector_addr = collector.local_addr();
     let stop = CancellationToken::new();
     tokio::spawn(collector.run(stop.clone().cancelled_owned()));
-    let settings = support::api_settings(format!("http://{collector_addr}"));
+    let settings = cudly_testkit::settings::api(&format!("http://{collector_addr}"));
     let api = cudly_api::app::build(settings, db_pool).await.unwrap();
     let addr = api.local_addr();
     tokio::spawn(api.run(stop.clone().cancelled_owned()));

@@ -81,18 +81,6 @@ pub struct Limits {
     pub http2_keepalive: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_watchers: 20_000,
-            max_concurrent_requests: 1024,
-            request_timeout: Duration::from_secs(30),
-            max_request_bytes: 64 * 1024,
-            http2_keepalive: Duration::from_secs(30),
-        }
-    }
-}
-
 impl Settings {
     /// The settings `config` asks for; fails when the authentication setup
     /// is incomplete.

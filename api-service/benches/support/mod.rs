@@ -102,39 +102,3 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
-
-/// api-service settings for an in-process benchmark server on a free port.
-pub(crate) fn api_settings(collector_url: String) -> cudly_api::app::Settings {
-    cudly_api::app::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url,
-        dispatch_timeout: Duration::from_secs(2),
-        lease_ttl: Duration::from_secs(30),
-        auto_refresh: cudly_api::state::AutoRefresh {
-            stale_after: Duration::from_secs(86_400),
-            backoff: Duration::from_secs(60),
-        },
-        watch_heartbeat: Duration::from_secs(15),
-        cors_allowed_origins: vec!["*".into()],
-        shutdown_timeout: Duration::from_secs(1),
-        auth: cudly_api::auth::AuthSettings::Disabled,
-        reflection: true,
-        tls: None,
-        collector_credentials: Default::default(),
-        limits: Default::default(),
-        metrics_listen: None,
-    }
-}
-
-/// collector-service settings for an in-process benchmark collector.
-pub(crate) fn collector_settings() -> cudly_collector::app::Settings {
-    cudly_collector::app::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        lease_ttl: Duration::from_secs(30),
-        engine: Default::default(),
-        progress_interval: Duration::from_millis(500),
-        shutdown_timeout: Duration::from_secs(2),
-        auth: cudly_collector::auth::InternalAuth { insecure: true, ..Default::default() },
-        metrics_listen: None,
-    }
-}

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::helpers::{Options, spawn_app};
+use cudly_testkit::spawn::{Options, spawn_app};
 
 fn aws(id: &str, name: &str, role: &str) -> pb::Account {
     pb::Account {
@@ -161,39 +161,10 @@ async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendati
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-/// Rows of a run's results for `accounts` (one each), collected by this test.
+/// A run's results with one row for each of `accounts`, collected by itself.
 fn results_for(accounts: &[&str]) -> cudly_collector::engine::Collected {
-    use cudly_core::domain::{CommitmentType, PaymentOption, Provider, ProviderStatus, Recommendation};
-    use cudly_core::money::{Amount, Currency};
-    let recommendations: Vec<Recommendation> = accounts
-        .iter()
-        .map(|id| Recommendation {
-            provider: Provider::Aws,
-            account_id: id.to_string(),
-            account_name: id.to_string(),
-            service: "ec2".into(),
-            region: "us-east-1".into(),
-            resource_type: "m5.large".into(),
-            platform: "Linux/UNIX".into(),
-            commitment_type: CommitmentType::ReservedInstance,
-            term_months: 12,
-            payment_option: PaymentOption::NoUpfront,
-            currency: Currency::USD,
-            recommended_count: 1.0,
-            upfront_cost: Amount::ZERO,
-            recurring_monthly_cost: Amount::from_units(70).unwrap(),
-            on_demand_monthly_cost: Amount::from_units(100).unwrap(),
-            estimated_monthly_savings: Amount::from_units(30).unwrap(),
-            savings_percentage: 30.0,
-            break_even_months: 0.0,
-        })
-        .collect();
-    cudly_collector::engine::Collected {
-        sources: accounts.iter().map(|id| id.to_string()).collect(),
-        recommendations,
-        providers: vec![ProviderStatus::pending(Provider::Aws, accounts.len() as u32)],
-        complete_accounts: accounts.iter().map(|id| (Provider::Aws, id.to_string())).collect(),
-    }
+    let rows: Vec<(&str, &str, &str)> = accounts.iter().map(|id| (*id, *id, "m5.large")).collect();
+    cudly_testkit::fixtures::collected(&rows, accounts)
 }
 
 #[sqlx::test(migrations = "../migrations")]

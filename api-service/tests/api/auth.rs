@@ -3,12 +3,12 @@
 //! their token does.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cudly_api::auth::{AuthSettings, JwtSettings, KeySource};
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
+use cudly_testkit::jwt::{self, AUDIENCE, ISSUER, KeyDir, SECRET, hs256, now, token};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use prost::Message as _;
 use sqlx::PgPool;
@@ -16,63 +16,7 @@ use tonic::Code;
 use tonic::metadata::MetadataValue;
 
 use crate::grpc_web::http1;
-use crate::helpers::{Options, TestApp, spawn_app};
-
-const ISSUER: &str = "https://issuer.test/";
-const AUDIENCE: &str = "cudly-api";
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
-/// A directory with the key files a test configures; removed on drop.
-pub(crate) struct KeyDir(pub(crate) PathBuf);
-
-impl KeyDir {
-    pub(crate) fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("cudly-keys-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        KeyDir(dir)
-    }
-
-    pub(crate) fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, content).unwrap();
-        path
-    }
-}
-
-impl Drop for KeyDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn jwt_settings(keys: KeySource) -> AuthSettings {
-    AuthSettings::Jwt(JwtSettings {
-        keys,
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        leeway: Duration::ZERO,
-        permissions_claim: "permissions".into(),
-    })
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// A token with these claims over the defaults (valid for an hour).
-fn token(key: &EncodingKey, alg: Algorithm, claims: serde_json::Value) -> String {
-    let mut all = serde_json::json!({
-        "iss": ISSUER, "aud": AUDIENCE, "sub": "tester", "exp": now() + 3600, "permissions": ["recommendations:view"],
-    });
-    for (k, v) in claims.as_object().unwrap() {
-        all[k] = v.clone();
-    }
-    jsonwebtoken::encode(&Header::new(alg), &all, key).unwrap()
-}
-
-fn hs(claims: serde_json::Value) -> String {
-    token(&EncodingKey::from_secret(SECRET.as_bytes()), Algorithm::HS256, claims)
-}
+use cudly_testkit::spawn::{Options, TestApp, spawn_app};
 
 #[derive(Clone, Copy, Debug)]
 enum Rpc {
@@ -327,7 +271,7 @@ fn first_grpc_web_message(response: &[u8]) -> Option<Vec<u8>> {
 async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPool) {
     let keys = KeyDir::new();
     let secret = keys.write("hs256", format!("{SECRET}\n"));
-    let opts = Options { auth: jwt_settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
+    let opts = Options { auth: jwt::settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
     let app = spawn_app(pool, opts).await;
 
     let forged = token(
@@ -340,17 +284,17 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
     let unauthenticated = (Unauthenticated, Unauthenticated);
     let callers: Vec<(&str, Option<String>, (Verdict, Verdict))> = vec![
         ("no token", None, unauthenticated),
-        ("expired", Some(hs(serde_json::json!({"exp": now() - 60}))), unauthenticated),
+        ("expired", Some(hs256(serde_json::json!({"exp": now() - 60}))), unauthenticated),
         ("wrong signature", Some(forged), unauthenticated),
-        ("wrong audience", Some(hs(serde_json::json!({"aud": "someone-else"}))), unauthenticated),
-        ("wrong issuer", Some(hs(serde_json::json!({"iss": "https://evil.test/"}))), unauthenticated),
-        ("not yet valid", Some(hs(serde_json::json!({"nbf": now() + 600}))), unauthenticated),
+        ("wrong audience", Some(hs256(serde_json::json!({"aud": "someone-else"}))), unauthenticated),
+        ("wrong issuer", Some(hs256(serde_json::json!({"iss": "https://evil.test/"}))), unauthenticated),
+        ("not yet valid", Some(hs256(serde_json::json!({"nbf": now() + 600}))), unauthenticated),
         ("garbage", Some("not.a.jwt".to_string()), unauthenticated),
-        ("admin", Some(hs(serde_json::json!({"permissions": ["accounts:admin"]}))), (PermissionDenied, Allowed)),
-        ("viewer", Some(hs(serde_json::json!({}))), (Allowed, PermissionDenied)),
+        ("admin", Some(hs256(serde_json::json!({"permissions": ["accounts:admin"]}))), (PermissionDenied, Allowed)),
+        ("viewer", Some(hs256(serde_json::json!({}))), (Allowed, PermissionDenied)),
         (
             "viewer and admin, space-separated",
-            Some(hs(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
+            Some(hs256(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
             (Allowed, Allowed),
         ),
     ];
@@ -385,11 +329,11 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
     // The messages say what to do, and nothing about the signature.
     let status = app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, None)).await.unwrap_err();
     assert!(status.message().contains("Bearer"), "{}", status.message());
-    let admin = hs(serde_json::json!({"permissions": ["accounts:admin"]}));
+    let admin = hs256(serde_json::json!({"permissions": ["accounts:admin"]}));
     let status =
         app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&admin))).await.unwrap_err();
     assert_eq!(status.message(), "missing permission recommendations:view");
-    let forged = format!("{}x", hs(serde_json::json!({})));
+    let forged = format!("{}x", hs256(serde_json::json!({})));
     let status =
         app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&forged))).await.unwrap_err();
     assert_eq!(status.message(), "invalid token");
@@ -407,7 +351,7 @@ async fn es256_tokens_verify_against_a_pem_public_key_and_hs256_forgeries_do_not
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let public = keys.write("public.pem", pair.public_key_pem());
     let app =
-        spawn_app(pool, Options { auth: jwt_settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
+        spawn_app(pool, Options { auth: jwt::settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
             .await;
 
     let signer = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
@@ -423,7 +367,7 @@ async fn es256_tokens_verify_against_a_pem_public_key_and_hs256_forgeries_do_not
 async fn the_leeway_forgives_clock_skew_up_to_its_length_and_no_further(pool: PgPool) {
     let keys = KeyDir::new();
     let secret = keys.write("hs256", SECRET);
-    let AuthSettings::Jwt(jwt) = jwt_settings(KeySource::Hs256SecretFile(secret)) else { unreachable!() };
+    let AuthSettings::Jwt(jwt) = jwt::settings(KeySource::Hs256SecretFile(secret)) else { unreachable!() };
     let leeway = Duration::from_secs(30);
     let opts =
         Options { auth: AuthSettings::Jwt(JwtSettings { leeway, ..jwt }), with_collector: false, ..Options::default() };
@@ -435,7 +379,7 @@ async fn the_leeway_forgives_clock_skew_up_to_its_length_and_no_further(pool: Pg
         ("valid from 60 s on", serde_json::json!({"nbf": now() + 60}), Code::Unauthenticated),
     ];
     for (what, claims, expected) in cases {
-        let token = hs(claims);
+        let token = hs256(claims);
         assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} with a 30 s leeway");
         assert_eq!(call_grpc_web(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} over gRPC-web");
     }
@@ -445,9 +389,9 @@ async fn the_leeway_forgives_clock_skew_up_to_its_length_and_no_further(pool: Pg
 async fn a_watch_stream_ends_unauthenticated_when_its_token_expires(pool: PgPool) {
     let keys = KeyDir::new();
     let secret = keys.write("hs256", SECRET);
-    let opts = Options { auth: jwt_settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
+    let opts = Options { auth: jwt::settings(KeySource::Hs256SecretFile(secret)), ..Options::default() };
     let app = spawn_app(pool, opts).await;
-    let short = hs(serde_json::json!({"exp": now() + 2}));
+    let short = hs256(serde_json::json!({"exp": now() + 2}));
     let mut stream = app
         .client
         .clone()
@@ -467,7 +411,7 @@ async fn reflection_can_be_switched_off(pool: PgPool) {
     let keys = KeyDir::new();
     let secret = keys.write("hs256", SECRET);
     let opts = Options {
-        auth: jwt_settings(KeySource::Hs256SecretFile(secret)),
+        auth: jwt::settings(KeySource::Hs256SecretFile(secret)),
         reflection: false,
         with_collector: false,
         ..Options::default()
@@ -482,7 +426,7 @@ async fn reflection_can_be_switched_off(pool: PgPool) {
             String::new(),
         )),
     };
-    let viewer = hs(serde_json::json!({}));
+    let viewer = hs256(serde_json::json!({}));
     let outbound = with_token(tokio_stream::once(request), Some(&viewer));
     let status = match reflection.server_reflection_info(outbound).await {
         Ok(response) => response.into_inner().message().await.unwrap_err(),
@@ -497,7 +441,7 @@ async fn rs256_tokens_verify_against_an_rsa_public_key(pool: PgPool) {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/fixtures");
     let public = fixtures.join("rs256-test-only.pub.pem");
     let app =
-        spawn_app(pool, Options { auth: jwt_settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
+        spawn_app(pool, Options { auth: jwt::settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
             .await;
     let private = std::fs::read(fixtures.join("rs256-test-only.key")).unwrap();
     let signer = EncodingKey::from_rsa_pem(&private).unwrap();
@@ -529,7 +473,7 @@ async fn jwks_keys_are_matched_by_kid(pool: PgPool) {
         "jwks.json",
         serde_json::json!({"keys": [ec_jwk(&old, "2026-old"), ec_jwk(&new, "2026-new")]}).to_string(),
     );
-    let app = spawn_app(pool, Options { auth: jwt_settings(KeySource::JwksFile(jwks)), ..Options::default() }).await;
+    let app = spawn_app(pool, Options { auth: jwt::settings(KeySource::JwksFile(jwks)), ..Options::default() }).await;
     let signed = |pair: &rcgen::KeyPair, kid: &str| {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.to_string());
@@ -548,27 +492,13 @@ async fn jwks_keys_are_matched_by_kid(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn api_service_can_serve_tls_itself(pool: PgPool) {
-    let pki = crate::helpers::Pki::new("cudly test CA");
+    let pki = cudly_testkit::pki::Pki::new("cudly test CA");
     let (cert, key) = pki.issue("localhost");
     let files = KeyDir::new();
+    let collector_url = format!("http://{}", cudly_testkit::spawn::unused_addr());
     let settings = cudly_api::app::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url: format!("http://{}", crate::helpers::unused_addr()),
-        dispatch_timeout: Duration::from_secs(1),
-        lease_ttl: Duration::from_secs(5),
-        auto_refresh: cudly_api::state::AutoRefresh {
-            stale_after: Duration::from_secs(3600),
-            backoff: Duration::from_secs(60),
-        },
-        watch_heartbeat: Duration::from_secs(15),
-        cors_allowed_origins: vec!["*".into()],
-        shutdown_timeout: Duration::from_secs(2),
-        auth: AuthSettings::Disabled,
-        reflection: true,
         tls: Some((files.write("tls.pem", cert), files.write("tls.key", key))),
-        collector_credentials: Default::default(),
-        limits: Default::default(),
-        metrics_listen: None,
+        ..cudly_testkit::settings::api(&collector_url)
     };
     let app = cudly_api::app::build(settings, pool).await.unwrap();
     let port = app.local_addr().port();

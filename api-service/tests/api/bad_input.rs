@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use tonic::Code;
 
 use crate::grpc_web::http1;
-use crate::helpers::{Options, TestApp, spawn_app};
+use cudly_testkit::spawn::{Options, TestApp, spawn_app};
 
 /// Asserts `result` failed with `code` and a message starting with `field`.
 fn expect<T: std::fmt::Debug>(what: &str, result: Result<T, tonic::Status>, code: Code, field: &str) {
@@ -173,7 +173,7 @@ async fn malformed_and_oversized_messages_are_the_callers_fault(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_replica_refuses_watchers_beyond_its_cap_and_takes_them_again_when_one_leaves(pool: PgPool) {
-    let limits = cudly_api::app::Limits { max_watchers: 2, ..Default::default() };
+    let limits = cudly_api::app::Limits { max_watchers: 2, ..Options::default().limits };
     let app = spawn_app(pool, Options { limits, with_collector: false, ..Options::default() }).await;
     let watch = || {
         let mut client = app.client.clone();
@@ -216,9 +216,9 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
             }
         }
     });
-    let limits = cudly_api::app::Limits { max_concurrent_requests: 1, ..Default::default() };
+    let limits = cudly_api::app::Limits { max_concurrent_requests: 1, ..Options::default().limits };
     let opts = Options { limits, with_collector: false, ..Options::default() };
-    let app = crate::helpers::spawn_api(pool, &opts, collector_addr, None).await;
+    let app = cudly_testkit::spawn::spawn_api(pool, &opts, collector_addr, None).await;
 
     let slow = {
         let app_client = app.client.clone();

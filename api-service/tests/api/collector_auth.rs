@@ -12,8 +12,9 @@ use sqlx::PgPool;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::auth::KeyDir;
-use crate::helpers::{Options, Pki, spawn_app};
+use cudly_testkit::jwt::KeyDir;
+use cudly_testkit::pki::Pki;
+use cudly_testkit::spawn::{Options, spawn_app};
 
 fn collect_request() -> CollectRequest {
     CollectRequest { collection_id: uuid::Uuid::new_v4().to_string(), generation: 1, trigger: "user".into() }
@@ -111,7 +112,7 @@ async fn the_shared_token_is_required_and_a_wrong_one_fails_the_refresh_cleanly(
         collector_credentials: CollectorCredentials { token_file: Some(bad_file), ..Default::default() },
         ..opts
     };
-    let api = crate::helpers::spawn_api(pool, &bad, addr, None).await;
+    let api = cudly_testkit::spawn::spawn_api(pool, &bad, addr, None).await;
     let status = api.refresh().await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     let freshness = api.freshness().await;

@@ -10,7 +10,7 @@ use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 
-use crate::helpers::{Options, TestApp, spawn_app};
+use cudly_testkit::spawn::{Options, TestApp, spawn_app};
 
 fn money(currency: &str, units: i64, nanos: i32) -> Money {
     Money { currency_code: currency.into(), units, nanos }

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{Options, spawn_app};
+use cudly_testkit::spawn::{Options, spawn_app};
 
 pub(crate) async fn http1(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut socket = TcpStream::connect(addr).await.unwrap();

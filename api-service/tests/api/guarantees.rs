@@ -11,7 +11,7 @@ use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{Options, spawn_api, spawn_app};
+use cudly_testkit::spawn::{Options, spawn_api, spawn_app};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn every_trigger_takes_the_same_lease_competing_across_replicas_and_answers_at_once(pool: PgPool) {

@@ -9,7 +9,7 @@ use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;
 
-use crate::helpers::{Options, TestApp, spawn_app};
+use cudly_testkit::spawn::{Options, TestApp, spawn_app};
 
 fn all() -> pb::ListRecommendationsRequest {
     pb::ListRecommendationsRequest { page_size: 1000, ..Default::default() }

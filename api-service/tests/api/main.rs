@@ -8,7 +8,6 @@ mod collector_auth;
 mod figures;
 mod grpc_web;
 mod guarantees;
-mod helpers;
 mod listing;
 mod observability;
 mod refresh;

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::grpc_web::http1;
-use crate::helpers::{Options, spawn_app};
+use cudly_testkit::spawn::{Options, spawn_app};
 
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
     spans.iter().filter(|s| s.name == name).collect()

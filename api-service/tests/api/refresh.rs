@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::helpers::{Options, spawn_api, spawn_app, spawn_collector, unused_addr};
+use cudly_testkit::spawn::{Options, spawn_api, spawn_app, spawn_collector, unused_addr};
 
 fn slow(latency_ms: u64) -> Options {
     let mut opts = Options::default();

@@ -7,7 +7,7 @@ use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic::Code;
 
-use crate::helpers::{Options, spawn_app};
+use cudly_testkit::spawn::{Options, spawn_app};
 
 async fn next(stream: &mut tonic::Streaming<pb::Freshness>) -> Result<Option<pb::Freshness>, tonic::Status> {
     tokio::time::timeout(Duration::from_secs(10), stream.message()).await.expect("a message within 10 s")

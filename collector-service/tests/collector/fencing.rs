@@ -12,7 +12,7 @@ use cudly_core::schema::ACCOUNTS_LOCK;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
-use crate::recommendation;
+use cudly_testkit::fixtures::recommendation;
 
 const ACCOUNT: &str = "123456789012";
 

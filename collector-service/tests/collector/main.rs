@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use cudly_collector::accounts::seed_simulated_accounts;
 use cudly_collector::app::{Settings, build};
-use cudly_collector::auth::InternalAuth;
 use cudly_collector::collection::CollectionEnd;
-use cudly_collector::engine::EngineConfig;
 use cudly_collector::grpc::Collector;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use cudly_core::domain::Provider;
@@ -49,13 +47,10 @@ async fn spawn_collector_with_ttl(pool: &PgPool, latency: Duration, lease_ttl: D
         Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone()))).collect();
     let backends = sims.iter().map(|s| s.clone() as _).collect();
     let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
         lease_ttl,
-        engine: EngineConfig::default(),
         progress_interval: Duration::from_millis(50),
         shutdown_timeout: Duration::from_secs(5),
-        auth: InternalAuth { insecure: true, ..Default::default() },
-        metrics_listen: None,
+        ..cudly_testkit::settings::collector()
     };
     let app = build(settings, pool.clone(), backends).await.unwrap();
     let (addr, collector) = (app.local_addr(), app.collector());
@@ -181,44 +176,12 @@ async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
     assert_eq!(version().await, before + 1, "progress is");
 }
 
-fn recommendation(account_id: &str, resource_type: &str) -> cudly_core::domain::Recommendation {
-    use cudly_core::domain::{CommitmentType, PaymentOption};
-    use cudly_core::money::{Amount, Currency};
-    cudly_core::domain::Recommendation {
-        provider: Provider::Aws,
-        account_id: account_id.into(),
-        account_name: account_id.into(),
-        service: "ec2".into(),
-        region: "us-east-1".into(),
-        resource_type: resource_type.into(),
-        platform: "Linux/UNIX".into(),
-        commitment_type: CommitmentType::ReservedInstance,
-        term_months: 12,
-        payment_option: PaymentOption::NoUpfront,
-        currency: Currency::USD,
-        recommended_count: 1.0,
-        upfront_cost: Amount::ZERO,
-        recurring_monthly_cost: Amount::from_units(70).unwrap(),
-        on_demand_monthly_cost: Amount::from_units(100).unwrap(),
-        estimated_monthly_savings: Amount::from_units(30).unwrap(),
-        savings_percentage: 30.0,
-        break_even_months: 0.0,
-    }
-}
-
 /// Writes one run's results: (account, via, resource type) rows, and the
 /// accounts whose sweep completed.
 async fn finish(pool: &PgPool, rows: &[(&str, &str, &str)], complete: &[&str]) {
-    use cudly_collector::engine::Collected;
-    use cudly_core::domain::ProviderStatus;
     let (collection_id, generation) = take_lease(pool).await;
     let lease = cudly_core::lease::Lease { collection_id, generation, trigger: cudly_core::domain::Trigger::User };
-    let collected = Collected {
-        recommendations: rows.iter().map(|(account, _, kind)| recommendation(account, kind)).collect(),
-        sources: rows.iter().map(|(_, via, _)| via.to_string()).collect(),
-        providers: vec![ProviderStatus::pending(Provider::Aws, complete.len() as u32)],
-        complete_accounts: complete.iter().map(|a| (Provider::Aws, a.to_string())).collect(),
-    };
+    let collected = cudly_testkit::fixtures::collected(rows, complete);
     cudly_collector::persist::finish_run(pool, &lease, collected).await.unwrap();
 }
 

@@ -1,5 +1,5 @@
-//! Spawns the real pair, collector-service and api-service, on port 0
-//! against the test's own database, and a real tonic client.
+//! Spawns the real pair, collector-service and api-service, in-process on
+//! port 0 against the test's own database, and a real tonic client.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +11,6 @@ use cudly_api::dispatch::CollectorCredentials;
 use cudly_api::state::AutoRefresh;
 use cudly_collector::accounts::{SeedSpec, seed_simulated_accounts};
 use cudly_collector::auth::InternalAuth;
-use cudly_collector::engine::EngineConfig;
 use cudly_collector::grpc::Collector;
 use cudly_collector::providers::Backends;
 use cudly_collector::providers::simulated::{SimulatedBackend, SimulatedConfig};
@@ -23,31 +22,45 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub(crate) type Client = RecommendationsServiceClient<Channel>;
+use crate::settings;
 
-/// How a test wants the pair.
+/// The API client tests call with.
+pub type Client = RecommendationsServiceClient<Channel>;
+
+/// How a test wants the pair: what it sets differs from the services'
+/// defaults to make tests fast; the rest is the defaults.
 #[derive(Clone)]
-pub(crate) struct Options {
-    pub(crate) sim: SimulatedConfig,
-    pub(crate) seed: &'static str,
-    pub(crate) lease_ttl: Duration,
-    pub(crate) watch_heartbeat: Duration,
-    pub(crate) stale_after: Duration,
-    pub(crate) auto_refresh_backoff: Duration,
-    pub(crate) progress_interval: Duration,
+pub struct Options {
+    /// The simulated clouds.
+    pub sim: SimulatedConfig,
+    /// The simulated accounts seeded, as `CUDLY_SEED_ACCOUNTS` takes them.
+    pub seed: &'static str,
+    /// Lease TTL of new runs.
+    pub lease_ttl: Duration,
+    /// WatchFreshness heartbeat.
+    pub watch_heartbeat: Duration,
+    /// When listed data is stale.
+    pub stale_after: Duration,
+    /// No automatic refresh within this long after a run ended.
+    pub auto_refresh_backoff: Duration,
+    /// Minimum time between progress writes.
+    pub progress_interval: Duration,
     /// Start a collector with the API.
-    pub(crate) with_collector: bool,
+    pub with_collector: bool,
     /// Caller authentication of the API.
-    pub(crate) auth: AuthSettings,
+    pub auth: AuthSettings,
     /// Who the collector lets in.
-    pub(crate) collector_auth: InternalAuth,
+    pub collector_auth: InternalAuth,
     /// How the API authenticates to the collector (and its URL scheme).
-    pub(crate) collector_credentials: CollectorCredentials,
-    pub(crate) collector_scheme: &'static str,
-    pub(crate) limits: Limits,
+    pub collector_credentials: CollectorCredentials,
+    /// `http` or `https` (the collector's URL scheme).
+    pub collector_scheme: &'static str,
+    /// The API's request limits.
+    pub limits: Limits,
     /// Serve metrics on a free port.
-    pub(crate) metrics: bool,
-    pub(crate) reflection: bool,
+    pub metrics: bool,
+    /// Serve server reflection.
+    pub reflection: bool,
 }
 
 impl Default for Options {
@@ -69,7 +82,7 @@ impl Default for Options {
             collector_auth: InternalAuth { insecure: true, ..Default::default() },
             collector_credentials: CollectorCredentials::default(),
             collector_scheme: "http",
-            limits: Limits::default(),
+            limits: settings::api("http://127.0.0.1:1").limits,
             metrics: false,
             reflection: true,
         }
@@ -77,37 +90,40 @@ impl Default for Options {
 }
 
 /// A running collector-service.
-pub(crate) struct TestCollector {
-    pub(crate) addr: SocketAddr,
-    pub(crate) collector: Arc<Collector>,
+pub struct TestCollector {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its runs.
+    pub collector: Arc<Collector>,
     /// The simulated clouds, in provider order (aws, azure, gcp).
-    pub(crate) sims: Vec<Arc<SimulatedBackend>>,
-    pub(crate) metrics_addr: Option<SocketAddr>,
+    pub sims: Vec<Arc<SimulatedBackend>>,
+    /// Where it serves metrics, if it does.
+    pub metrics_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl TestCollector {
     /// Stops it as SIGTERM would (runs release their leases) and waits.
-    pub(crate) async fn shutdown(self) {
+    pub async fn shutdown(self) {
         self.stop.cancel();
         self.task.await.unwrap().unwrap();
     }
 }
 
 /// Starts a collector on `addr` (port 0 for any).
-pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketAddr) -> TestCollector {
+pub async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketAddr) -> TestCollector {
     let sims: Vec<Arc<SimulatedBackend>> =
         Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, opts.sim.clone()))).collect();
     let backends: Backends = sims.iter().map(|s| s.clone() as _).collect();
     let settings = cudly_collector::app::Settings {
         listen: addr,
         lease_ttl: opts.lease_ttl,
-        engine: EngineConfig::default(),
         progress_interval: opts.progress_interval,
         shutdown_timeout: Duration::from_secs(5),
         auth: opts.collector_auth.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
+        ..settings::collector()
     };
     let app = cudly_collector::app::build(settings, pool.clone(), backends).await.unwrap();
     let (addr, collector, metrics_addr) = (app.local_addr(), app.collector(), app.metrics_addr());
@@ -117,18 +133,23 @@ pub(crate) async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketA
 }
 
 /// The pair and a client.
-pub(crate) struct TestApp {
-    pub(crate) pool: PgPool,
-    pub(crate) client: Client,
-    pub(crate) addr: SocketAddr,
-    pub(crate) metrics_addr: Option<SocketAddr>,
-    pub(crate) collector: Option<TestCollector>,
+pub struct TestApp {
+    /// The test's database.
+    pub pool: PgPool,
+    /// A client of the API.
+    pub client: Client,
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// Where the API serves metrics, if it does.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The collector, unless the test runs without one.
+    pub collector: Option<TestCollector>,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Seeds accounts, starts the collector (unless told not to) and the API.
-pub(crate) async fn spawn_app(pool: PgPool, opts: Options) -> TestApp {
+pub async fn spawn_app(pool: PgPool, opts: Options) -> TestApp {
     seed_simulated_accounts(&pool, &opts.seed.parse::<SeedSpec>().unwrap()).await.unwrap();
     let collector = if opts.with_collector {
         Some(spawn_collector(&pool, &opts, "127.0.0.1:0".parse().unwrap()).await)
@@ -143,27 +164,24 @@ pub(crate) async fn spawn_app(pool: PgPool, opts: Options) -> TestApp {
 }
 
 /// Starts api-service delivering to `collector_addr`.
-pub(crate) async fn spawn_api(
+pub async fn spawn_api(
     pool: PgPool,
     opts: &Options,
     collector_addr: SocketAddr,
     collector: Option<TestCollector>,
 ) -> TestApp {
+    let collector_url = format!("{}://{}", opts.collector_scheme, collector_url_host(collector_addr, opts));
     let settings = cudly_api::app::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        collector_url: format!("{}://{}", opts.collector_scheme, collector_url_host(collector_addr, opts)),
-        dispatch_timeout: Duration::from_secs(2),
         lease_ttl: opts.lease_ttl,
         auto_refresh: AutoRefresh { stale_after: opts.stale_after, backoff: opts.auto_refresh_backoff },
         watch_heartbeat: opts.watch_heartbeat,
-        cors_allowed_origins: vec!["*".into()],
         shutdown_timeout: Duration::from_secs(5),
         auth: opts.auth.clone(),
         reflection: opts.reflection,
-        tls: None,
         collector_credentials: opts.collector_credentials.clone(),
         limits: opts.limits.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
+        ..settings::api(&collector_url)
     };
     let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();
     let (addr, metrics_addr) = (app.local_addr(), app.metrics_addr());
@@ -180,7 +198,7 @@ fn collector_url_host(addr: SocketAddr, opts: &Options) -> String {
 }
 
 /// Waits (bounded) until the server's health reports SERVING.
-pub(crate) async fn wait_until_serving(addr: SocketAddr) {
+pub async fn wait_until_serving(addr: SocketAddr) {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
@@ -196,13 +214,14 @@ pub(crate) async fn wait_until_serving(addr: SocketAddr) {
 }
 
 /// An address nothing listens on.
-pub(crate) fn unused_addr() -> SocketAddr {
+pub fn unused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
 
 impl TestApp {
-    pub(crate) async fn refresh(&self) -> Result<pb::RefreshRecommendationsResponse, tonic::Status> {
+    /// Calls RefreshRecommendations.
+    pub async fn refresh(&self) -> Result<pb::RefreshRecommendationsResponse, tonic::Status> {
         self.client
             .clone()
             .refresh_recommendations(pb::RefreshRecommendationsRequest::default())
@@ -210,11 +229,13 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
-    pub(crate) async fn freshness(&self) -> pb::Freshness {
+    /// Calls GetFreshness.
+    pub async fn freshness(&self) -> pb::Freshness {
         self.client.clone().get_freshness(pb::GetFreshnessRequest {}).await.unwrap().into_inner()
     }
 
-    pub(crate) async fn list(
+    /// Calls ListRecommendations.
+    pub async fn list(
         &self,
         req: pb::ListRecommendationsRequest,
     ) -> Result<pb::ListRecommendationsResponse, tonic::Status> {
@@ -222,7 +243,7 @@ impl TestApp {
     }
 
     /// Polls until run `id` has ended (bounded), returning that freshness.
-    pub(crate) async fn wait_for_end(&self, id: &str) -> pb::Freshness {
+    pub async fn wait_for_end(&self, id: &str) -> pb::Freshness {
         for _ in 0..600 {
             let f = self.freshness().await;
             let run = f.collection.as_ref().unwrap();
@@ -236,13 +257,13 @@ impl TestApp {
     }
 
     /// Refreshes and waits for that run to end.
-    pub(crate) async fn collect(&self) -> pb::Freshness {
+    pub async fn collect(&self) -> pb::Freshness {
         let run = self.refresh().await.unwrap().collection.unwrap();
         self.wait_for_end(&run.id).await
     }
 
     /// Stops api-service as SIGTERM would and waits for it.
-    pub(crate) async fn shutdown_api(&mut self) {
+    pub async fn shutdown_api(&mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
@@ -250,19 +271,20 @@ impl TestApp {
     }
 
     /// Stops the collector as SIGTERM would and waits for it.
-    pub(crate) async fn shutdown_collector(&mut self) {
+    pub async fn shutdown_collector(&mut self) {
         if let Some(c) = self.collector.take() {
             c.shutdown().await;
         }
     }
 
-    pub(crate) fn sim(&self, provider: Provider) -> Arc<SimulatedBackend> {
+    /// The simulated cloud of `provider`.
+    pub fn sim(&self, provider: Provider) -> Arc<SimulatedBackend> {
         let idx = Provider::ALL.iter().position(|&p| p == provider).unwrap();
         self.collector.as_ref().unwrap().sims[idx].clone()
     }
 
     /// (outcome, error) of every run in the history, oldest first.
-    pub(crate) async fn history(&self) -> Vec<(i64, String, Option<String>)> {
+    pub async fn history(&self) -> Vec<(i64, String, Option<String>)> {
         sqlx::query_as("SELECT generation, outcome, error FROM collection_runs ORDER BY generation")
             .fetch_all(&self.pool)
             .await
@@ -270,31 +292,10 @@ impl TestApp {
     }
 
     /// Whether any lease is held (expired or not).
-    pub(crate) async fn lease_held(&self) -> bool {
+    pub async fn lease_held(&self) -> bool {
         sqlx::query_scalar("SELECT lease_expires_at IS NOT NULL FROM collection_state")
             .fetch_one(&self.pool)
             .await
             .unwrap()
-    }
-}
-
-/// A CA, and certificates it signs, as PEM.
-pub(crate) struct Pki {
-    pub(crate) ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    pub(crate) fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        Pki { ca: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap() }
-    }
-
-    /// (certificate, key) for `name`.
-    pub(crate) fn issue(&self, name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &self.ca).unwrap();
-        (cert.pem(), key.serialize_pem())
     }
 }

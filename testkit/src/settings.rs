@@ -1,0 +1,41 @@
+//! Settings for in-process services, from the same flag defaults the
+//! binaries use (stated once, in each service's clap `Config`), bound to a
+//! free port on 127.0.0.1 with metrics off.
+
+use clap::Parser as _;
+
+/// api-service's settings with its defaults, delivering to
+/// `collector_url`, caller authentication off.
+pub fn api(collector_url: &str) -> cudly_api::app::Settings {
+    let config = cudly_api::config::Config::try_parse_from([
+        "api-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "off",
+        "--auth-disabled",
+        "--collector-url",
+        collector_url,
+    ])
+    .expect("the test flags parse");
+    cudly_api::app::Settings::from_config(&config).expect("the default settings are complete")
+}
+
+/// collector-service's settings with its defaults, open to any caller.
+pub fn collector() -> cudly_collector::app::Settings {
+    let config = cudly_collector::config::Config::try_parse_from([
+        "collector-service",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "off",
+        "--insecure-no-auth",
+    ])
+    .expect("the test flags parse");
+    cudly_collector::app::Settings::from_config(&config).expect("the default settings are complete")
+}
+
+/// The collector's fan-out caps at their defaults.
+pub fn engine() -> cudly_collector::engine::EngineConfig {
+    collector().engine
+}
