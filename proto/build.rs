@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let includes = vec![PathBuf::from("proto"), protoc_bin_vendored::include_path()?];
     let files = vec![
+        PathBuf::from("proto/cudly/recommendations/v1/trigger.proto"),
         PathBuf::from("proto/cudly/recommendations/v1/recommendations.proto"),
         PathBuf::from("proto/cudly/recommendations/v1/accounts.proto"),
         PathBuf::from("proto/cudly/collector/v1/collector.proto"),

@@ -10,12 +10,13 @@ use std::time::Duration;
 use cudly_core::files::read_file;
 use cudly_core::metrics::MetricsEndpoint;
 use cudly_core::server;
-use cudly_proto::recommendations::v1::accounts_service_server::AccountsServiceServer;
-use cudly_proto::recommendations::v1::recommendations_service_server::RecommendationsServiceServer;
+use cudly_proto::recommendations::v1::accounts_service_server::{self, AccountsServiceServer};
+use cudly_proto::recommendations::v1::recommendations_service_server::{self, RecommendationsServiceServer};
 use http::{HeaderName, HeaderValue, Method};
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -32,6 +33,9 @@ use crate::hub::Hub;
 use crate::metrics::ApiMetrics;
 use crate::refresh::Refresher;
 use crate::state::AutoRefresh;
+
+/// The services api-service serves (besides health and reflection).
+const SERVED: &[&str] = &[recommendations_service_server::SERVICE_NAME, accounts_service_server::SERVICE_NAME];
 
 /// What api-service needs besides its database.
 #[derive(Clone, Debug)]
@@ -203,7 +207,7 @@ impl App {
             move || hub.is_synced(),
             stop_tracking.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = server::reflection()?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection(SERVED)?;
         let draining = CancellationToken::new();
         let signal = {
             let draining = draining.clone();
@@ -240,13 +244,14 @@ impl App {
         let accounts = AccountsApi::new(api.pool().clone());
         let recommendations =
             RecommendationsServiceServer::new(api).max_decoding_message_size(limits.max_request_bytes);
-        let mut router = server.layer(layers).add_service(health_service);
-        if settings.reflection {
-            router = router.add_service(reflection_v1).add_service(reflection_v1alpha);
-        }
         let accounts = AccountsServiceServer::new(accounts).max_decoding_message_size(limits.max_request_bytes);
-        let server =
-            router.add_service(recommendations).add_service(accounts).serve_with_incoming_shutdown(incoming, signal);
+        let mut routes = Routes::builder();
+        routes.add_service(health_service).add_service(recommendations).add_service(accounts);
+        if settings.reflection {
+            routes.add_service(reflection_v1).add_service(reflection_v1alpha);
+        }
+        let routes = server::naming_what_is_served(routes.routes(), SERVED);
+        let server = server.layer(layers).add_routes(routes).serve_with_incoming_shutdown(incoming, signal);
         let served = tokio::select! {
             served = server => served.map_err(anyhow::Error::from),
             _ = async { draining.cancelled().await; tokio::time::sleep(shutdown_timeout).await } => {

@@ -68,7 +68,7 @@ impl Dispatcher {
         let mut request = tonic::Request::new(CollectRequest {
             collection_id: run.collection_id.to_string(),
             generation: run.generation,
-            trigger: run.trigger.as_str().to_string(),
+            trigger: run.trigger.to_proto(),
         });
         if let Some(bearer) = &self.bearer {
             request.metadata_mut().insert("authorization", bearer.clone());

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use cudly_core::metrics::MetricsEndpoint;
 use cudly_core::server;
-use cudly_proto::collector::v1::collector_service_server::CollectorServiceServer;
+use cudly_proto::collector::v1::collector_service_server::{self, CollectorServiceServer};
 use prometheus_client::registry::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -148,7 +149,7 @@ impl App {
             || true,
             stop_tracking.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = server::reflection()?;
+        let (reflection_v1, reflection_v1alpha) = server::reflection(&[collector_service_server::SERVICE_NAME])?;
         let stopping = collector.clone();
         let drain = async move {
             shutdown.await;
@@ -165,14 +166,17 @@ impl App {
         }
         tracing::info!(%addr, tls = settings.auth.tls.is_some(), token = settings.auth.token.is_some(), "collector-service listening");
         let collect = CollectorServiceServer::new(CollectorGrpc(collector)).max_decoding_message_size(64 * 1024);
+        let mut routes = Routes::builder();
+        routes
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(collect, Arc::new(settings.auth).interceptor()));
         let served = server
             .layer(tower::ServiceBuilder::new().layer(metrics_endpoint.rpc_layer()).layer(
                 tower::util::MapResponseLayer::new(server::oversized_as_resource_exhausted::<tonic::body::Body>),
             ))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(collect, Arc::new(settings.auth).interceptor()))
+            .add_routes(server::naming_what_is_served(routes.routes(), &[collector_service_server::SERVICE_NAME]))
             .serve_with_incoming_shutdown(incoming, drain)
             .await;
         drop(metrics_endpoint);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use cudly_core::domain::Trigger;
 use cudly_core::lease::{Lease, holds_lease};
+use cudly_core::quote::quoted;
 use cudly_proto::collector::v1::collector_service_server::CollectorService;
 use cudly_proto::collector::v1::{CollectRequest, CollectResponse};
 use tokio::sync::broadcast;
@@ -145,12 +146,13 @@ impl CollectorService for CollectorGrpc {
 
 fn parse_collect(req: CollectRequest) -> Result<Lease, Error> {
     let collection_id = Uuid::parse_str(&req.collection_id)
-        .map_err(|_| Error::InvalidArgument(format!("collection_id: {:?} is not a UUID", req.collection_id)))?;
+        .map_err(|_| Error::InvalidArgument(format!("collection_id: {} is not a UUID", quoted(&req.collection_id))))?;
     if req.generation <= 0 {
         return Err(Error::InvalidArgument(format!("generation: must be positive, got {}", req.generation)));
     }
-    let trigger = Trigger::parse(&req.trigger).ok_or_else(|| {
-        Error::InvalidArgument(format!("trigger: {:?} is not one of user, cold_start, stale, schedule", req.trigger))
+    let trigger = Trigger::from_proto(req.trigger).ok_or_else(|| match req.trigger {
+        0 => Error::InvalidArgument("trigger: required".into()),
+        other => Error::InvalidArgument(format!("trigger: unknown value {other}")),
     })?;
     Ok(Lease { collection_id, generation: req.generation, trigger })
 }
@@ -161,13 +163,20 @@ mod tests {
 
     #[test]
     fn malformed_deliveries_name_the_bad_field() {
-        let ok = CollectRequest { collection_id: Uuid::new_v4().to_string(), generation: 3, trigger: "user".into() };
+        let ok = CollectRequest {
+            collection_id: Uuid::new_v4().to_string(),
+            generation: 3,
+            trigger: Trigger::Schedule.to_proto(),
+        };
+        assert_eq!(parse_collect(ok.clone()).unwrap().trigger, Trigger::Schedule);
         assert!(parse_collect(ok.clone()).is_ok());
         let bad_id = CollectRequest { collection_id: "x".into(), ..ok.clone() };
         assert!(parse_collect(bad_id).unwrap_err().to_string().starts_with("collection_id"));
         let bad_gen = CollectRequest { generation: 0, ..ok.clone() };
         assert!(parse_collect(bad_gen).unwrap_err().to_string().starts_with("generation"));
-        let bad_trigger = CollectRequest { trigger: "USER".into(), ..ok };
-        assert!(parse_collect(bad_trigger).unwrap_err().to_string().starts_with("trigger"));
+        let unset = CollectRequest { trigger: 0, ..ok.clone() };
+        assert_eq!(parse_collect(unset).unwrap_err().to_string(), "trigger: required");
+        let unknown = CollectRequest { trigger: 99, ..ok };
+        assert_eq!(parse_collect(unknown).unwrap_err().to_string(), "trigger: unknown value 99");
     }
 }

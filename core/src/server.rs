@@ -2,27 +2,96 @@
 //! signals.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message as _;
+use prost_types::FileDescriptorSet;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// Server reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha) over
-/// the cudly protos and the health service.
-pub fn reflection() -> anyhow::Result<(
+/// Server reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha) that
+/// lists `served` (full service names), health and reflection itself, and
+/// describes only the files those services need: a client of one server
+/// does not discover the other's services.
+pub fn reflection(
+    served: &[&str],
+) -> anyhow::Result<(
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
     tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 )> {
-    let builder = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(cudly_proto::FILE_DESCRIPTOR_SET)
+    let files = descriptors_of(served)?;
+    let builder = |reflection: &str| {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_file_descriptor_set(files.clone())
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH)
+            .with_service_name(reflection);
+        for name in served {
+            builder = builder.with_service_name(*name);
+        }
+        builder
     };
-    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+    Ok((
+        builder("grpc.reflection.v1.ServerReflection").build_v1()?,
+        builder("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?,
+    ))
+}
+
+/// `routes`, answering a call to any other service with UNIMPLEMENTED that
+/// names the services this server does serve (tonic's own fallback answers
+/// with an empty message).
+pub fn naming_what_is_served(routes: Routes, served: &[&str]) -> Routes {
+    let served: Arc<str> = served.iter().copied().chain([HEALTH]).collect::<Vec<_>>().join(", ").into();
+    let fallback = move |uri: http::Uri| {
+        let served = served.clone();
+        async move {
+            let service = uri.path().trim_start_matches('/').split('/').next().unwrap_or_default();
+            let status = Status::unimplemented(format!(
+                "{} is not served here; this server serves {served}",
+                crate::quote::quoted(service)
+            ));
+            let (parts, ()) = status.into_http::<()>().into_parts();
+            http::Response::from_parts(parts, tonic::body::Body::empty())
+        }
+    };
+    Routes::from(routes.into_axum_router().fallback(fallback))
+}
+
+/// The health service's full name.
+const HEALTH: &str = "grpc.health.v1.Health";
+
+/// The files of the cudly protos that define `services`, with every file
+/// they import.
+fn descriptors_of(services: &[&str]) -> anyhow::Result<FileDescriptorSet> {
+    let all = FileDescriptorSet::decode(cudly_proto::FILE_DESCRIPTOR_SET)?;
+    let mut wanted: Vec<String> = Vec::new();
+    for name in services {
+        let file = all
+            .file
+            .iter()
+            .find(|f| f.service.iter().any(|s| format!("{}.{}", f.package(), s.name()) == *name))
+            .ok_or_else(|| anyhow::anyhow!("no compiled-in proto defines {name}"))?;
+        wanted.push(file.name().to_string());
+    }
+    let mut i = 0;
+    while i < wanted.len() {
+        if let Some(file) = all.file.iter().find(|f| f.name() == wanted[i]) {
+            for dependency in &file.dependency {
+                if !wanted.contains(dependency) {
+                    wanted.push(dependency.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(FileDescriptorSet { file: all.file.into_iter().filter(|f| wanted.iter().any(|w| w == f.name())).collect() })
 }
 
 /// Makes ring the process's TLS crypto provider (idempotent). Two

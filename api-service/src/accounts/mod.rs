@@ -34,7 +34,7 @@ impl AccountRow {
             provider: Provider::parse(&self.provider).map(Provider::to_proto).unwrap_or_default(),
             external_id: self.external_id,
             display_name: self.display_name,
-            enabled: self.enabled,
+            enabled: Some(self.enabled),
             credentials,
             created_at: Some(timestamp(self.created_at)),
             updated_at: Some(timestamp(self.updated_at)),

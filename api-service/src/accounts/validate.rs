@@ -117,7 +117,13 @@ pub(super) fn parse_new(account: Option<pb::Account>) -> Result<NewAccount, Erro
     let display_name = if account.display_name.is_empty() { account.external_id.clone() } else { account.display_name };
     validate_name(&display_name)?;
     let credentials = account.credentials.map(|c| parse_credentials(provider, c)).transpose()?;
-    Ok(NewAccount { provider, external_id: account.external_id, display_name, enabled: account.enabled, credentials })
+    Ok(NewAccount {
+        provider,
+        external_id: account.external_id,
+        display_name,
+        enabled: account.enabled.unwrap_or(true),
+        credentials,
+    })
 }
 
 /// The key of an existing account: its provider and external id, checked.

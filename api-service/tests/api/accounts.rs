@@ -14,7 +14,7 @@ fn aws(id: &str, name: &str, role: &str) -> pb::Account {
         provider: pb::Provider::Aws as i32,
         external_id: id.into(),
         display_name: name.into(),
-        enabled: true,
+        enabled: Some(true),
         credentials: Some(pb::account::Credentials::Aws(pb::AwsCredentials {
             role_arn: role.into(),
             external_id: if role.is_empty() { String::new() } else { "cudly-ext-1".into() },
@@ -126,7 +126,7 @@ async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendati
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((updated.display_name.as_str(), updated.enabled), ("Payments (prod)", false));
+    assert_eq!((updated.display_name.as_str(), updated.enabled), ("Payments (prod)", Some(false)));
     assert!(updated.credentials.is_none());
     let missing = accounts
         .get_account(pb::GetAccountRequest { provider: pb::Provider::Aws as i32, external_id: "999999999999".into() })

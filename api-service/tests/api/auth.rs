@@ -60,7 +60,7 @@ fn account() -> pb::Account {
         provider: pb::Provider::Aws as i32,
         external_id: ACCOUNT_ID.into(),
         display_name: "Payments prod".into(),
-        enabled: true,
+        enabled: Some(true),
         ..Default::default()
     }
 }

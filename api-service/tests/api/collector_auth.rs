@@ -17,7 +17,11 @@ use cudly_testkit::pki::Pki;
 use cudly_testkit::spawn::{Options, spawn_app};
 
 fn collect_request() -> CollectRequest {
-    CollectRequest { collection_id: uuid::Uuid::new_v4().to_string(), generation: 1, trigger: "user".into() }
+    CollectRequest {
+        collection_id: uuid::Uuid::new_v4().to_string(),
+        generation: 1,
+        trigger: cudly_proto::recommendations::v1::Trigger::User as i32,
+    }
 }
 
 /// A direct Collect call to the collector with this TLS client config; the

@@ -76,7 +76,11 @@ async fn take_lease(pool: &PgPool) -> (Uuid, i64) {
 }
 
 fn request(id: Uuid, generation: i64) -> CollectRequest {
-    CollectRequest { collection_id: id.to_string(), generation, trigger: "user".into() }
+    CollectRequest {
+        collection_id: id.to_string(),
+        generation,
+        trigger: cudly_proto::recommendations::v1::Trigger::User as i32,
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -122,7 +126,11 @@ async fn a_delivery_that_does_not_hold_the_lease_is_refused(pool: PgPool) {
     let err = c
         .client
         .clone()
-        .collect(CollectRequest { collection_id: "nope".into(), generation: 1, trigger: "user".into() })
+        .collect(CollectRequest {
+            collection_id: "nope".into(),
+            generation: 1,
+            trigger: cudly_proto::recommendations::v1::Trigger::User as i32,
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
