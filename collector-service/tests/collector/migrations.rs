@@ -166,3 +166,49 @@ async fn exact_money_moves_every_existing_row_and_run_status_without_loss(pool: 
     let refused = MIGRATOR.undo(&pool, BEFORE_EXACT_MONEY).await.unwrap_err();
     assert!(refused.to_string().contains("currencies other than USD"), "{refused}");
 }
+
+/// The plan Postgres chooses for `query` (EXPLAIN, text); `query` is one
+/// of this file's literals.
+async fn plan(pool: &PgPool, query: &'static str) -> String {
+    let explain = sqlx::AssertSqlSafe(format!("EXPLAIN {query}"));
+    let lines: Vec<String> = sqlx::query_scalar(explain).fetch_all(pool).await.unwrap();
+    lines.join("\n")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn eviction_and_account_deletion_find_rows_through_an_index(pool: PgPool) {
+    // 20 000 rows over 500 accounts, as a fleet's table might hold.
+    sqlx::query(
+        "INSERT INTO recommendations (id, provider, account_id, account_name, service, region, resource_type,
+             platform, commitment_type, term_months, payment_option, currency, recommended_count,
+             upfront_cost_nanos, recurring_monthly_cost_nanos, on_demand_monthly_cost_nanos,
+             estimated_monthly_savings_nanos, savings_percentage, break_even_months, collected_at, generation,
+             source_account_id)
+         SELECT gen_random_uuid(), 'aws', lpad((n % 500)::text, 12, '0'), 'account', 'ec2', 'us-east-1',
+                'm5.' || n, 'Linux/UNIX', 'reserved_instance', 12, 'no_upfront', 'USD', 1, 0, 70000000000,
+                100000000000, 30000000000, 30, 0, now(), 1, lpad((n % 500)::text, 12, '0')
+         FROM generate_series(1, 20000) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
+
+    // The shapes of persist's eviction and the accounts store's deletion.
+    let eviction = plan(
+        &pool,
+        "SELECT r.id FROM recommendations r
+         JOIN UNNEST(ARRAY['aws'], ARRAY['000000000042']) AS c(provider, account_id)
+           ON r.provider = c.provider AND r.source_account_id = c.account_id
+         WHERE r.generation <> 2",
+    )
+    .await;
+    assert!(eviction.contains("recommendations_by_source"), "{eviction}");
+    let deletion = plan(
+        &pool,
+        "SELECT id FROM recommendations
+         WHERE provider = 'aws' AND (account_id = '000000000042' OR source_account_id = '000000000042')",
+    )
+    .await;
+    assert!(deletion.contains("recommendations_by_source") && !deletion.contains("Seq Scan"), "{deletion}");
+}
