@@ -1,15 +1,15 @@
 //! Who may call what: every RPC against every kind of caller, over native
-//! gRPC and over gRPC-web; keys from a PEM file; watch streams that end when
-//! their token does.
+//! gRPC and over gRPC-web; watch streams that end when their token does.
+//! (Where the verification keys come from: `keys.rs`.)
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cudly_api::auth::{AuthSettings, JwtSettings, KeySource};
+use cudly_api::auth::KeySource;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
-use cudly_testkit::jwt::{self, AUDIENCE, ISSUER, KeyDir, SECRET, hs256, now, token};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use cudly_testkit::jwt::{self, KeyDir, SECRET, hs256, now, token};
+use jsonwebtoken::{Algorithm, EncodingKey};
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::Code;
@@ -18,8 +18,9 @@ use tonic::metadata::MetadataValue;
 use crate::grpc_web::http1;
 use cudly_testkit::spawn::{Options, TestApp, spawn_app};
 
+/// Every RPC of api-service.
 #[derive(Clone, Copy, Debug)]
-enum Rpc {
+pub(crate) enum Rpc {
     Refresh,
     GetFreshness,
     Watch,
@@ -133,7 +134,7 @@ impl Rpc {
     }
 }
 
-fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
+pub(crate) fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Some(token) = bearer {
         let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
@@ -143,7 +144,7 @@ fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<T> {
 }
 
 /// The code one call gets over native gRPC (a stream: its first message).
-async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
+pub(crate) async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     let mut client = app.client.clone();
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap();
     let mut accounts = AccountsServiceClient::new(channel.connect().await.unwrap());
@@ -192,7 +193,7 @@ async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
 /// The code one call gets over gRPC-web (HTTP/1.1, as a browser sends it).
 /// A WatchFreshness call counts as let in only once its first message (a
 /// `Freshness` snapshot) has arrived.
-async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
+pub(crate) async fn call_grpc_web(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = rpc.body();
     let authorization = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -346,46 +347,6 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn es256_tokens_verify_against_a_pem_public_key_and_hs256_forgeries_do_not(pool: PgPool) {
-    let keys = KeyDir::new();
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let public = keys.write("public.pem", pair.public_key_pem());
-    let app =
-        spawn_app(pool, Options { auth: jwt::settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
-            .await;
-
-    let signer = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
-    let good = token(&signer, Algorithm::ES256, serde_json::json!({}));
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&good)).await, Code::Ok);
-    // The classic confusion: an HS256 token "signed" with the public key.
-    let confused =
-        token(&EncodingKey::from_secret(pair.public_key_pem().as_bytes()), Algorithm::HS256, serde_json::json!({}));
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&confused)).await, Code::Unauthenticated);
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn the_leeway_forgives_clock_skew_up_to_its_length_and_no_further(pool: PgPool) {
-    let keys = KeyDir::new();
-    let secret = keys.write("hs256", SECRET);
-    let AuthSettings::Jwt(jwt) = jwt::settings(KeySource::Hs256SecretFile(secret)) else { unreachable!() };
-    let leeway = Duration::from_secs(30);
-    let opts =
-        Options { auth: AuthSettings::Jwt(JwtSettings { leeway, ..jwt }), with_collector: false, ..Options::default() };
-    let app = spawn_app(pool, opts).await;
-    let cases = [
-        ("expired 10 s ago", serde_json::json!({"exp": now() - 10}), Code::Ok),
-        ("expired 60 s ago", serde_json::json!({"exp": now() - 60}), Code::Unauthenticated),
-        ("valid from 10 s on", serde_json::json!({"nbf": now() + 10}), Code::Ok),
-        ("valid from 60 s on", serde_json::json!({"nbf": now() + 60}), Code::Unauthenticated),
-    ];
-    for (what, claims, expected) in cases {
-        let token = hs256(claims);
-        assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} with a 30 s leeway");
-        assert_eq!(call_grpc_web(&app, Rpc::GetFreshness, Some(&token)).await, expected, "{what} over gRPC-web");
-    }
-}
-
-#[sqlx::test(migrations = "../migrations")]
 async fn a_watch_stream_ends_unauthenticated_when_its_token_expires(pool: PgPool) {
     let keys = KeyDir::new();
     let secret = keys.write("hs256", SECRET);
@@ -404,125 +365,4 @@ async fn a_watch_stream_ends_unauthenticated_when_its_token_expires(pool: PgPool
     let status = ended.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("expired"), "{}", status.message());
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn reflection_can_be_switched_off(pool: PgPool) {
-    let keys = KeyDir::new();
-    let secret = keys.write("hs256", SECRET);
-    let opts = Options {
-        auth: jwt::settings(KeySource::Hs256SecretFile(secret)),
-        reflection: false,
-        with_collector: false,
-        ..Options::default()
-    };
-    let app = spawn_app(pool, opts).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
-    let mut reflection = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(channel);
-    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
-    };
-    let viewer = hs256(serde_json::json!({}));
-    let outbound = with_token(tokio_stream::once(request), Some(&viewer));
-    let status = match reflection.server_reflection_info(outbound).await {
-        Ok(response) => response.into_inner().message().await.unwrap_err(),
-        Err(status) => status,
-    };
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn rs256_tokens_verify_against_an_rsa_public_key(pool: PgPool) {
-    // A key pair made for this test only (fixtures/).
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/fixtures");
-    let public = fixtures.join("rs256-test-only.pub.pem");
-    let app =
-        spawn_app(pool, Options { auth: jwt::settings(KeySource::PublicKeyPemFile(public)), ..Options::default() })
-            .await;
-    let private = std::fs::read(fixtures.join("rs256-test-only.key")).unwrap();
-    let signer = EncodingKey::from_rsa_pem(&private).unwrap();
-    assert_eq!(
-        call_grpc(&app, Rpc::List, Some(&token(&signer, Algorithm::RS256, serde_json::json!({})))).await,
-        Code::Ok
-    );
-    let expired = token(&signer, Algorithm::RS256, serde_json::json!({"exp": now() - 60}));
-    assert_eq!(call_grpc(&app, Rpc::List, Some(&expired)).await, Code::Unauthenticated);
-}
-
-/// The JWK of a P-256 key pair.
-fn ec_jwk(pair: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let point = pair.public_key_raw(); // 0x04 || x || y
-    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    serde_json::json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
-        "x": b64(&point[1..33]), "y": b64(&point[33..65])})
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn jwks_keys_are_matched_by_kid(pool: PgPool) {
-    let (old, new) = (
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
-    );
-    let keys = KeyDir::new();
-    let jwks = keys.write(
-        "jwks.json",
-        serde_json::json!({"keys": [ec_jwk(&old, "2026-old"), ec_jwk(&new, "2026-new")]}).to_string(),
-    );
-    let app = spawn_app(pool, Options { auth: jwt::settings(KeySource::JwksFile(jwks)), ..Options::default() }).await;
-    let signed = |pair: &rcgen::KeyPair, kid: &str| {
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid.to_string());
-        let claims = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 600, "permissions": ["recommendations:view"]});
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap())
-            .unwrap()
-    };
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&new, "2026-new"))).await, Code::Ok);
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&old, "2026-old"))).await, Code::Ok);
-    // The right key id, the wrong key.
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&old, "2026-new"))).await, Code::Unauthenticated);
-    // A key nobody published.
-    let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    assert_eq!(call_grpc(&app, Rpc::GetFreshness, Some(&signed(&stranger, "2026-new"))).await, Code::Unauthenticated);
-}
-
-#[sqlx::test(migrations = "../migrations")]
-async fn api_service_can_serve_tls_itself(pool: PgPool) {
-    let pki = cudly_testkit::pki::Pki::new("cudly test CA");
-    let (cert, key) = pki.issue("localhost");
-    let files = KeyDir::new();
-    let collector_url = format!("http://{}", cudly_testkit::spawn::unused_addr());
-    let settings = cudly_api::app::Settings {
-        tls: Some((files.write("tls.pem", cert), files.write("tls.key", key))),
-        ..cudly_testkit::settings::api(&collector_url)
-    };
-    let app = cudly_api::app::build(settings, pool).await.unwrap();
-    let port = app.local_addr().port();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(app.run(stop.clone().cancelled_owned()));
-
-    let tls =
-        tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pki.ca.pem()));
-    let channel = tonic::transport::Channel::from_shared(format!("https://localhost:{port}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    assert!(health.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok(), "health over TLS");
-    // Plaintext gets no gRPC answer from a TLS port.
-    if let Ok(channel) =
-        tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await
-    {
-        let mut plain = tonic_health::pb::health_client::HealthClient::new(channel);
-        assert!(plain.check(tonic_health::pb::HealthCheckRequest::default()).await.is_err());
-    }
-    stop.cancel();
-    server.await.unwrap().unwrap();
 }
