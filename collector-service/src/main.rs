@@ -5,17 +5,14 @@ use cudly_collector::config::{Backend, Config};
 use cudly_collector::{accounts, app};
 use cudly_core::config::Command;
 use cudly_core::server;
-use cudly_core::{db, telemetry};
+use cudly_core::telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let _telemetry = telemetry::init("collector-service", config.common.log_format)?;
     match config.command.as_ref().unwrap_or(&Command::Serve) {
-        Command::Migrate => {
-            db::migrate(&config.common.connect().await?).await?;
-            tracing::info!("migrations applied");
-        }
+        Command::Migrate => config.common.migrate().await?,
         Command::Serve => {
             if config.backend == Backend::Live && !config.seed_accounts.0.is_empty() {
                 anyhow::bail!(

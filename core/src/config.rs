@@ -56,6 +56,14 @@ impl CommonArgs {
         crate::db::connect(self.url()?, self.db_max_connections, self.db_connect_timeout).await
     }
 
+    /// Applies every pending migration to the database these flags name:
+    /// what the `migrate` subcommand does.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        crate::db::migrate(&self.connect().await?).await?;
+        tracing::info!("migrations applied");
+        Ok(())
+    }
+
     /// A pool that connects on first use (see [`crate::db::connect_lazy`]).
     pub fn connect_lazy(&self) -> anyhow::Result<sqlx::PgPool> {
         crate::db::connect_lazy(self.url()?, self.db_max_connections)

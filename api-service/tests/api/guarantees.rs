@@ -1,6 +1,6 @@
 //! The guarantees that need the whole pair: every trigger competing for one
 //! lease across replicas, watchers that cost the database nothing each,
-//! health at shutdown, and partial failure as data.
+//! readiness and health at shutdown, and partial failure as data.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -190,4 +190,40 @@ async fn a_partly_collected_account_lists_which_units_failed_and_keeps_its_rows(
     }
     assert_eq!(rows("cloud_sql").await, sql_before, "the failed units' rows are kept as they were");
     assert!(rows("compute").await.iter().all(|g| *g == run.generation), "the rest was written by this run");
+}
+
+#[sqlx::test(migrations = false)]
+async fn api_service_is_ready_only_once_it_can_read_the_collection_state(pool: PgPool) {
+    // The database answers, but its schema is not there yet (migrations not
+    // applied): api-service cannot serve freshness, so it is not ready.
+    let collector_url = format!("http://{}", cudly_testkit::spawn::unused_addr());
+    let settings = cudly_api::app::Settings {
+        watch_heartbeat: Duration::from_millis(200),
+        ..cudly_testkit::settings::api(&collector_url)
+    };
+    let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();
+    let addr = app.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut watch = health.watch(tonic_health::pb::HealthCheckRequest::default()).await.unwrap().into_inner();
+    // Readiness is checked every 500 ms while not ready: three checks.
+    let unready_for = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(next) = tokio::time::timeout_at(unready_for, watch.message()).await {
+        let status = next.unwrap().unwrap().status;
+        assert_eq!(status, ServingStatus::NotServing as i32, "ready before the state could be read");
+    }
+
+    cudly_core::db::MIGRATOR.run(&pool).await.unwrap();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.message()).await;
+        let status = next.expect("ready within 10 s of the schema appearing").unwrap().unwrap().status;
+        if status == ServingStatus::Serving as i32 {
+            break;
+        }
+    }
+    drop((watch, health));
+    stop.cancel();
+    server.await.unwrap().unwrap();
 }
