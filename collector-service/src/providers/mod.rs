@@ -10,10 +10,9 @@ use cudly_core::domain::{Account, PaymentOption, Provider, Recommendation};
 
 pub mod aws;
 pub mod azure;
-pub(crate) mod cache;
 pub mod calls;
 pub mod gcp;
-pub mod http;
+pub(crate) mod kit;
 pub mod live;
 pub mod simulated;
 

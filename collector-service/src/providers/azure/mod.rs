@@ -25,9 +25,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::cache::Cache;
 use super::calls::{CallError, CallLimits};
-use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep, http};
+use super::kit::cache::Cache;
+use super::kit::http;
+use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep};
 
 mod mapping;
 mod tokens;

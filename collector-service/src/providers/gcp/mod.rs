@@ -50,9 +50,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::cache::Cache;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
-use super::http::{classify, client, send_error};
+use super::kit::cache::Cache;
+use super::kit::http::{classify, client, send_error};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
 mod mapping;

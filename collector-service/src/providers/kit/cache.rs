@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::BackendError;
+use crate::providers::BackendError;
 
 /// Values fetched once per key and kept until their expiry. Concurrent
 /// askers of one key wait for the single fetch (no stampede). A failed fetch
@@ -17,7 +17,7 @@ use super::BackendError;
 /// of each running the whole retry cycle again. Bounded: past
 /// [`CACHE_CAPACITY`] keys, expired and then all unused entries are dropped.
 ///
-/// Caches of fetched data live in a run's [`super::RunScope`], so that a
+/// Caches of fetched data live in a run's [`crate::providers::RunScope`], so that a
 /// run reports only what it fetched itself; only credentials (tokens) are
 /// kept across runs.
 pub(crate) struct Cache<T> {
@@ -92,8 +92,12 @@ impl<T: Clone> Cache<T> {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::*;
-    use crate::providers::ErrorKind;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{Cache, FAILURE_MEMORY};
+    use crate::providers::{BackendError, ErrorKind};
 
     #[tokio::test]
     async fn a_failed_fetch_is_answered_from_memory_for_a_while_with_its_kind() {

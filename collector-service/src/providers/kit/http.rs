@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::calls::{CallError, retry_after};
+use crate::providers::calls::{CallError, retry_after};
 
 /// The HTTP client of the REST backends: rustls, HTTP/2 when offered, and a
 /// connect timeout (each attempt also has its own deadline).
-pub fn client() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
     cudly_core::server::install_crypto_provider();
     Ok(reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -18,7 +18,7 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// A request that did not get an answer (connect, TLS, reset): transient.
-pub fn send_error(err: reqwest::Error) -> CallError {
+pub(crate) fn send_error(err: reqwest::Error) -> CallError {
     // reqwest's error text names the URL but carries no credentials.
     CallError::Transient(format!("request failed: {err}"))
 }
@@ -26,7 +26,12 @@ pub fn send_error(err: reqwest::Error) -> CallError {
 /// Sorts a non-success answer. `hint` is appended to authentication and
 /// permission failures so that the message says what to do about them.
 /// The body is cut short: an error page must not flood the run status.
-pub fn classify(status: reqwest::StatusCode, retry_after_header: Option<&str>, body: &str, hint: &str) -> CallError {
+pub(crate) fn classify(
+    status: reqwest::StatusCode,
+    retry_after_header: Option<&str>,
+    body: &str,
+    hint: &str,
+) -> CallError {
     let body: String = body.chars().take(300).collect();
     let body = body.trim();
     match status.as_u16() {
@@ -42,7 +47,9 @@ pub fn classify(status: reqwest::StatusCode, retry_after_header: Option<&str>, b
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use super::{CallError, classify};
 
     #[test]
     fn answers_are_sorted_by_what_a_retry_could_change() {
