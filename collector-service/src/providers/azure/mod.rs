@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use cudly_core::credentials::{AzureCredentials, Credentials};
 use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
 use cudly_core::money::{Amount, Currency};
@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits};
 use super::kit::cache::Cache;
 use super::kit::http;
+use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep};
 
 mod mapping;
@@ -134,8 +135,8 @@ struct Grant {
 impl AzureBackend {
     /// Checks the configuration and builds the HTTP client.
     pub fn new(config: AzureConfig) -> anyhow::Result<Self> {
-        let management = base_url("management URL", &config.management_url)?;
-        let login = base_url("login URL", &config.login_url)?;
+        let management = base_url("Azure", "management URL", &config.management_url)?;
+        let login = base_url("Azure", "login URL", &config.login_url)?;
         let lookback = match config.lookback_days {
             7 => "Last7Days",
             30 => "Last30Days",
@@ -239,8 +240,7 @@ impl AzureBackend {
         secret: &SecretString,
         refused: &Mutex<Option<String>>,
     ) -> Result<Grant, CallError> {
-        let mut url = self.login.clone();
-        extend_path(&mut url, &[&creds.tenant_id, "oauth2", "v2.0", "token"]);
+        let url = endpoint(&self.login, &[&creds.tenant_id, "oauth2", "v2.0", "token"], &[]);
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", creds.client_id.as_str()),
@@ -371,11 +371,8 @@ impl AzureBackend {
         Ok(url)
     }
 
-    fn arm_url(&self, segments: &[&str], query: &str) -> Url {
-        let mut url = self.management.clone();
-        extend_path(&mut url, segments);
-        url.set_query(Some(query));
-        url
+    fn arm_url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        endpoint(&self.management, segments, query)
     }
 
     async fn fetch_reservations(
@@ -411,7 +408,7 @@ impl AzureBackend {
         );
         let url = self.arm_url(
             &["subscriptions", subscription, "providers", "Microsoft.Consumption", "reservationRecommendations"],
-            &format!("api-version={CONSUMPTION_API_VERSION}&$filter={}", encode(&filter)),
+            &[("api-version", CONSUMPTION_API_VERSION), ("$filter", &filter)],
         );
         let what = format!("reservation recommendations ({resource_type})");
         let listings = query.run.get::<RunListings>();
@@ -434,7 +431,7 @@ impl AzureBackend {
         let subscription = query.account.external_id.as_str();
         let url = self.arm_url(
             &["subscriptions", subscription, "providers", "Microsoft.Advisor", "recommendations"],
-            &format!("api-version={ADVISOR_API_VERSION}&$filter={}", encode("Category eq 'Cost'")),
+            &[("api-version", ADVISOR_API_VERSION), ("$filter", "Category eq 'Cost'")],
         );
         let items = self.list_all(url, "Advisor cost recommendations", query, creds).await?;
         map_advisor(&items, &self.terms, query.account, self.billing_currency).map_err(|err| {
@@ -518,32 +515,6 @@ fn reserved_resource_type(service: &str) -> Option<&'static str> {
         "redis_cache" => Some("RedisCache"),
         _ => None,
     }
-}
-
-fn base_url(what: &str, text: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(text.trim_end_matches('/')).with_context(|| format!("Azure {what} {text:?}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || url.query().is_some() {
-        bail!("Azure {what} {text:?}: expected http(s)://host[:port]");
-    }
-    Ok(url)
-}
-
-/// Appends percent-encoded path segments.
-fn extend_path(url: &mut Url, segments: &[&str]) {
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-}
-
-/// Percent-encodes a query value (everything but RFC 3986 unreserved bytes).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
@@ -891,7 +862,7 @@ mod tests {
         let backend = AzureBackend::new(config("https://management.azure.com")).unwrap();
         let url = backend.arm_url(
             &["subscriptions", "a b/c", "providers", "Microsoft.Advisor", "recommendations"],
-            &format!("api-version=2023-01-01&$filter={}", encode("Category eq 'Cost'")),
+            &[("api-version", "2023-01-01"), ("$filter", "Category eq 'Cost'")],
         );
         assert_eq!(
             url.as_str(),

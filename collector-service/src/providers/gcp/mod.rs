@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::kit::cache::Cache;
 use super::kit::http::{classify, client, send_error};
+use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
 mod mapping;
@@ -146,9 +147,9 @@ impl GcpBackend {
     /// not http(s).
     pub fn new(config: GcpConfig) -> anyhow::Result<Self> {
         Ok(GcpBackend {
-            recommender_url: base_url("recommender_url", &config.recommender_url)?,
-            compute_url: base_url("compute_url", &config.compute_url)?,
-            metadata_url: base_url("metadata_url", &config.metadata_url)?,
+            recommender_url: base_url("GCP", "recommender_url", &config.recommender_url)?,
+            compute_url: base_url("GCP", "compute_url", &config.compute_url)?,
+            metadata_url: base_url("GCP", "metadata_url", &config.metadata_url)?,
             limits: config.limits,
             http: client()?,
             tokens: Cache::default(),
@@ -180,6 +181,7 @@ impl GcpBackend {
         let url = endpoint(
             &self.metadata_url,
             &["computeMetadata", "v1", "instance", "service-accounts", "default", "token"],
+            &[],
         );
         let hint = "the metadata server has no usable default service account: attach one to the collector's \
                     workload, or set a service_account_key for this project";
@@ -257,17 +259,13 @@ impl GcpBackend {
         let mut page_token: Option<String> = None;
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
-            let mut url = endpoint(list.base, list.segments);
-            let pairs: Vec<String> = list
+            let pairs: Vec<(&str, &str)> = list
                 .filter
                 .map(|f| ("filter", f))
                 .into_iter()
                 .chain(page_token.as_deref().map(|t| ("pageToken", t)))
-                .map(|(k, v)| format!("{k}={}", encode_query_value(v)))
                 .collect();
-            if !pairs.is_empty() {
-                url.set_query(Some(&pairs.join("&")));
-            }
+            let url = endpoint(list.base, list.segments, &pairs);
             let page: P = self.get_json(list, url).await?;
             let (found, next) = items(page);
             out.extend(found);
@@ -538,44 +536,12 @@ fn google_error_text(body: &str) -> String {
     }
 }
 
-fn base_url(name: &str, raw: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(raw).map_err(|e| anyhow::anyhow!("GCP {name} {raw:?}: {e}"))?;
-    anyhow::ensure!(
-        matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base(),
-        "GCP {name} {raw:?} is not an http(s) base URL"
-    );
-    Ok(url)
-}
-
-/// `base` with `segments` appended, each percent-encoded (a project id or
-/// region can never change the path's shape).
-fn endpoint(base: &Url, segments: &[&str]) -> Url {
-    let mut url = base.clone();
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-    url
-}
-
-/// Percent-encodes a query value (spaces as %20, which every Google
-/// front end reads as a space).
-fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::providers::kit::urls::encode_query_value;
 
     fn rec(value: Value) -> ApiRecommendation {
         serde_json::from_value(value).unwrap()
@@ -763,7 +729,7 @@ mod tests {
         assert_eq!(encode_query_value(ACTIVE_FILTER), "stateInfo.state%20%3D%20ACTIVE");
         let base = Url::parse("http://127.0.0.1:8080/").unwrap();
         assert_eq!(
-            endpoint(&base, &["v1", "projects", "a/b?c"]).as_str(),
+            endpoint(&base, &["v1", "projects", "a/b?c"], &[]).as_str(),
             "http://127.0.0.1:8080/v1/projects/a%2Fb%3Fc"
         );
         assert_eq!(

@@ -6,6 +6,8 @@
 //! - [`http`]: the HTTP client of the REST backends, and the sorting of an
 //!   answer into success, throttling, a transient or permanent failure or a
 //!   refusal.
+//! - [`urls`]: base URLs checked at start-up, request URLs built with
+//!   every path segment and query value percent-encoded.
 //! - [`cache`]: values fetched once per key, a failure answered from memory
 //!   for a while (the run's listings).
 //!
@@ -13,3 +15,4 @@
 
 pub(crate) mod cache;
 pub(crate) mod http;
+pub(crate) mod urls;
