@@ -20,7 +20,7 @@ use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
-use reqwest::header::{ACCEPT, RETRY_AFTER};
+use reqwest::header::ACCEPT;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -249,23 +249,18 @@ impl AzureBackend {
         ];
         let response = self.client.post(url).form(&form).send().await.map_err(http::send_error)?;
         let status = response.status();
-        let retry_after = header(&response, RETRY_AFTER);
-        let body = response.text().await.map_err(http::send_error)?;
         if status.is_success() {
+            let body = response.text().await.map_err(http::send_error)?;
             return parse_grant(&body).map_err(|err| CallError::Permanent(format!("Entra ID answered {err}")));
         }
         if matches!(status.as_u16(), 400 | 401) {
+            let body = response.text().await.map_err(http::send_error)?;
             let message = refusal_message(creds, status.as_u16(), &body, secret);
             *refused.lock().unwrap() = Some(message.clone());
             return Err(CallError::Refused(message));
         }
-        let body = redact(&body, secret);
-        Err(http::classify(
-            status,
-            retry_after.as_deref(),
-            &body,
-            &format!("check the app registration {}", creds.client_id),
-        ))
+        let hint = format!("check the app registration {}", creds.client_id);
+        Err(http::failure(response, &hint, |body| redact(body, secret)).await)
     }
 
     /// Every item of a paged ARM list, following nextLink to the end (a
@@ -328,14 +323,13 @@ impl AzureBackend {
         if status == reqwest::StatusCode::NO_CONTENT {
             return Ok(Page { items: Vec::new(), next: None });
         }
-        let retry_after = header(&response, RETRY_AFTER);
-        let body = response.text().await.map_err(http::send_error)?;
         if !status.is_success() {
             if status == reqwest::StatusCode::UNAUTHORIZED {
                 rejected.store(true, Ordering::Relaxed);
             }
-            return Err(http::classify(status, retry_after.as_deref(), &arm_error_text(&body), hint));
+            return Err(http::failure(response, hint, arm_error_text).await);
         }
+        let body = response.text().await.map_err(http::send_error)?;
         self.parse_page(&body).map_err(|err| CallError::Permanent(format!("malformed answer: {err}")))
     }
 
@@ -515,10 +509,6 @@ fn reserved_resource_type(service: &str) -> Option<&'static str> {
         "redis_cache" => Some("RedisCache"),
         _ => None,
     }
-}
-
-fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// ARM errors are `{"error": {"code", "message"}}`: keep the readable part.

@@ -52,7 +52,7 @@ use tokio::time::Instant;
 
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::kit::cache::Cache;
-use super::kit::http::{classify, client, send_error};
+use super::kit::http::{self, client, send_error};
 use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
@@ -300,7 +300,7 @@ impl GcpBackend {
                         // A revoked or expired token: the next call fetches a new one.
                         self.tokens.forget(&auth.cache_key);
                     }
-                    return Err(failure(answer, &list.hint).await);
+                    return Err(http::failure(answer, &list.hint, google_error_text).await);
                 }
                 let body = answer.bytes().await.map_err(send_error)?;
                 serde_json::from_slice(&body).map_err(|e| CallError::Permanent(format!("malformed answer: {e}")))
@@ -505,16 +505,6 @@ struct ListCall<'a> {
 struct Owner {
     id: String,
     name: String,
-}
-
-/// Sorts a non-success answer, with Google's error message instead of the
-/// whole JSON body when there is one.
-async fn failure(answer: reqwest::Response, hint: &str) -> CallError {
-    let status = answer.status();
-    let retry_after =
-        answer.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = answer.text().await.unwrap_or_default();
-    classify(status, retry_after.as_deref(), &google_error_text(&body), hint)
 }
 
 /// `{"error": {"status", "message"}}` (Google APIs) or `{"error",

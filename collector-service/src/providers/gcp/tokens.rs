@@ -109,7 +109,7 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
     if !status.is_success() {
         // A refused grant (400 invalid_grant) or a missing account (404)
         // needs the same fix as a 401: the credentials are refused.
-        return Err(match failure(answer, hint).await {
+        return Err(match http::failure(answer, hint, google_error_text).await {
             CallError::Permanent(m) | CallError::Refused(m) if !m.ends_with(hint) => {
                 CallError::Refused(format!("{m}; {hint}"))
             }

@@ -1,8 +1,11 @@
 //! What the REST backends (Azure, GCP) share: one HTTP client, and the
 //! sorting of an HTTP answer into success, throttling, a transient failure
-//! worth a retry, or a permanent one.
+//! worth a retry, a permanent one or a refusal, with the cloud's own error
+//! message read from the body.
 
 use std::time::Duration;
+
+use reqwest::header::{HeaderName, RETRY_AFTER};
 
 use crate::providers::calls::{CallError, retry_after};
 
@@ -45,11 +48,32 @@ pub(crate) fn classify(
     }
 }
 
+/// Sorts a non-success answer by its status and `Retry-After`, with the
+/// readable part of its body: `error_text` is how the cloud words errors
+/// (ARM's `{"error": {"code", "message"}}`, Google's `{"error": {"status",
+/// "message"}}`). A body that cannot be read counts as empty: the status
+/// still says what kind of failure it is.
+pub(crate) async fn failure(
+    response: reqwest::Response,
+    hint: &str,
+    error_text: impl FnOnce(&str) -> String,
+) -> CallError {
+    let status = response.status();
+    let retry_after = header(&response, RETRY_AFTER);
+    let body = response.text().await.unwrap_or_default();
+    classify(status, retry_after.as_deref(), &error_text(&body), hint)
+}
+
+/// A header's value, when it is text.
+pub(crate) fn header(response: &reqwest::Response, name: HeaderName) -> Option<String> {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{CallError, classify};
+    use super::{CallError, classify, failure};
 
     #[test]
     fn answers_are_sorted_by_what_a_retry_could_change() {
@@ -61,5 +85,29 @@ mod tests {
         let unauthenticated = classify(reqwest::StatusCode::UNAUTHORIZED, None, "expired", "");
         assert!(matches!(unauthenticated, CallError::Refused(_)));
         assert!(matches!(classify(reqwest::StatusCode::NOT_FOUND, None, "", ""), CallError::Permanent(_)));
+    }
+
+    fn answer(status: u16, retry_after: Option<&str>, body: &str) -> reqwest::Response {
+        let mut answer = http::Response::builder().status(status);
+        if let Some(seconds) = retry_after {
+            answer = answer.header("retry-after", seconds);
+        }
+        reqwest::Response::from(answer.body(body.to_string()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_sorted_with_the_clouds_own_words_for_it() {
+        let first_line = |body: &str| body.lines().next().unwrap_or("").to_string();
+        let throttled = failure(answer(429, Some("2"), "slow down\ntrace 1"), "", first_line).await;
+        assert!(
+            matches!(&throttled, CallError::Throttled { retry_after: Some(d), message }
+                if *d == Duration::from_secs(2) && message == "HTTP 429: slow down"),
+            "{throttled:?}"
+        );
+        let refused = failure(answer(403, None, "denied\ntrace 2"), "grant the role", first_line).await;
+        assert!(matches!(&refused, CallError::Refused(m) if m == "HTTP 403: denied; grant the role"), "{refused:?}");
+        let long = "x".repeat(1000);
+        let permanent = failure(answer(404, None, &long), "", |body| body.to_string()).await;
+        assert!(matches!(&permanent, CallError::Permanent(m) if m.len() < 320), "an error page is cut short");
     }
 }
