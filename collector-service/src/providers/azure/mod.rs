@@ -8,9 +8,7 @@
 //! Every request (token, each page, each retry) goes through the shared
 //! [`CallLimits`].
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -20,7 +18,6 @@ use cudly_core::money::{Amount, Currency};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
-use reqwest::header::ACCEPT;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
@@ -28,8 +25,9 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits};
 use super::kit::cache::Cache;
 use super::kit::http;
+use super::kit::tokens::{Bearer, Credentials as ReadCredentials, Grant, TokenCache};
 use super::kit::urls::{base_url, endpoint};
-use super::{BackendError, CloudBackend, ErrorKind, Query, RequestCount, Sweep};
+use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
 mod mapping;
 mod tokens;
@@ -45,15 +43,6 @@ const ADVISOR_API_VERSION: &str = "2023-01-01";
 const ARM_SCOPE: &str = "https://management.azure.com/.default";
 const ADVISOR: &str = "advisor";
 const SERVICES: &[&str] = &["virtual_machines", "sql_database", "cosmos_db", "redis_cache", ADVISOR];
-/// A token is renewed this long before it expires (at most half its life).
-const TOKEN_RENEWAL_MARGIN: Duration = Duration::from_secs(300);
-/// How long a refused client secret is remembered: the other services and
-/// sweeps of a run fail at once instead of asking Entra ID again. A changed
-/// secret is tried at once.
-const REFUSAL_MEMORY: Duration = Duration::from_secs(120);
-/// How long a token failure other than a refusal (the endpoint down, its
-/// answers unreadable) is answered from memory.
-const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 /// A guard against a nextLink that never ends.
 const MAX_PAGES: usize = 500;
 
@@ -94,9 +83,8 @@ pub struct AzureBackend {
     terms: Vec<i32>,
     billing_currency: Currency,
     limits: CallLimits,
-    /// One slot per (tenant, client id); its async lock makes concurrent
-    /// fetches of one app wait for a single token request.
-    tokens: Mutex<HashMap<(String, String), SharedSlot>>,
+    /// Entra ID tokens per app registration (tenant, client id).
+    tokens: TokenCache,
 }
 
 /// A run's reservation listings by (subscription, resource type): the
@@ -105,31 +93,10 @@ pub struct AzureBackend {
 #[derive(Default)]
 struct RunListings(Cache<Arc<Vec<Value>>>);
 
-/// A token slot, locked across its refresh.
-type SharedSlot = Arc<tokio::sync::Mutex<TokenSlot>>;
-
-#[derive(Default)]
-struct TokenSlot {
-    token: Option<(SecretString, Instant)>,
-    refusal: Option<Refusal>,
-}
-
-struct Refusal {
-    message: String,
-    kind: ErrorKind,
-    secret: SecretString,
-    until: Instant,
-}
-
 #[derive(Debug)]
 struct Page {
     items: Vec<Value>,
     next: Option<Url>,
-}
-
-struct Grant {
-    token: SecretString,
-    expires_in: Duration,
 }
 
 impl AzureBackend {
@@ -158,88 +125,38 @@ impl AzureBackend {
             terms,
             billing_currency: config.billing_currency,
             limits: config.limits,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: TokenCache::default(),
         })
     }
 
-    /// An access token for ARM, from the cache while it is fresh.
+    /// An access token for ARM, from the cache while it is fresh (a
+    /// refused secret is remembered until it changes).
     async fn token(
         &self,
         creds: &AzureCredentials,
         subscription: &str,
         calls: &RequestCount,
-    ) -> Result<SecretString, BackendError> {
-        let slot = {
-            let mut slots = self.tokens.lock().unwrap();
-            slots.entry((creds.tenant_id.clone(), creds.client_id.clone())).or_default().clone()
-        };
-        let mut slot = slot.lock().await;
-        if let Some((token, renew_at)) = &slot.token
-            && Instant::now() < *renew_at
-        {
-            return Ok(token.clone());
-        }
+    ) -> Result<Bearer, BackendError> {
         let what = format!("Azure token for subscription {subscription}");
-        let secret = creds.client_secret.read().map_err(|err| {
-            BackendError::refused(format!(
-                "{what}: cannot read the client secret of client {}: {err}; fix it or set another reference with \
-                 UpdateAccount",
-                creds.client_id
-            ))
-        })?;
-        if let Some(refusal) = &slot.refusal
-            && Instant::now() < refusal.until
-            && refusal.secret.expose_secret() == secret.expose_secret()
-        {
-            return Err(BackendError { kind: refusal.kind, message: format!("{what}: {}", refusal.message) });
-        }
-        let refused = Mutex::new(None);
-        let asked_at = Instant::now();
-        match self.limits.call(calls, &what, || self.request_token(creds, &secret, &refused)).await {
-            Ok(grant) => {
-                let margin = TOKEN_RENEWAL_MARGIN.min(grant.expires_in / 2);
-                slot.token = Some((grant.token.clone(), asked_at + grant.expires_in - margin));
-                slot.refusal = None;
-                Ok(grant.token)
-            }
-            Err(err) => {
-                // A refusal is kept for a while (until the secret changes);
-                // any other failure briefly, so that the subscriptions waiting
-                // for this token fail at once instead of each running the
-                // whole retry cycle again.
-                let (message, memory) = match refused.into_inner().unwrap() {
-                    Some(message) => (message, REFUSAL_MEMORY),
-                    None => {
-                        let prefix = format!("{what}: ");
-                        (err.message.strip_prefix(&prefix).unwrap_or(&err.message).to_string(), FAILURE_MEMORY)
-                    }
-                };
-                let kind = err.kind;
-                slot.refusal = Some(Refusal { message, kind, secret, until: Instant::now() + memory });
-                Err(err)
-            }
-        }
-    }
-
-    /// Drops a token ARM rejected (revoked, or expired early), so that the
-    /// next fetch asks for a new one instead of failing until it expires.
-    async fn forget_token(&self, creds: &AzureCredentials, rejected: &SecretString) {
-        let slot = self.tokens.lock().unwrap().get(&(creds.tenant_id.clone(), creds.client_id.clone())).cloned();
-        if let Some(slot) = slot {
-            let mut slot = slot.lock().await;
-            if slot.token.as_ref().is_some_and(|(t, _)| t.expose_secret() == rejected.expose_secret()) {
-                slot.token = None;
-            }
-        }
+        let read = || {
+            let secret = creds.client_secret.read().map_err(|err| {
+                BackendError::refused(format!(
+                    "cannot read the client secret of client {}: {err}; fix it or set another reference with \
+                     UpdateAccount",
+                    creds.client_id
+                ))
+            })?;
+            Ok(ReadCredentials { value: secret.clone(), fingerprint: secret })
+        };
+        let what = what.as_str();
+        let request = |secret: SecretString| async move {
+            self.limits.call_unnamed(calls, what, || self.request_token(creds, &secret)).await
+        };
+        self.tokens.bearer(&format!("{}/{}", creds.tenant_id, creds.client_id), what, read, request).await
     }
 
     /// One client-credentials request to Entra ID.
-    async fn request_token(
-        &self,
-        creds: &AzureCredentials,
-        secret: &SecretString,
-        refused: &Mutex<Option<String>>,
-    ) -> Result<Grant, CallError> {
+    async fn request_token(&self, creds: &AzureCredentials, secret: &SecretString) -> Result<Grant, CallError> {
         let url = endpoint(&self.login, &[&creds.tenant_id, "oauth2", "v2.0", "token"], &[]);
         let form = [
             ("grant_type", "client_credentials"),
@@ -255,9 +172,7 @@ impl AzureBackend {
         }
         if matches!(status.as_u16(), 400 | 401) {
             let body = response.text().await.map_err(http::send_error)?;
-            let message = refusal_message(creds, status.as_u16(), &body, secret);
-            *refused.lock().unwrap() = Some(message.clone());
-            return Err(CallError::Refused(message));
+            return Err(CallError::Refused(refusal_message(creds, status.as_u16(), &body, secret)));
         }
         let hint = format!("check the app registration {}", creds.client_id);
         Err(http::failure(response, &hint, |body| redact(body, secret)).await)
@@ -273,12 +188,11 @@ impl AzureBackend {
         creds: &AzureCredentials,
     ) -> Result<Vec<Value>, BackendError> {
         let subscription = query.account.external_id.as_str();
-        let token = self.token(creds, subscription, query.calls).await?;
+        let bearer = self.token(creds, subscription, query.calls).await?;
         let hint = format!(
             "grant the app (client {}) the Reader and Cost Management Reader roles on subscription {subscription}",
             creds.client_id
         );
-        let rejected = AtomicBool::new(false);
         let mut items = Vec::new();
         let mut url = first;
         for page in 1..=MAX_PAGES {
@@ -286,11 +200,7 @@ impl AzureBackend {
                 1 => format!("Azure {what} for subscription {subscription}"),
                 n => format!("Azure {what}, page {n}, for subscription {subscription}"),
             };
-            let got = self.limits.call(query.calls, &what, || self.get_page(&url, &token, &hint, &rejected)).await;
-            if got.is_err() && rejected.load(Ordering::Relaxed) {
-                self.forget_token(creds, &token).await;
-            }
-            let got = got?;
+            let got = self.limits.call(query.calls, &what, || self.get_page(&url, &bearer, &hint)).await?;
             items.extend(got.items);
             match got.next {
                 Some(next) => url = next,
@@ -303,34 +213,13 @@ impl AzureBackend {
     }
 
     /// One page of an ARM list.
-    async fn get_page(
-        &self,
-        url: &Url,
-        token: &SecretString,
-        hint: &str,
-        rejected: &AtomicBool,
-    ) -> Result<Page, CallError> {
-        let response = self
-            .client
-            .get(url.clone())
-            .bearer_auth(token.expose_secret())
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(http::send_error)?;
-        let status = response.status();
+    async fn get_page(&self, url: &Url, bearer: &Bearer, hint: &str) -> Result<Page, CallError> {
         // The Consumption API documents 204 for a scope with nothing to say.
-        if status == reqwest::StatusCode::NO_CONTENT {
+        let Some(body) = http::get(&self.client, url, bearer, &self.tokens, hint, arm_error_text).await? else {
             return Ok(Page { items: Vec::new(), next: None });
-        }
-        if !status.is_success() {
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                rejected.store(true, Ordering::Relaxed);
-            }
-            return Err(http::failure(response, hint, arm_error_text).await);
-        }
-        let body = response.text().await.map_err(http::send_error)?;
-        self.parse_page(&body).map_err(|err| CallError::Permanent(format!("malformed answer: {err}")))
+        };
+        self.parse_page(&String::from_utf8_lossy(&body))
+            .map_err(|err| CallError::Permanent(format!("malformed answer: {err}")))
     }
 
     fn parse_page(&self, body: &str) -> Result<Page, String> {
@@ -527,6 +416,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::providers::ErrorKind;
     use crate::providers::calls::{RateLimiter, RetryPolicy};
     use cudly_core::credentials::SecretRef;
 

@@ -13,7 +13,7 @@ pub(super) fn parse_grant(body: &str) -> Result<Grant, String> {
         _ => None,
     };
     let expires_in = expires_in.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(3600.0).min(86_400.0);
-    Ok(Grant { token: SecretString::from(token.to_string()), expires_in: Duration::from_secs_f64(expires_in) })
+    Ok(Grant { token: SecretString::from(token.to_string()), lifetime: Duration::from_secs_f64(expires_in) })
 }
 
 /// What an operator reads when Entra ID refuses the app: the client, the

@@ -53,6 +53,7 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::kit::cache::Cache;
 use super::kit::http::{self, client, send_error};
+use super::kit::tokens::{Bearer, Credentials as ReadCredentials, Grant, TokenCache};
 use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
@@ -75,8 +76,6 @@ const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const NANOS_PER_MONTH: i128 = 730 * 3600 * 1_000_000_000;
 /// The location of recommendations that are not regional.
 const GLOBAL: &str = "global";
-/// A token is renewed this long before it expires.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// A list longer than this is a server looping on its page tokens.
 const MAX_PAGES: usize = 1000;
 
@@ -128,7 +127,7 @@ pub struct GcpBackend {
     limits: CallLimits,
     http: reqwest::Client,
     /// Access tokens, kept across runs until shortly before they expire.
-    tokens: Cache<SecretString>,
+    tokens: TokenCache,
 }
 
 /// A run's recommendation lists by (credentials, parent): one list serves
@@ -152,32 +151,41 @@ impl GcpBackend {
             metadata_url: base_url("GCP", "metadata_url", &config.metadata_url)?,
             limits: config.limits,
             http: client()?,
-            tokens: Cache::default(),
+            tokens: TokenCache::default(),
         })
     }
 
     /// An access token for the account's credentials, fetched once per
-    /// credential source until shortly before it expires.
-    async fn token(&self, account: &Account, calls: &RequestCount) -> Result<Auth, BackendError> {
+    /// credential source until shortly before it expires (a refused key is
+    /// remembered until it changes).
+    async fn token(&self, account: &Account, calls: &RequestCount) -> Result<Bearer, BackendError> {
         let source = token_source(account)?;
         let key = match &source {
             TokenSource::Metadata => "metadata".to_string(),
             TokenSource::Key(secret) => format!("key:{secret}"),
         };
         let what = format!("GCP token for project {}", account.external_id);
-        let token = self
-            .tokens
-            .get_or_fetch(&key, || async {
-                match &source {
-                    TokenSource::Metadata => self.metadata_token(&what, calls).await,
-                    TokenSource::Key(secret) => self.key_token(secret, &what, calls).await,
-                }
-            })
-            .await?;
-        Ok(Auth { cache_key: key, token })
+        let what = what.as_str();
+        let read = || match &source {
+            TokenSource::Metadata => {
+                Ok(ReadCredentials { value: Grantor::Metadata, fingerprint: SecretString::from(String::new()) })
+            }
+            // A key that cannot be read refuses every call of the account.
+            TokenSource::Key(secret) => {
+                let (key, text) = read_key(secret).map_err(BackendError::refused)?;
+                Ok(ReadCredentials { value: Grantor::Key { key, reference: secret }, fingerprint: text })
+            }
+        };
+        let request = |grantor| async move {
+            match grantor {
+                Grantor::Metadata => self.metadata_token(what, calls).await,
+                Grantor::Key { key, reference } => self.key_token(&key, reference, what, calls).await,
+            }
+        };
+        self.tokens.bearer(&key, what, read, request).await
     }
 
-    async fn metadata_token(&self, what: &str, calls: &RequestCount) -> Result<(SecretString, Instant), BackendError> {
+    async fn metadata_token(&self, what: &str, calls: &RequestCount) -> Result<Grant, BackendError> {
         let url = endpoint(
             &self.metadata_url,
             &["computeMetadata", "v1", "instance", "service-accounts", "default", "token"],
@@ -186,7 +194,7 @@ impl GcpBackend {
         let hint = "the metadata server has no usable default service account: attach one to the collector's \
                     workload, or set a service_account_key for this project";
         self.limits
-            .call(calls, what, || async {
+            .call_unnamed(calls, what, || async {
                 let answer =
                     self.http.get(url.clone()).header("Metadata-Flavor", "Google").send().await.map_err(|e| {
                         CallError::Transient(format!(
@@ -200,15 +208,14 @@ impl GcpBackend {
 
     async fn key_token(
         &self,
-        secret: &SecretRef,
+        key: &ServiceAccountKey,
+        reference: &SecretRef,
         what: &str,
         calls: &RequestCount,
-    ) -> Result<(SecretString, Instant), BackendError> {
-        // A key that cannot be read refuses every call of the account.
-        let key = read_key(secret).map_err(|e| BackendError::refused(format!("{what}: {e}")))?;
-        let hint = format!("check the service-account key {secret}: it may be deleted, disabled or malformed");
+    ) -> Result<Grant, BackendError> {
+        let hint = format!("check the service-account key {reference}: it may be deleted, disabled or malformed");
         self.limits
-            .call(calls, what, || async {
+            .call_unnamed(calls, what, || async {
                 // Signed per attempt: `iat` must be fresh.
                 let assertion = key.assertion().map_err(CallError::Permanent)?;
                 let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
@@ -225,7 +232,7 @@ impl GcpBackend {
         scope: &Scope<'_>,
     ) -> Result<Arc<Vec<ApiRecommendation>>, BackendError> {
         let auth = self.token(query.account, query.calls).await?;
-        let key = format!("{}|{}", auth.cache_key, scope.segments()[1..].join("/"));
+        let key = format!("{}|{}", auth.key, scope.segments()[1..].join("/"));
         query
             .run
             .get::<RunLists>()
@@ -284,26 +291,12 @@ impl GcpBackend {
     }
 
     async fn get_json<T: DeserializeOwned>(&self, list: &ListCall<'_>, url: Url) -> Result<T, BackendError> {
-        let auth = list.auth;
         self.limits
             .call(list.calls, &list.what, || async {
-                let answer = self
-                    .http
-                    .get(url.clone())
-                    .bearer_auth(auth.token.expose_secret())
-                    .send()
-                    .await
-                    .map_err(send_error)?;
-                let status = answer.status();
-                if !status.is_success() {
-                    if status == reqwest::StatusCode::UNAUTHORIZED {
-                        // A revoked or expired token: the next call fetches a new one.
-                        self.tokens.forget(&auth.cache_key);
-                    }
-                    return Err(http::failure(answer, &list.hint, google_error_text).await);
-                }
-                let body = answer.bytes().await.map_err(send_error)?;
-                serde_json::from_slice(&body).map_err(|e| CallError::Permanent(format!("malformed answer: {e}")))
+                let answer =
+                    http::get(&self.http, &url, list.auth, &self.tokens, &list.hint, google_error_text).await?;
+                serde_json::from_slice(&answer.unwrap_or_default())
+                    .map_err(|e| CallError::Permanent(format!("malformed answer: {e}")))
             })
             .await
     }
@@ -495,7 +488,7 @@ struct ListCall<'a> {
     calls: &'a RequestCount,
     what: String,
     hint: String,
-    auth: &'a Auth,
+    auth: &'a Bearer,
     base: &'a Url,
     segments: &'a [&'a str],
     filter: Option<&'a str>,

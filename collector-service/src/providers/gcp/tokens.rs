@@ -3,15 +3,16 @@
 
 use super::*;
 
-/// A token and the cache entry it came from.
-pub(super) struct Auth {
-    pub(super) cache_key: String,
-    pub(super) token: SecretString,
-}
-
 pub(super) enum TokenSource {
     Metadata,
     Key(SecretRef),
+}
+
+/// Who grants the token: the metadata server, or the token endpoint of a
+/// key read from `reference`.
+pub(super) enum Grantor<'a> {
+    Metadata,
+    Key { key: ServiceAccountKey, reference: &'a SecretRef },
 }
 
 pub(super) fn token_source(account: &Account) -> Result<TokenSource, BackendError> {
@@ -66,8 +67,9 @@ impl ServiceAccountKey {
     }
 }
 
-/// Reads and parses a key file; errors never quote its content.
-pub(super) fn read_key(secret: &SecretRef) -> Result<ServiceAccountKey, String> {
+/// Reads and parses a key file, with its content (which tells a changed
+/// key apart); errors never quote it.
+pub(super) fn read_key(secret: &SecretRef) -> Result<(ServiceAccountKey, SecretString), String> {
     #[derive(Deserialize)]
     struct KeyFile {
         #[serde(rename = "type")]
@@ -94,11 +96,11 @@ pub(super) fn read_key(secret: &SecretRef) -> Result<ServiceAccountKey, String> 
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| format!("{secret}: its token_uri is not an http(s) URL"))?;
-    Ok(ServiceAccountKey { client_email, private_key_id: file.private_key_id, signer, token_uri })
+    Ok((ServiceAccountKey { client_email, private_key_id: file.private_key_id, signer, token_uri }, text))
 }
 
 /// An OAuth2 token answer (token endpoint or metadata server).
-pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<(SecretString, Instant), CallError> {
+pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<Grant, CallError> {
     #[derive(Deserialize)]
     struct TokenAnswer {
         access_token: Option<String>,
@@ -108,12 +110,10 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
     let status = answer.status();
     if !status.is_success() {
         // A refused grant (400 invalid_grant) or a missing account (404)
-        // needs the same fix as a 401: the credentials are refused.
+        // needs the same fix as a 401: the credentials are refused, and the
+        // hint says what to check (a 401 or 403 carries it already).
         return Err(match http::failure(answer, hint, google_error_text).await {
-            CallError::Permanent(m) | CallError::Refused(m) if !m.ends_with(hint) => {
-                CallError::Refused(format!("{m}; {hint}"))
-            }
-            CallError::Permanent(m) => CallError::Refused(m),
+            CallError::Permanent(m) => CallError::Refused(format!("{m}; {hint}")),
             other => other,
         });
     }
@@ -129,6 +129,5 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
         .ok_or_else(|| CallError::Permanent("the token answer has no access_token".into()))?;
     // A day at most: a huge `expires_in` must not overflow the deadline.
     let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600).min(86_400));
-    let usable = if lifetime > TOKEN_MARGIN * 2 { lifetime - TOKEN_MARGIN } else { lifetime / 2 };
-    Ok((SecretString::from(token), Instant::now() + usable))
+    Ok(Grant { token: SecretString::from(token), lifetime })
 }

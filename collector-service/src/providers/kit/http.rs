@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, RETRY_AFTER};
+use reqwest::Url;
+use reqwest::header::{ACCEPT, HeaderName, RETRY_AFTER};
+use secrecy::ExposeSecret;
 
+use super::tokens::{Bearer, TokenCache};
 use crate::providers::calls::{CallError, retry_after};
 
 /// The HTTP client of the REST backends: rustls, HTTP/2 when offered, and a
@@ -46,6 +49,39 @@ pub(crate) fn classify(
         401 | 403 => CallError::Refused(format!("HTTP {}: {body}; {hint}", status.as_u16())),
         _ => CallError::Permanent(format!("HTTP {}: {body}", status.as_u16())),
     }
+}
+
+/// One authorized GET of a JSON document (one attempt): the body of a
+/// success, `None` for 204 No Content, or the sorted failure (`error_text`
+/// reads the cloud's error body, `hint` says what to do about a refusal).
+/// A 401 drops the token from `tokens`, so that the next call asks for a
+/// new one instead of failing until it expires.
+pub(crate) async fn get(
+    client: &reqwest::Client,
+    url: &Url,
+    bearer: &Bearer,
+    tokens: &TokenCache,
+    hint: &str,
+    error_text: fn(&str) -> String,
+) -> Result<Option<Vec<u8>>, CallError> {
+    let response = client
+        .get(url.clone())
+        .bearer_auth(bearer.token.expose_secret())
+        .header(ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(send_error)?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NO_CONTENT {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            tokens.forget(bearer).await;
+        }
+        return Err(failure(response, hint, error_text).await);
+    }
+    Ok(Some(response.bytes().await.map_err(send_error)?.to_vec()))
 }
 
 /// Sorts a non-success answer by its status and `Retry-After`, with the
@@ -109,5 +145,48 @@ mod tests {
         let long = "x".repeat(1000);
         let permanent = failure(answer(404, None, &long), "", |body| body.to_string()).await;
         assert!(matches!(&permanent, CallError::Permanent(m) if m.len() < 320), "an error page is cut short");
+    }
+
+    #[tokio::test]
+    async fn an_authorized_get_sends_the_token_reads_204_as_nothing_and_drops_a_rejected_token() {
+        use axum::http::{HeaderMap, StatusCode};
+        use secrecy::{ExposeSecret, SecretString};
+
+        use crate::providers::kit::tokens::{Credentials, Grant, TokenCache};
+
+        async fn answer(uri: axum::http::Uri, headers: HeaderMap) -> (StatusCode, String) {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            assert_eq!(header("accept"), "application/json");
+            match (uri.path(), header("authorization").as_str()) {
+                ("/empty", _) => (StatusCode::NO_CONTENT, String::new()),
+                (_, "Bearer revoked") => (StatusCode::UNAUTHORIZED, "expired".into()),
+                (_, "Bearer fresh") => (StatusCode::OK, r#"{"value": []}"#.into()),
+                _ => (StatusCode::FORBIDDEN, "who?".into()),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(answer)).await.unwrap() });
+
+        let tokens = TokenCache::default();
+        let issued = std::sync::Mutex::new(vec!["fresh", "revoked"]);
+        let grant = |_: ()| async {
+            let token = issued.lock().unwrap().pop().unwrap();
+            Ok(Grant { token: SecretString::from(token.to_string()), lifetime: Duration::from_secs(3600) })
+        };
+        let read = || Ok(Credentials { value: (), fingerprint: SecretString::from(String::new()) });
+        let client = super::client().unwrap();
+        let url = |path: &str| reqwest::Url::parse(&format!("{base}{path}")).unwrap();
+        let revoked = tokens.bearer("app", "Token", read, grant).await.unwrap();
+        let text = |body: &str| body.to_string();
+
+        let empty = super::get(&client, &url("/empty"), &revoked, &tokens, "", text).await.unwrap();
+        assert_eq!(empty, None, "204 No Content");
+        let rejected = super::get(&client, &url("/list"), &revoked, &tokens, "renew it", text).await.unwrap_err();
+        assert!(matches!(&rejected, CallError::Refused(m) if m == "HTTP 401: expired; renew it"), "{rejected:?}");
+        let renewed = tokens.bearer("app", "Token", read, grant).await.unwrap();
+        assert_eq!(renewed.token.expose_secret(), "fresh", "the rejected token was dropped");
+        let body = super::get(&client, &url("/list"), &renewed, &tokens, "", text).await.unwrap().unwrap();
+        assert_eq!(body, br#"{"value": []}"#);
     }
 }

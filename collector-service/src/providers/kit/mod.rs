@@ -8,11 +8,17 @@
 //!   refusal.
 //! - [`urls`]: base URLs checked at start-up, request URLs built with
 //!   every path segment and query value percent-encoded.
+//! - [`memory`]: how long a failure is answered from memory.
 //! - [`cache`]: values fetched once per key, a failure answered from memory
 //!   for a while (the run's listings).
+//! - [`tokens`]: access tokens per credentials, renewed before they expire,
+//!   a refusal remembered until the credentials change, a token an API
+//!   rejects dropped.
 //!
 //! Rate limits, retries and request counts are [`super::calls`].
 
 pub(crate) mod cache;
 pub(crate) mod http;
+pub(crate) mod memory;
+pub(crate) mod tokens;
 pub(crate) mod urls;
