@@ -29,6 +29,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
 use super::calls::{CallError, CallLimits};
+use super::kit::pager::{self, Page};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
 
 /// How the AWS backend calls Cost Explorer.
@@ -72,9 +73,6 @@ pub const SERVICES: &[&str] = &[
     "ec2_instance_savings_plans",
     "sagemaker_savings_plans",
 ];
-
-/// Pages of one request before the backend gives up on it.
-const MAX_PAGES: usize = 500;
 
 /// Hours in a month, as AWS prices monthly figures.
 const HOURS_PER_MONTH: i128 = 730;
@@ -146,28 +144,24 @@ impl AwsBackend {
         &self,
         calls: &RequestCount,
         what: &str,
-        mut page: F,
+        page: F,
         next_token: impl Fn(&O) -> Option<&str>,
     ) -> Result<Vec<O>, BackendError>
     where
-        F: FnMut(Option<String>) -> Fut,
+        F: Fn(Option<String>) -> Fut,
         Fut: std::future::Future<Output = Result<Option<O>, CallError>>,
     {
-        let mut pages = Vec::new();
-        let mut token: Option<String> = None;
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            let Some(output) = self.config.limits.call(calls, what, || page(token.clone())).await? else { break };
-            token = next_token(&output).filter(|t| !t.is_empty()).map(str::to_string);
-            pages.push(output);
-            let Some(next) = &token else { break };
-            // Every page is billed: a token that comes back, or an answer
-            // that never ends, stops here rather than spending on.
-            if !seen.insert(next.clone()) || pages.len() >= MAX_PAGES {
-                return Err(BackendError::failed(format!("{what}: paging did not end after {} pages", pages.len())));
-            }
-        }
-        Ok(pages)
+        let (page, next_token) = (&page, &next_token);
+        pager::all_items(what, |_, token: Option<String>| async move {
+            Ok(match self.config.limits.call(calls, what, || page(token.clone())).await? {
+                None => Page::last(Vec::new()),
+                Some(output) => {
+                    let next = next_token(&output).filter(|t| !t.is_empty()).map(str::to_string);
+                    Page { items: vec![output], next }
+                }
+            })
+        })
+        .await
     }
 
     fn lookback(&self) -> LookbackPeriodInDays {

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits};
 use super::kit::cache::Cache;
 use super::kit::http;
+use super::kit::pager::{self, Page};
 use super::kit::tokens::{Bearer, Credentials as ReadCredentials, Grant, TokenCache};
 use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
@@ -43,8 +44,6 @@ const ADVISOR_API_VERSION: &str = "2023-01-01";
 const ARM_SCOPE: &str = "https://management.azure.com/.default";
 const ADVISOR: &str = "advisor";
 const SERVICES: &[&str] = &["virtual_machines", "sql_database", "cosmos_db", "redis_cache", ADVISOR];
-/// A guard against a nextLink that never ends.
-const MAX_PAGES: usize = 500;
 
 /// How the Azure backend reaches Azure and what it asks for.
 #[derive(Debug)]
@@ -92,12 +91,6 @@ pub struct AzureBackend {
 /// of the run, and the next run lists afresh.
 #[derive(Default)]
 struct RunListings(Cache<Arc<Vec<Value>>>);
-
-#[derive(Debug)]
-struct Page {
-    items: Vec<Value>,
-    next: Option<Url>,
-}
 
 impl AzureBackend {
     /// Checks the configuration and builds the HTTP client.
@@ -193,36 +186,30 @@ impl AzureBackend {
             "grant the app (client {}) the Reader and Cost Management Reader roles on subscription {subscription}",
             creds.client_id
         );
-        let mut items = Vec::new();
-        let mut url = first;
-        for page in 1..=MAX_PAGES {
-            let what = match page {
+        let (bearer, hint, first) = (&bearer, hint.as_str(), &first);
+        let list = format!("Azure {what} for subscription {subscription}");
+        pager::all_items(&list, |number, next: Option<Url>| async move {
+            let what = match number {
                 1 => format!("Azure {what} for subscription {subscription}"),
                 n => format!("Azure {what}, page {n}, for subscription {subscription}"),
             };
-            let got = self.limits.call(query.calls, &what, || self.get_page(&url, &bearer, &hint)).await?;
-            items.extend(got.items);
-            match got.next {
-                Some(next) => url = next,
-                None => return Ok(items),
-            }
-        }
-        Err(BackendError::failed(format!(
-            "Azure {what} for subscription {subscription}: still paging after {MAX_PAGES} pages"
-        )))
+            let url = next.unwrap_or_else(|| first.clone());
+            self.limits.call(query.calls, &what, || self.get_page(&url, bearer, hint)).await
+        })
+        .await
     }
 
     /// One page of an ARM list.
-    async fn get_page(&self, url: &Url, bearer: &Bearer, hint: &str) -> Result<Page, CallError> {
+    async fn get_page(&self, url: &Url, bearer: &Bearer, hint: &str) -> Result<Page<Value, Url>, CallError> {
         // The Consumption API documents 204 for a scope with nothing to say.
         let Some(body) = http::get(&self.client, url, bearer, &self.tokens, hint, arm_error_text).await? else {
-            return Ok(Page { items: Vec::new(), next: None });
+            return Ok(Page::last(Vec::new()));
         };
         self.parse_page(&String::from_utf8_lossy(&body))
             .map_err(|err| CallError::Permanent(format!("malformed answer: {err}")))
     }
 
-    fn parse_page(&self, body: &str) -> Result<Page, String> {
+    fn parse_page(&self, body: &str) -> Result<Page<Value, Url>, String> {
         let doc: Value = serde_json::from_str(body).map_err(|err| format!("not JSON ({err})"))?;
         let Value::Object(mut doc) = doc else { return Err(format!("the answer is {}, not an object", kind(&doc))) };
         let items = match doc.remove("value") {

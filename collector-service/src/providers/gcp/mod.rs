@@ -34,7 +34,6 @@
 //! from the nominal discount of the service and term
 //! ([`nominal_discount`]), so `savings_percentage` is that nominal rate.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +52,7 @@ use tokio::time::Instant;
 use super::calls::{CallError, CallLimits, RateLimiter, RetryPolicy};
 use super::kit::cache::Cache;
 use super::kit::http::{self, client, send_error};
+use super::kit::pager::{self, Page};
 use super::kit::tokens::{Bearer, Credentials as ReadCredentials, Grant, TokenCache};
 use super::kit::urls::{base_url, endpoint};
 use super::{BackendError, CloudBackend, Query, RequestCount, Sweep};
@@ -76,8 +76,6 @@ const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const NANOS_PER_MONTH: i128 = 730 * 3600 * 1_000_000_000;
 /// The location of recommendations that are not regional.
 const GLOBAL: &str = "global";
-/// A list longer than this is a server looping on its page tokens.
-const MAX_PAGES: usize = 1000;
 
 /// Where and how the GCP backend calls.
 #[derive(Debug)]
@@ -262,32 +260,19 @@ impl GcpBackend {
         list: &ListCall<'_>,
         items: impl Fn(P) -> (Vec<T>, Option<String>),
     ) -> Result<Vec<T>, BackendError> {
-        let mut out = Vec::new();
-        let mut page_token: Option<String> = None;
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_PAGES {
+        let items = &items;
+        pager::all_items(&list.what, |_, page_token: Option<String>| async move {
             let pairs: Vec<(&str, &str)> = list
                 .filter
                 .map(|f| ("filter", f))
                 .into_iter()
                 .chain(page_token.as_deref().map(|t| ("pageToken", t)))
                 .collect();
-            let url = endpoint(list.base, list.segments, &pairs);
-            let page: P = self.get_json(list, url).await?;
+            let page: P = self.get_json(list, endpoint(list.base, list.segments, &pairs)).await?;
             let (found, next) = items(page);
-            out.extend(found);
-            match next.filter(|t| !t.is_empty()) {
-                None => return Ok(out),
-                Some(next) if !seen.insert(next.clone()) => {
-                    return Err(BackendError::failed(format!(
-                        "{}: the API repeated a page token; the list is incomplete",
-                        list.what
-                    )));
-                }
-                Some(next) => page_token = Some(next),
-            }
-        }
-        Err(BackendError::failed(format!("{}: more than {MAX_PAGES} pages; the list is incomplete", list.what)))
+            Ok(Page { items: found, next: next.filter(|t| !t.is_empty()) })
+        })
+        .await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, list: &ListCall<'_>, url: Url) -> Result<T, BackendError> {

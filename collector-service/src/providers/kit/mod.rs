@@ -8,6 +8,8 @@
 //!   refusal.
 //! - [`urls`]: base URLs checked at start-up, request URLs built with
 //!   every path segment and query value percent-encoded.
+//! - [`pager`]: a paged list followed to its end, bounded, a repeated
+//!   cursor refused.
 //! - [`memory`]: how long a failure is answered from memory.
 //! - [`cache`]: values fetched once per key, a failure answered from memory
 //!   for a while (the run's listings).
@@ -20,5 +22,6 @@
 pub(crate) mod cache;
 pub(crate) mod http;
 pub(crate) mod memory;
+pub(crate) mod pager;
 pub(crate) mod tokens;
 pub(crate) mod urls;
