@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use cudly_collector::engine::{self, EngineConfig};
 use cudly_collector::providers::aws::{AwsBackend, AwsConfig};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
-use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, RunScope, Sweep};
+use cudly_collector::providers::{Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope, Sweep};
 use cudly_core::credentials::{AwsCredentials, Credentials};
 use cudly_core::domain::{
     Account, AccountFailures, AccountState, CommitmentType, PaymentOption, Provider, ProviderState, ProviderStatus,
@@ -41,6 +41,9 @@ struct Fake {
     keys_seen: Vec<String>,
     /// Throttle this many calls before answering.
     throttle: u32,
+    /// Services or plan types answered with `DataUnavailableException`
+    /// (too little usage for recommendations).
+    no_data: Vec<String>,
     /// Every Cost Explorer request: (when, operation, body).
     seen: Vec<(Instant, String, Value)>,
     assumed: Vec<(String, String)>,
@@ -84,6 +87,13 @@ async fn handle(state: axum::extract::State<Shared>, headers: HeaderMap, body: B
         );
     }
     let subject = request["Service"].as_str().or(request["SavingsPlansType"].as_str()).unwrap_or("").to_string();
+    if fake.no_data.contains(&subject) {
+        let message = "Recommendations are not available for this account: not enough usage data.";
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"__type": "DataUnavailableException", "Message": message}).to_string(),
+        );
+    }
     if let Some(raw) = fake.raw.get(&(operation.clone(), subject.clone())) {
         return json_response(StatusCode::OK, raw.clone());
     }
@@ -476,6 +486,53 @@ async fn throttling_is_answered_with_backoff_and_every_attempt_is_counted() {
     let recs = fetch(&backend, &account("123456789012", None), "ec2", &calls).await;
     assert_eq!(recs.len(), 1);
     assert_eq!(calls.get(), (3, 2), "two throttled attempts, then the answer");
+}
+
+#[tokio::test]
+async fn an_account_without_enough_usage_has_no_recommendations_and_no_failure() {
+    let mut fake = Fake { no_data: vec![EC2.to_string(), "COMPUTE_SP".to_string()], ..Fake::default() };
+    fake.pages
+        .insert(key(RI, "Amazon Redshift", ""), ri_page(vec![ri_detail("123456789012", "ra3.xlplus", "5")], None));
+    let (addr, _state) = start(fake).await;
+    let backend = backend(config(addr, 100.0, 10)).await;
+    let acct = account("123456789012", None);
+    let calls = RequestCount::default();
+    assert!(fetch(&backend, &acct, "ec2", &calls).await.is_empty());
+    assert!(fetch(&backend, &acct, "compute_savings_plans", &calls).await.is_empty());
+    assert_eq!(calls.get(), (2, 0), "one request each, neither a failure nor retried");
+    assert_eq!(fetch(&backend, &acct, "redshift", &calls).await.len(), 1, "the other services still answer");
+}
+
+#[tokio::test]
+async fn collector_credentials_that_cannot_be_had_refuse_the_account_and_say_so() {
+    // The collector's own identity is a role that STS refuses to let it assume.
+    let denied = "arn:aws:iam::111111111111:role/cudly-collector";
+    let (addr, _state) = start(Fake { denied_roles: vec![denied.to_string()], ..Fake::default() }).await;
+    let config = config(addr, 100.0, 10);
+    let bootstrap = aws_sdk_costexplorer::config::Credentials::new("AKIDTEST", "test-secret", None, None, "test");
+    let sts = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.region.clone()))
+        .endpoint_url(format!("http://{addr}"))
+        .credentials_provider(bootstrap)
+        .load()
+        .await;
+    let ambient = aws_config::sts::AssumeRoleProvider::builder(denied).configure(&sts).build().await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.region.clone()))
+        .endpoint_url(format!("http://{addr}"))
+        .credentials_provider(ambient)
+        .load()
+        .await;
+    let backend = AwsBackend::with_sdk_config(config, sdk);
+    let sweep = Sweep { term_months: 12, payment: PaymentOption::NoUpfront };
+    let (calls, run) = (RequestCount::default(), RunScope::default());
+    let account = account("123456789012", None);
+    let query = Query { account: &account, service: "ec2", region: None, sweep, calls: &calls, run: &run };
+    let err = backend.fetch(query).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert!(err.message.contains("no usable AWS credentials"), "{err}");
+    assert!(err.message.contains("the collector's own AWS identity needs ce:"), "says what to grant: {err}");
+    assert!(!err.message.contains("test-secret"), "{err}");
 }
 
 #[tokio::test]
