@@ -20,6 +20,7 @@ use crate::providers::{BackendError, ErrorKind};
 pub(crate) const RENEWAL_MARGIN: Duration = Duration::from_secs(300);
 
 /// What a token endpoint granted.
+#[derive(Debug)]
 pub(crate) struct Grant {
     /// The access token.
     pub(crate) token: SecretString,
