@@ -35,7 +35,7 @@ pub(super) fn answer<O, E>(
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match result.map_err(|err| classify(err, access)) {
+    match result.map_err(|err| classify_sdk_error(err, access)) {
         Ok(output) => Ok(Some(output)),
         Err(Unanswered::NoData) => Ok(None),
         Err(Unanswered::Failed(err)) => Err(err),
@@ -54,6 +54,7 @@ pub(super) struct Access {
     hint: String,
 }
 
+/// How `account` reaches Cost Explorer with `credentials`.
 pub(super) fn access(credentials: &AwsCredentials, account: &Account) -> Access {
     let hint = match &credentials.role_arn {
         Some(arn) => format!(
@@ -73,7 +74,7 @@ pub(super) fn access(credentials: &AwsCredentials, account: &Account) -> Access 
 /// Sorts an SDK error: no data is no recommendations; throttling and server
 /// errors may be retried; credentials, permissions and bad requests may
 /// not.
-fn classify<E>(err: SdkError<E, HttpResponse>, access: &Access) -> Unanswered
+fn classify_sdk_error<E>(err: SdkError<E, HttpResponse>, access: &Access) -> Unanswered
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -156,7 +157,7 @@ mod tests {
     use aws_sdk_costexplorer::error::{ConnectorError, ErrorMetadata, SdkError};
     use aws_sdk_costexplorer::operation::get_reservation_purchase_recommendation::GetReservationPurchaseRecommendationError as RiError;
 
-    use super::{Access, CallError, SdkCredentials, Unanswered, classify};
+    use super::{Access, CallError, SdkCredentials, Unanswered, classify_sdk_error};
 
     fn access(assumes_role: bool) -> Access {
         Access { assumes_role, hint: "the hint".into() }
@@ -173,18 +174,21 @@ mod tests {
 
     #[test]
     fn no_data_is_told_by_its_code_and_is_no_failure() {
-        assert!(matches!(classify(service_error("DataUnavailableException", 400), &access(false)), Unanswered::NoData));
-        let throttled = classify(service_error("LimitExceededException", 400), &access(false));
+        assert!(matches!(
+            classify_sdk_error(service_error("DataUnavailableException", 400), &access(false)),
+            Unanswered::NoData
+        ));
+        let throttled = classify_sdk_error(service_error("LimitExceededException", 400), &access(false));
         assert!(matches!(throttled, Unanswered::Failed(CallError::Throttled { .. })), "{throttled:?}");
-        let denied = classify(service_error("AccessDeniedException", 400), &access(false));
+        let denied = classify_sdk_error(service_error("AccessDeniedException", 400), &access(false));
         assert!(
             matches!(&denied, Unanswered::Failed(CallError::Refused(m))
                 if m == "AccessDeniedException: it said so; the hint"),
             "{denied:?}"
         );
-        let unknown = classify(service_error("ValidationException", 400), &access(false));
+        let unknown = classify_sdk_error(service_error("ValidationException", 400), &access(false));
         assert!(matches!(unknown, Unanswered::Failed(CallError::Permanent(_))), "{unknown:?}");
-        let server = classify(service_error("Whatever", 503), &access(false));
+        let server = classify_sdk_error(service_error("Whatever", 503), &access(false));
         assert!(matches!(server, Unanswered::Failed(CallError::Transient(_))), "{server:?}");
     }
 
@@ -208,12 +212,12 @@ mod tests {
             Unanswered::Failed(CallError::Refused(message)) => message,
             other => panic!("not a refusal: {other:?}"),
         };
-        let message = refused(classify(no_credentials().await, &access(true)));
+        let message = refused(classify_sdk_error(no_credentials().await, &access(true)));
         assert!(message.starts_with("AssumeRole denied: ") && message.ends_with("; the hint"), "{message}");
-        let message = refused(classify(no_credentials().await, &access(false)));
+        let message = refused(classify_sdk_error(no_credentials().await, &access(false)));
         assert!(message.starts_with("no usable AWS credentials: "), "{message}");
         // A text that mentions credentials is not a credentials failure.
-        let message = refused(classify(unsent("no AssumeRole credentials here".into()), &access(true)));
+        let message = refused(classify_sdk_error(unsent("no AssumeRole credentials here".into()), &access(true)));
         assert!(message.starts_with("the request could not be sent: "), "{message}");
     }
 }
