@@ -6,11 +6,11 @@
 //! organization's management account, once for every linked account: the
 //! call asks for `LINKED` scope and each detail names its account.
 //!
-//! - [`client`]: the SDK clients and every page of a request, through the
+//! - `client`: the SDK clients and every page of a request, through the
 //!   provider's limits.
-//! - [`errors`]: Cost Explorer's failures sorted for the retry policy.
-//! - [`mapping`]: its details mapped to our recommendations.
-//! - [`regions`]: what is swept (no region list), region names to codes.
+//! - `errors`: Cost Explorer's failures sorted for the retry policy.
+//! - `mapping`: its details mapped to our recommendations.
+//! - `regions`: what is swept (no region list), region names to codes.
 
 use aws_config::SdkConfig;
 use aws_sdk_costexplorer::types::SupportedSavingsPlansType;

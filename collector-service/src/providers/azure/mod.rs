@@ -8,12 +8,12 @@
 //! Every request (token, each page, each retry) goes through the shared
 //! [`CallLimits`].
 //!
-//! - [`tokens`]: Entra ID tokens, one per app registration.
-//! - [`client`]: ARM's paged lists, a run's listings.
-//! - [`errors`]: ARM's and Entra ID's errors, without the secret.
-//! - [`mapping`], [`advisor`]: Consumption and Advisor answers mapped to our
+//! - `tokens`: Entra ID tokens, one per app registration.
+//! - `client`: ARM's paged lists, a run's listings.
+//! - `errors`: ARM's and Entra ID's errors, without the secret.
+//! - `mapping`, `advisor`: Consumption and Advisor answers mapped to our
 //!   recommendations.
-//! - [`regions`]: what is swept (no region list).
+//! - `regions`: what is swept (no region list).
 
 mod advisor;
 mod client;

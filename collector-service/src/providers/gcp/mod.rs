@@ -32,14 +32,14 @@
 //! 30-day projection understates it by 1.4 %). The Recommender gives only
 //! the net saving, not the on-demand or commitment cost: those are derived
 //! from the nominal discount of the service and term
-//! ([`mapping`]), so `savings_percentage` is that nominal rate.
+//! (`mapping`), so `savings_percentage` is that nominal rate.
 //!
-//! - [`tokens`]: a key's JWT-bearer grant or the metadata server.
-//! - [`client`]: the paged lists, each parent's once per run.
-//! - [`errors`]: Google's error bodies, a token endpoint's refusal.
-//! - [`wire`], [`content`], [`mapping`]: the JSON read, what a
+//! - `tokens`: a key's JWT-bearer grant or the metadata server.
+//! - `client`: the paged lists, each parent's once per run.
+//! - `errors`: Google's error bodies, a token endpoint's refusal.
+//! - `wire`, `content`, `mapping`: the JSON read, what a
 //!   recommendation's content says, and the mapping to our recommendations.
-//! - [`regions`]: the project's regions, each list's parent, the sweeps.
+//! - `regions`: the project's regions, each list's parent, the sweeps.
 
 mod client;
 mod content;
