@@ -138,7 +138,23 @@ impl CallLimits {
     /// Runs `attempt` until it succeeds, fails permanently or runs out of
     /// attempts. Every attempt first takes a slot from the rate limiter and
     /// is counted in `calls`; `what` names the call in errors.
-    pub async fn call<T, F, Fut>(&self, calls: &RequestCount, what: &str, mut attempt: F) -> Result<T, BackendError>
+    pub async fn call<T, F, Fut>(&self, calls: &RequestCount, what: &str, attempt: F) -> Result<T, BackendError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        self.call_unnamed(calls, what, attempt).await.map_err(|err| err.context(what))
+    }
+
+    /// [`Self::call`], its error not yet named after the call (`what` names
+    /// it in the log only): for an answer several askers share, each naming
+    /// it its own way.
+    pub(crate) async fn call_unnamed<T, F, Fut>(
+        &self,
+        calls: &RequestCount,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<T, BackendError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
@@ -157,11 +173,11 @@ impl CallLimits {
                 Ok(value) => return Ok(value),
                 Err(CallError::Permanent(message)) => {
                     calls.error();
-                    return Err(BackendError::failed(format!("{what}: {message}")));
+                    return Err(BackendError::failed(message));
                 }
                 Err(CallError::Refused(message)) => {
                     calls.error();
-                    return Err(BackendError::refused(format!("{what}: {message}")));
+                    return Err(BackendError::refused(message));
                 }
                 Err(CallError::Throttled { retry_after, message }) => {
                     calls.error();
@@ -173,7 +189,7 @@ impl CallLimits {
                 }
             };
             if tries >= policy.max_attempts {
-                return Err(BackendError::failed(format!("{what}: {message} (gave up after {tries} attempts)")));
+                return Err(BackendError::failed(format!("{message} (gave up after {tries} attempts)")));
             }
             let delay = backoff(policy, tries).max(retry_after.unwrap_or_default().min(policy.max_delay));
             tracing::debug!(what, attempt = tries, delay_ms = delay.as_millis() as u64, %message, "retrying");
@@ -202,9 +218,12 @@ pub fn retry_after(value: Option<&str>) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
-    use super::*;
+    use tokio::time::Instant;
+
+    use super::{CallError, CallLimits, RateLimiter, RequestCount, RetryPolicy, retry_after};
 
     fn limits(rate: f64, burst: u32, attempts: u32) -> CallLimits {
         CallLimits {
@@ -273,6 +292,22 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("gave up after 3 attempts"), "{err}");
         assert_eq!(calls.get(), (3, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unnamed_error_is_the_same_error_without_the_calls_name() {
+        let limits = limits(100.0, 10, 2);
+        let calls = RequestCount::default();
+        let transient = || async { Err::<(), _>(CallError::Transient("503".into())) };
+        let named = limits.call(&calls, "Token", transient).await.unwrap_err();
+        let unnamed = limits.call_unnamed(&calls, "Token", transient).await.unwrap_err();
+        assert_eq!(unnamed.to_string(), "503 (gave up after 2 attempts)");
+        assert_eq!(named.to_string(), unnamed.clone().context("Token").to_string());
+        assert_eq!(
+            (named.kind, unnamed.kind),
+            (crate::providers::ErrorKind::Failed, crate::providers::ErrorKind::Failed)
+        );
+        assert_eq!(calls.get(), (4, 4));
     }
 
     #[test]

@@ -211,7 +211,9 @@ fn parse_aws_payment(s: &str) -> Result<PaymentOption, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use cudly_core::domain::Provider;
+
+    use super::{CloudArgs, live_backends, parse_aws_payment, parse_lookback, parse_rate, parse_term};
 
     #[test]
     fn cloud_settings_are_checked() {

@@ -1,4 +1,13 @@
 //! Cloud backends: what the engine asks of a cloud, and the implementations.
+//!
+//! Each live backend ([`aws`], [`azure`], [`gcp`]) is a directory of the
+//! same chapters: `mod.rs` (its config and [`CloudBackend`] impl),
+//! `client` (the calls and paging), `errors` (failures sorted into
+//! [`calls::CallError`] kinds), `mapping` (the cloud's fields to our
+//! [`Recommendation`], with the references they come from) and `regions`
+//! (what is swept where). What they share is built once in `kit` (URLs,
+//! error answers, the pager, the token cache, failure memory) and
+//! [`calls`] (rate limits, retries, request counts).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -10,10 +19,9 @@ use cudly_core::domain::{Account, PaymentOption, Provider, Recommendation};
 
 pub mod aws;
 pub mod azure;
-pub(crate) mod cache;
 pub mod calls;
 pub mod gcp;
-pub mod http;
+pub(crate) mod kit;
 pub mod live;
 pub mod simulated;
 

@@ -332,7 +332,11 @@ fn cents(x: f64) -> Amount {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use cudly_core::domain::{Account, PaymentOption, Provider};
+    use cudly_core::money::{Amount, Currency};
+
+    use super::{SimulatedBackend, SimulatedConfig};
+    use crate::providers::{CloudBackend, Query, RequestCount, Sweep};
 
     fn account() -> Account {
         Account {

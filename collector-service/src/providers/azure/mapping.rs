@@ -1,7 +1,13 @@
-//! From the Consumption and Advisor answers to this table's terms.
+//! From the Consumption API's reservation recommendations (the `legacy` and
+//! `modern` kinds of `ReservationRecommendations_List`, api-version
+//! 2024-08-01) to our recommendations, and the JSON readers Advisor's
+//! mapping shares.
 
-use super::*;
+use cudly_core::domain::{Account, CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
+use serde_json::{Map, Value};
 
+/// What a JSON value is, for messages.
 pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -22,14 +28,17 @@ pub(super) fn term_months(term: &str) -> Option<i32> {
     }
 }
 
+/// A field's text, trimmed; `None` when absent or empty.
 pub(super) fn text<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
     object.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A finite number, else an error naming `field`.
 pub(super) fn finite(value: Option<f64>, field: &str) -> Result<f64, String> {
     value.filter(|v| v.is_finite()).ok_or_else(|| format!("{field} is not a finite number"))
 }
 
+/// A field that must be a JSON number.
 pub(super) fn number(object: &Map<String, Value>, field: &str) -> Result<f64, String> {
     match object.get(field) {
         Some(Value::Number(n)) => finite(n.as_f64(), field),
@@ -208,121 +217,179 @@ pub(super) fn map_reservations(
     Ok(out)
 }
 
-/// An amount Advisor sent as text (its extended properties are strings),
-/// read exactly; `None` when absent or empty.
-pub(super) fn advisor_amount(ext: &Map<String, Value>, field: &str) -> Result<Option<Amount>, String> {
-    let parsed = match ext.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => Amount::parse(s),
-        Some(Value::Number(n)) => Amount::from_json_number(n.as_f64().unwrap_or(f64::NAN)),
-        Some(other) => return Err(format!("extendedProperties.{field} is {}, not an amount", kind(other))),
-    };
-    parsed.map(Some).map_err(|err| format!("extendedProperties.{field}: {err}"))
-}
+#[cfg(test)]
+mod tests {
+    use cudly_core::domain::{PaymentOption, Recommendation};
+    use cudly_core::money::{Amount, Currency};
+    use serde_json::{Value, json};
 
-/// A number Advisor sent as text (its extended properties are strings).
-pub(super) fn advisor_number(ext: &Map<String, Value>, field: &str) -> Result<Option<f64>, String> {
-    let value = match ext.get(field) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
-        Some(other) => return Err(format!("extendedProperties.{field} is {}, not a number", kind(other))),
-    };
-    finite(value, &format!("extendedProperties.{field}")).map(Some)
-}
+    use super::super::tests::{account, amount};
+    use super::{Reading, lookback_hours, map_reservations, monthly};
 
-/// Maps Advisor cost recommendations that describe a commitment purchase.
-///
-/// Kept, conservatively: category Cost; `extendedProperties.term` of P1Y or
-/// P3Y among the configured terms; a reservation (`reservedResourceType`, or
-/// `vmSize` for the virtual-machine kind) or a savings plan (SKU
-/// `Compute_Savings_Plan`); a savings figure, `annualSavingsAmount` (÷ 12)
-/// or else `savingsAmount` (monthly: in captured answers it is the annual
-/// amount ÷ 12, and established tools read it as monthly), in
-/// `savingsCurrency` (else the billing currency). Skipped: everything else
-/// (right-sizing, shutdown, …), and reservations of the four resource types
-/// the reservation services collect, which Advisor copies from the same
-/// engine (its single-subscription, three-year figures). Advisor gives the
-/// savings only: on-demand and recurring cost and the percentage are 0
-/// (unknown). `platform` names the reserved product, `region` is empty for
-/// savings plans.
-pub(super) fn map_advisor(
-    items: &[Value],
-    terms: &[i32],
-    account: &Account,
-    billing_currency: Currency,
-) -> Result<Vec<Recommendation>, String> {
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let at = |err: String| format!("recommendation {i}: {err}");
-        let props =
-            item.get("properties").and_then(Value::as_object).ok_or_else(|| at("properties is missing".into()))?;
-        if text(props, "category").is_some_and(|c| !c.eq_ignore_ascii_case("Cost")) {
-            continue;
-        }
-        let Some(ext) = props.get("extendedProperties").and_then(Value::as_object) else { continue };
-        let Some(term) = text(ext, "term").and_then(term_months).filter(|t| terms.contains(t)) else { continue };
-        let sku = text(ext, "sku").or_else(|| text(ext, "vmSize")).or_else(|| text(ext, "displaySKU"));
-        let reserved = text(ext, "reservedResourceType").or_else(|| text(ext, "vmSize").map(|_| "VirtualMachines"));
-        let squash = |s: &str| s.to_ascii_lowercase().replace(['_', ' ', '-'], "");
-        let savings_plan = sku.into_iter().chain(reserved).any(|s| squash(s).contains("savingsplan"));
-        if !savings_plan {
-            match reserved {
-                None => continue,
-                Some(r)
-                    if SERVICES.iter().filter_map(|s| reserved_resource_type(s)).any(|t| t.eq_ignore_ascii_case(r)) =>
-                {
-                    continue;
-                }
-                Some(_) => {}
-            }
-        }
-        let savings = match advisor_amount(ext, "annualSavingsAmount").map_err(at)? {
-            Some(annual) => annual.mul_div(1, 12).ok_or_else(|| at("annualSavingsAmount is out of range".into()))?,
-            None => match advisor_amount(ext, "savingsAmount").map_err(at)? {
-                Some(monthly) => monthly,
-                None => continue,
-            },
-        };
-        let currency = match text(ext, "savingsCurrency") {
-            Some(code) => {
-                Currency::parse(code).map_err(|err| at(format!("extendedProperties.savingsCurrency: {err}")))?
-            }
-            None => billing_currency,
-        };
-        let count = ["targetResourceCount", "qty", "displayQty"]
-            .iter()
-            .find_map(|f| advisor_number(ext, f).ok().flatten())
-            .unwrap_or(0.0);
-        let region = text(ext, "region").or_else(|| text(ext, "location")).unwrap_or("").to_ascii_lowercase();
-        let (commitment_type, platform) = if savings_plan {
-            (CommitmentType::SavingsPlan, String::new())
-        } else {
-            (CommitmentType::ReservedInstance, reserved.unwrap_or("").to_string())
-        };
-        let resource_type = sku.or(reserved).unwrap_or("Compute_Savings_Plan").to_string();
-        out.push(Recommendation {
-            provider: Provider::Azure,
-            account_id: account.external_id.clone(),
-            account_name: account.display_name.clone(),
-            service: ADVISOR.to_string(),
-            region,
-            resource_type,
-            platform,
-            commitment_type,
-            term_months: term,
-            payment_option: PaymentOption::Monthly,
-            currency,
-            recommended_count: count,
-            upfront_cost: Amount::ZERO,
-            recurring_monthly_cost: Amount::ZERO,
-            on_demand_monthly_cost: Amount::ZERO,
-            estimated_monthly_savings: savings,
-            savings_percentage: 0.0,
-            break_even_months: 0.0,
-        });
+    fn reading() -> Reading {
+        Reading { lookback_days: 30, billing_currency: Currency::USD }
     }
-    Ok(out)
+
+    /// The `legacy` item of the Consumption API reference's example
+    /// (ReservationRecommendationsByBillingAccount, 2023-05-01): one
+    /// Standard_DS1_v2 over a 7-day look-back.
+    fn documented_legacy() -> Value {
+        json!({
+            "id": "billingAccount/123456/providers/Microsoft.Consumption/reservationRecommendations/00000000-0000-0000-0000-000000000000",
+            "name": "00000000-0000-0000-0000-000000000000",
+            "type": "Microsoft.Consumption/reservationRecommendations",
+            "location": "westus",
+            "sku": "Standard_DS1_v2",
+            "kind": "legacy",
+            "properties": {
+                "meterId": "00000000-0000-0000-0000-000000000000",
+                "term": "P1Y",
+                "costWithNoReservedInstances": 12.0785105,
+                "recommendedQuantity": 1,
+                "totalCostWithReservedInstances": 11.4899644807748,
+                "netSavings": 0.588546019225182,
+                "firstUsageDate": "2019-07-07T00:00:00-07:00",
+                "scope": "Shared",
+                "lookBackPeriod": "Last7Days",
+                "instanceFlexibilityRatio": 1,
+                "instanceFlexibilityGroup": "DSv2 Series",
+                "normalizedSize": "Standard_DS1_v2",
+                "recommendedQuantityNormalized": 1,
+                "skuProperties": [{"name": "Cores", "value": "1"}, {"name": "Ram", "value": "1"}]
+            }
+        })
+    }
+
+    /// An item of the documented `modern` example (billing profile): the same
+    /// SKU, quantity and region for both terms, look-back 60 days.
+    fn modern(term: &str, without: f64, with: f64, savings: f64) -> Value {
+        json!({
+            "id": "/providers/Microsoft.Billing/billingAccounts/123456/billingProfiles/6420/providers/\
+                   Microsoft.Consumption/reservationRecommendations/00000000-0000-0000-0000-000000000000",
+            "name": "00000000-0000-0000-0000-000000000000",
+            "type": "Microsoft.Consumption/reservationRecommendations",
+            "kind": "modern",
+            "properties": {
+                "costWithNoReservedInstances": {"currency": "USD", "value": without},
+                "firstUsageDate": "2022-08-22T00:00:00Z",
+                "instanceFlexibilityGroup": "NA",
+                "instanceFlexibilityRatio": 1,
+                "location": "westus2",
+                "lookBackPeriod": 60,
+                "meterId": "30f7049a-b092-42f4-9173-9ec31ab945ad",
+                "netSavings": {"currency": "USD", "value": savings},
+                "normalizedSize": "SQLDB_BC_Compute_Gen5",
+                "recommendedQuantity": 35,
+                "recommendedQuantityNormalized": 35,
+                "resourceType": "sqldatabases",
+                "scope": "Single",
+                "skuName": "SQLDB_BC_Compute_Gen5",
+                "skuProperties": null,
+                "subscriptionId": "c6aa8a01-a744-44a7-a4f1-caad17512f27",
+                "term": term,
+                "totalCostWithReservedInstances": {"currency": "USD", "value": with}
+            }
+        })
+    }
+
+    #[test]
+    fn look_back_totals_become_amounts_per_month_of_730_hours() {
+        // 12.0785105 over 168 hours (Last7Days) is 52.484003958 a month:
+        // one DS1_v2's pay-as-you-go price, about $0.072 an hour.
+        let recs = map_reservations(&[documented_legacy()], 12, "virtual_machines", &account(), &reading()).unwrap();
+        let ds1 = &recs[0];
+        assert_eq!(ds1.on_demand_monthly_cost, amount("52.484003958"));
+        assert_eq!(ds1.recurring_monthly_cost, amount("49.926631376"));
+        assert_eq!(ds1.estimated_monthly_savings, amount("2.557372583"));
+        assert_eq!((ds1.region.as_str(), ds1.resource_type.as_str()), ("westus", "Standard_DS1_v2"));
+        assert_eq!((ds1.recommended_count, ds1.term_months, ds1.currency), (1.0, 12, Currency::USD));
+        assert!((ds1.savings_percentage - 4.8726).abs() < 1e-3, "{}", ds1.savings_percentage);
+        assert_eq!((ds1.upfront_cost, ds1.break_even_months), (Amount::ZERO, 0.0), "paid monthly");
+        assert_eq!(ds1.payment_option, PaymentOption::Monthly);
+
+        // 2024-08-01 says how many hours the costs cover: 701 here.
+        let mut with_hours = documented_legacy();
+        with_hours["properties"]["totalHours"] = json!(701);
+        with_hours["properties"]["lastUsageDate"] = json!("2019-08-07T00:00:00-07:00");
+        let recs = map_reservations(&[with_hours], 12, "virtual_machines", &account(), &reading()).unwrap();
+        assert_eq!(recs[0].on_demand_monthly_cost, amount("12.578192104"), "12.0785105 × 730 / 701");
+
+        // The modern kind: a look-back of 60 days is 1,440 hours.
+        let items = [
+            modern("P3Y", 279881.9457795231, 126115.06849314792, 153766.87728637524),
+            modern("P1Y", 93208.8596802244, 60654.99999999984, 32553.85968022456),
+        ];
+        let one = map_reservations(&items, 12, "sql_database", &account(), &reading()).unwrap();
+        let three = map_reservations(&items, 36, "sql_database", &account(), &reading()).unwrap();
+        assert_eq!((one.len(), three.len()), (1, 1), "each sweep keeps its own term");
+        assert_eq!(one[0].on_demand_monthly_cost, amount("47251.713587891"));
+        assert_eq!(one[0].recurring_monthly_cost, amount("30748.715277778"));
+        assert_eq!(one[0].estimated_monthly_savings, amount("16502.998310114"));
+        assert_eq!(three[0].estimated_monthly_savings, amount("77951.264179898"));
+        assert_eq!((one[0].recommended_count, one[0].region.as_str()), (35.0, "westus2"));
+        assert!(one.iter().chain(&three).all(Recommendation::has_finite_figures));
+    }
+
+    #[test]
+    fn the_look_back_comes_from_the_item_before_the_request() {
+        let props = |v: Value| v.as_object().unwrap().clone();
+        let r = reading();
+        assert_eq!(lookback_hours(&props(json!({"totalHours": 701, "lookBackPeriod": "Last7Days"})), &r), Ok(701));
+        assert_eq!(lookback_hours(&props(json!({"lookBackPeriod": "Last60Days"})), &r), Ok(1440));
+        assert_eq!(lookback_hours(&props(json!({"lookBackPeriod": 7})), &r), Ok(168));
+        assert_eq!(lookback_hours(&props(json!({})), &r), Ok(720), "the requested 30 days");
+        assert!(lookback_hours(&props(json!({"totalHours": 0})), &r).is_err());
+        assert!(lookback_hours(&props(json!({"totalHours": "701"})), &r).is_err());
+        assert!(lookback_hours(&props(json!({"lookBackPeriod": "LastWeek"})), &r).unwrap_err().contains("LastWeek"));
+    }
+
+    #[test]
+    fn currencies_are_recorded_as_reported_and_must_agree_within_an_item() {
+        let mut euros = modern("P1Y", 1440.0, 720.0, 720.0);
+        for field in ["costWithNoReservedInstances", "totalCostWithReservedInstances", "netSavings"] {
+            euros["properties"][field]["currency"] = json!("EUR");
+        }
+        let recs = map_reservations(&[euros.clone()], 12, "sql_database", &account(), &reading()).unwrap();
+        assert_eq!((recs[0].currency.as_str(), recs[0].on_demand_monthly_cost), ("EUR", amount("730")));
+        euros["properties"]["netSavings"]["currency"] = json!("USD");
+        let err = map_reservations(&[euros], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("different currencies (EUR, EUR, USD)"), "{err}");
+        // The legacy kind has no currency: the configured billing currency.
+        let chf = Reading { lookback_days: 30, billing_currency: Currency::parse("CHF").unwrap() };
+        let recs = map_reservations(&[documented_legacy()], 12, "virtual_machines", &account(), &chf).unwrap();
+        assert_eq!(recs[0].currency.as_str(), "CHF");
+    }
+
+    #[test]
+    fn no_on_demand_cost_gives_zero_percent_rather_than_nan() {
+        let m = monthly(168, Amount::ZERO, Amount::ZERO, amount("4.634521202630137")).unwrap();
+        assert_eq!(m.savings_percentage, 0.0);
+        assert_eq!(m.savings, amount("20.138098084"));
+    }
+
+    #[test]
+    fn malformed_items_are_errors_naming_the_field_never_panics() {
+        let mut wrong_currency = modern("P1Y", 10.0, 5.0, 5.0);
+        wrong_currency["properties"]["netSavings"]["currency"] = json!("dollars");
+        let err = map_reservations(&[wrong_currency], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("netSavings.currency"), "{err}");
+        let mut object_amount = modern("P1Y", 10.0, 5.0, 5.0);
+        object_amount["properties"]["costWithNoReservedInstances"] = json!({"amount": 3});
+        let err = map_reservations(&[object_amount], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("recommendation 0: costWithNoReservedInstances.value is missing"), "{err}");
+        let mut no_term = modern("P1Y", 10.0, 5.0, 5.0);
+        no_term["properties"].as_object_mut().unwrap().remove("term");
+        let err = map_reservations(&[no_term], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("term is missing"));
+        let err = map_reservations(&[json!("oops")], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("is a string, not an object"), "{err}");
+        let mut text_quantity = modern("P1Y", 10.0, 5.0, 5.0);
+        text_quantity["properties"]["recommendedQuantity"] = json!("lots");
+        let err = map_reservations(&[text_quantity], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("recommendedQuantity is a string"), "{err}");
+        let mut huge = modern("P1Y", 10.0, 5.0, 5.0);
+        huge["properties"]["netSavings"]["value"] = json!(1e300);
+        let err = map_reservations(&[huge], 12, "sql_database", &account(), &reading()).unwrap_err();
+        assert!(err.contains("netSavings") && err.len() < 200, "{err}");
+    }
 }

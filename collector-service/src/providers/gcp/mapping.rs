@@ -1,6 +1,56 @@
-//! From a Recommender recommendation to this table's terms.
+//! From a Recommender recommendation to our recommendation. The fields
+//! read, as the Recommender's reference defines them: `stateInfo.state`,
+//! `primaryImpact.costProjection` (`cost`, a `google.type.Money`, over
+//! `duration`, a `google.protobuf.Duration`) and the content's commitment
+//! (see [`super::content`]); the README's GCP table lists them.
 
-use super::*;
+use cudly_core::domain::{CommitmentType, PaymentOption, Provider, Recommendation};
+use cudly_core::money::{Amount, Currency};
+use serde_json::Value;
+
+use super::content::{commitment_shape, compute_resources, last_segment, overview_text, spend_service, term_of};
+use super::regions::Scope;
+use super::wire::{ApiRecommendation, Money};
+use crate::providers::{BackendError, Query};
+
+/// An average month in nanoseconds: 8760 hours a year / 12.
+const NANOS_PER_MONTH: i128 = 730 * 3600 * 1_000_000_000;
+
+/// Who a mapped recommendation belongs to.
+pub(super) struct Owner {
+    /// The project, or the billing account of spend-based ones.
+    pub(super) id: String,
+    /// Its name.
+    pub(super) name: String,
+}
+
+/// Maps the list's recommendations of `query.service` and its term.
+pub(super) fn priced(
+    query: &Query<'_>,
+    scope: &Scope<'_>,
+    list: &[ApiRecommendation],
+    default_region: &str,
+    owner: &Owner,
+) -> Result<Vec<Recommendation>, BackendError> {
+    let mut out: Vec<Recommendation> = Vec::new();
+    for rec in list {
+        let malformed = |problem: String| {
+            let name: String = rec.name.chars().take(200).collect();
+            BackendError::failed(format!("{}: recommendation {name}: {problem}", scope.what()))
+        };
+        let mapped = map_recommendation(rec, query.service, default_region).map_err(malformed)?;
+        let Some(m) = mapped.filter(|m| m.term_months == query.sweep.term_months) else { continue };
+        let rec = m.into_recommendation(query, owner).map_err(malformed)?;
+        // Alternatives (stable-usage and optimal, one xorGroup) share a
+        // natural key: keep the larger saving.
+        match out.iter_mut().find(|r| r.region == rec.region && r.resource_type == rec.resource_type) {
+            Some(kept) if kept.estimated_monthly_savings >= rec.estimated_monthly_savings => {}
+            Some(kept) => *kept = rec,
+            None => out.push(rec),
+        }
+    }
+    Ok(out)
+}
 
 /// What a recommendation says, reduced to this table's terms.
 #[derive(Debug, PartialEq)]
@@ -162,172 +212,132 @@ pub(super) fn duration_nanos(text: &str) -> Result<i128, String> {
     if nanos > 0 { Ok(i128::from(nanos)) } else { Err(bad()) }
 }
 
-/// The term: the commitment's `plan` (`TWELVE_MONTH`, `THIRTY_SIX_MONTH`)
-/// when an operation carries one, else the term the subtype, the overview
-/// or the description names. A recommendation naming no term, or both,
-/// is malformed.
-pub(super) fn term_of(rec: &ApiRecommendation) -> Result<i32, String> {
-    let shape = commitment_shape(&rec.content);
-    let mut overview = Vec::new();
-    collect_strings(&Value::Object(rec.content.overview.clone()), &mut overview, 0);
-    let sources: [(&str, Vec<String>); 4] = [
-        ("plan", shape.plan.into_iter().collect()),
-        ("recommenderSubtype", vec![rec.recommender_subtype.clone()]),
-        ("overview", overview),
-        ("description", vec![rec.description.clone()]),
-    ];
-    for (source, texts) in sources {
-        let mut terms: Vec<i32> = texts.iter().flat_map(|t| terms_named(t)).collect();
-        terms.sort_unstable();
-        terms.dedup();
-        match terms[..] {
-            [] => continue,
-            [term] => return Ok(term),
-            _ => return Err(format!("its {source} names both a 1-year and a 3-year term")),
+#[cfg(test)]
+mod tests {
+    use cudly_core::domain::{Account, PaymentOption, Provider};
+    use cudly_core::money::{Amount, Currency};
+    use serde_json::{Value, json};
+
+    use super::super::tests::{amount, rec};
+    use super::{Mapped, Owner, duration_nanos, map_recommendation, money, monthly_savings};
+    use crate::providers::gcp::wire::Money;
+    use crate::providers::{Query, RequestCount, Sweep};
+
+    #[test]
+    fn money_is_units_plus_nanos_in_the_currency_it_names() {
+        let of = |c: &str, units: Value, nanos: i64| money(&money_json(c, units, nanos));
+        assert_eq!(of("USD", json!("-300"), -500_000_000).unwrap(), Some((amount("-300.5"), Currency::USD)));
+        assert_eq!(of("USD", json!(12), 250_000_000).unwrap(), Some((amount("12.25"), Currency::USD)));
+        assert_eq!(
+            of("EUR", json!("0"), -750_000_000).unwrap(),
+            Some((amount("-0.75"), Currency::parse("EUR").unwrap()))
+        );
+        assert_eq!(money(&Money::default()).unwrap(), None, "an absent amount is zero, in no currency");
+        assert!(of("", json!("-10"), 0).unwrap_err().contains("without a currency"));
+        assert!(of("USD", json!("ten"), 0).unwrap_err().contains("not an integer"));
+        assert!(of("USD", json!("-1"), 5).unwrap_err().contains("malformed money"), "signs must agree");
+        assert!(of("USD", json!("1"), 1_000_000_000).is_err());
+        let long = "9".repeat(10_000);
+        assert!(of("USD", json!(long), 0).unwrap_err().len() < 120, "the message quotes a bounded prefix");
+    }
+
+    fn money_json(currency: &str, units: Value, nanos: i64) -> Money {
+        Money { currency_code: currency.into(), units: Some(units), nanos: Some(json!(nanos)) }
+    }
+
+    #[test]
+    fn durations_convert_exactly_to_an_average_month_of_730_hours() {
+        assert_eq!(duration_nanos("2592000s").unwrap(), 2_592_000_000_000_000);
+        assert_eq!(duration_nanos("1.5s").unwrap(), 1_500_000_000);
+        for bad in ["0s", "-5s", "2592000", "s", "NaNs", "infs"] {
+            assert!(duration_nanos(bad).is_err(), "{bad}");
         }
+        let projection = |units: &str, nanos: i64, duration: &str| {
+            rec(json!({"primaryImpact": {"costProjection": {
+                "cost": {"currencyCode": "USD", "units": units, "nanos": nanos}, "duration": duration}}}))
+        };
+        // 30 days of -720 USD is -1 USD an hour: 730 USD an average month.
+        assert_eq!(monthly_savings(&projection("-720", 0, "2592000s")).unwrap(), Some((amount("730"), Currency::USD)));
+        assert_eq!(
+            monthly_savings(&projection("-8760", 0, "31536000s")).unwrap(),
+            Some((amount("730"), Currency::USD))
+        );
+        // -100.10 over 30 days is 101.4902777… a month.
+        assert_eq!(
+            monthly_savings(&projection("-100", -100_000_000, "2592000s")).unwrap(),
+            Some((amount("101.490277778"), Currency::USD))
+        );
+        assert_eq!(monthly_savings(&projection("100", 0, "2592000s")).unwrap(), None, "a cost is no saving");
+        assert!(monthly_savings(&projection("-1", 0, "0s")).is_err(), "no division by a zero duration");
+        assert!(monthly_savings(&rec(json!({"primaryImpact": {"category": "COST"}}))).is_err());
     }
-    Err("it names no term (no plan TWELVE_MONTH or THIRTY_SIX_MONTH)".into())
-}
 
-/// The terms a text names, as words: `TWELVE_MONTH`, `ONE_YEAR`, `1-year`,
-/// `3 years`…
-pub(super) fn terms_named(text: &str) -> Vec<i32> {
-    let words: String =
-        text.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-    let padded = format!("_{words}_");
-    let has = |token: &str| padded.contains(&format!("_{token}_")) || padded.contains(&format!("_{token}S_"));
-    let mut out = Vec::new();
-    if ["TWELVE_MONTH", "ONE_YEAR", "1_YEAR", "12_MONTH"].iter().any(|t| has(t)) {
-        out.push(12);
+    #[test]
+    fn the_saving_is_split_by_the_nominal_discount_without_nan() {
+        let account = Account {
+            provider: Provider::Gcp,
+            external_id: "my-project".into(),
+            display_name: "My project".into(),
+            credentials: None,
+        };
+        let calls = RequestCount::new();
+        let query = Query {
+            account: &account,
+            service: "compute",
+            region: Some("us-central1"),
+            sweep: Sweep { term_months: 12, payment: PaymentOption::Monthly },
+            calls: &calls,
+            run: &crate::providers::RunScope::default(),
+        };
+        let owner = Owner { id: "my-project".into(), name: "My project".into() };
+        let mapped = Mapped {
+            service: "compute",
+            term_months: 12,
+            region: "us-central1".into(),
+            resource_type: "general_purpose_n2".into(),
+            count: 16.0,
+            monthly_savings: amount("370"),
+            currency: Currency::USD,
+        };
+        let r = mapped.into_recommendation(&query, &owner).unwrap();
+        assert_eq!(
+            (r.on_demand_monthly_cost, r.recurring_monthly_cost, r.savings_percentage),
+            (amount("1000"), amount("630"), 37.0)
+        );
+        assert!(r.has_finite_figures());
+        let unknown = Mapped {
+            service: "spanner",
+            term_months: 12,
+            region: String::new(),
+            resource_type: String::new(),
+            count: 1.0,
+            monthly_savings: amount("5"),
+            currency: Currency::USD,
+        };
+        let r = unknown.into_recommendation(&query, &owner).unwrap();
+        assert!(r.has_finite_figures() && r.savings_percentage == 0.0, "an unknown discount divides by nothing");
+        assert_eq!(r.on_demand_monthly_cost, Amount::ZERO);
     }
-    if ["THIRTY_SIX_MONTH", "THREE_YEAR", "3_YEAR", "36_MONTH"].iter().any(|t| has(t)) {
-        out.push(36);
-    }
-    out
-}
 
-/// Which spend-based service a recommendation is for, from every text it
-/// carries (subtype, description, overview, operations). Google documents
-/// no field for it, so the names and API hosts are matched; a
-/// recommendation naming both or neither is for another service.
-pub(super) fn spend_service(rec: &ApiRecommendation) -> Option<&'static str> {
-    let mut texts = vec![rec.recommender_subtype.clone(), rec.description.clone()];
-    collect_strings(&Value::Object(rec.content.overview.clone()), &mut texts, 0);
-    for op in rec.content.operation_groups.iter().flat_map(|g| &g.operations) {
-        texts.extend([op.resource_type.clone(), op.resource.clone(), op.path.clone()]);
-        if let Some(value) = &op.value {
-            collect_strings(value, &mut texts, 0);
-        }
+    #[test]
+    fn only_active_recommendations_that_save_are_mapped() {
+        let base = json!({
+            "name": "r", "stateInfo": {"state": "ACTIVE"},
+            "primaryImpact": {"category": "COST", "costProjection": {
+                "cost": {"currencyCode": "USD", "units": "-100"}, "duration": "2592000s"}},
+            "content": {"operationGroups": [{"operations": [{"path": "/", "value": {
+                "plan": "TWELVE_MONTH", "resources": [{"type": "VCPU", "amount": "4"}]}}]}]}
+        });
+        let mapped = map_recommendation(&rec(base.clone()), "compute", "europe-west1").unwrap().unwrap();
+        assert_eq!((mapped.region.as_str(), mapped.count, mapped.term_months), ("europe-west1", 4.0, 12));
+        let mut dismissed = base.clone();
+        dismissed["stateInfo"]["state"] = json!("DISMISSED");
+        assert_eq!(map_recommendation(&rec(dismissed), "compute", "r").unwrap(), None);
+        let mut costly = base.clone();
+        costly["primaryImpact"]["costProjection"]["cost"]["units"] = json!("100");
+        assert_eq!(map_recommendation(&rec(costly), "compute", "r").unwrap(), None);
+        let mut no_state = base;
+        no_state.as_object_mut().unwrap().remove("stateInfo");
+        assert_eq!(map_recommendation(&rec(no_state), "compute", "r").unwrap(), None);
     }
-    let text = texts.join(" ").to_ascii_lowercase();
-    let sql = ["cloud sql", "cloudsql", "cloud_sql", "sqladmin.googleapis.com"].iter().any(|k| text.contains(k));
-    let memorystore =
-        ["memorystore", "redis.googleapis.com", "memcache.googleapis.com"].iter().any(|k| text.contains(k));
-    match (sql, memorystore) {
-        (true, false) => Some("cloud_sql"),
-        (false, true) => Some("memorystore"),
-        _ => None,
-    }
-}
-
-/// Every string in a JSON value (keys' values, not keys), depth-limited.
-pub(super) fn collect_strings(value: &Value, out: &mut Vec<String>, depth: usize) {
-    if depth > 8 {
-        return;
-    }
-    match value {
-        Value::String(s) => out.push(s.clone()),
-        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out, depth + 1)),
-        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out, depth + 1)),
-        _ => {}
-    }
-}
-
-pub(super) fn overview_text(rec: &ApiRecommendation, keys: &[&str]) -> Option<String> {
-    keys.iter().find_map(|k| rec.content.overview.get(*k).and_then(Value::as_str)).map(str::to_string)
-}
-
-/// A Compute Commitment as the operations describe it: the whole resource
-/// added at `/`, or its fields at `/plan`, `/type`, `/resources`.
-#[derive(Debug, Default)]
-pub(super) struct CommitmentShape {
-    pub(super) plan: Option<String>,
-    pub(super) kind: Option<String>,
-    pub(super) region: Option<String>,
-    pub(super) resources: Vec<CommittedResource>,
-}
-
-#[derive(Debug)]
-pub(super) struct CommittedResource {
-    pub(super) kind: String,
-    pub(super) amount: f64,
-    pub(super) accelerator: Option<String>,
-}
-
-pub(super) fn commitment_shape(content: &Content) -> CommitmentShape {
-    let mut shape = CommitmentShape::default();
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-    for op in content.operation_groups.iter().flat_map(|g| &g.operations) {
-        let value = op.value.as_ref();
-        match op.path.as_str() {
-            "" | "/" => {
-                let Some(Value::Object(commitment)) = value else { continue };
-                shape.plan = text(commitment.get("plan")).or(shape.plan);
-                shape.kind = text(commitment.get("type")).or(shape.kind);
-                shape.region = text(commitment.get("region")).or(shape.region);
-                shape.resources.extend(resources(commitment.get("resources")));
-            }
-            "/plan" => shape.plan = text(value).or(shape.plan),
-            "/type" => shape.kind = text(value).or(shape.kind),
-            "/resources" => shape.resources.extend(resources(value)),
-            _ => {}
-        }
-    }
-    shape
-}
-
-/// `ResourceCommitment`s: `type` (VCPU, MEMORY in MB, ACCELERATOR,
-/// LOCAL_SSD in GB), `amount` (an int64), `acceleratorType`.
-pub(super) fn resources(value: Option<&Value>) -> Vec<CommittedResource> {
-    let Some(Value::Array(items)) = value else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|item| {
-            let kind = item.get("type")?.as_str()?.to_string();
-            let amount = match item.get("amount")? {
-                Value::String(s) => s.trim().parse::<f64>().ok()?,
-                Value::Number(n) => n.as_f64()?,
-                _ => return None,
-            };
-            let accelerator = item.get("acceleratorType").and_then(Value::as_str).map(|a| last_segment(a).to_string());
-            (amount.is_finite() && amount >= 0.0).then_some(CommittedResource { kind, amount, accelerator })
-        })
-        .collect()
-}
-
-/// Resource type and count of a resource-based commitment: the commitment
-/// type (`general_purpose_n2`…; absent is Google's default,
-/// `general_purpose`) and its vCPUs; an accelerator commitment is counted in
-/// accelerators of its type; memory alone in GB.
-pub(super) fn compute_resources(shape: &CommitmentShape) -> Result<(String, f64), String> {
-    let kind = shape.kind.as_deref().unwrap_or("GENERAL_PURPOSE").to_ascii_lowercase();
-    let total = |k: &str| shape.resources.iter().filter(|r| r.kind == k).map(|r| r.amount).sum::<f64>();
-    let vcpus = total("VCPU");
-    if vcpus > 0.0 {
-        return Ok((kind, vcpus));
-    }
-    let accelerators = total("ACCELERATOR");
-    if accelerators > 0.0 {
-        let name = shape.resources.iter().find_map(|r| r.accelerator.clone()).unwrap_or(kind);
-        return Ok((name, accelerators));
-    }
-    let memory_gb = total("MEMORY") / 1024.0;
-    if memory_gb > 0.0 {
-        return Ok((format!("{kind}_memory_gb"), memory_gb));
-    }
-    Err("its commitment names no vCPU, accelerator or memory amount".into())
-}
-
-pub(super) fn last_segment(text: &str) -> &str {
-    text.rsplit('/').next().unwrap_or(text)
 }

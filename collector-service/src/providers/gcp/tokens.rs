@@ -1,20 +1,115 @@
-//! Access tokens: a service-account key's JWT-bearer grant, or the metadata
-//! server.
+//! Access tokens: a service-account key's JWT-bearer grant (a fresh RS256
+//! assertion per attempt), or, without a key, the metadata server; kept in
+//! the kit's token cache (a refused key is remembered until it changes).
 
-use super::*;
+use std::time::Duration;
 
-/// A token and the cache entry it came from.
-pub(super) struct Auth {
-    pub(super) cache_key: String,
-    pub(super) token: SecretString,
+use cudly_core::credentials::{Credentials, SecretRef};
+use cudly_core::domain::Account;
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::GcpBackend;
+use super::errors::{google_error_text, token_failure};
+use crate::providers::calls::CallError;
+use crate::providers::kit::http::{self, send_error};
+use crate::providers::kit::tokens::{Bearer, Credentials as ReadCredentials, Grant};
+use crate::providers::kit::urls::endpoint;
+use crate::providers::{BackendError, RequestCount};
+
+/// The scope every token is asked for.
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Google's token endpoint, for a key file that names none.
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+impl GcpBackend {
+    /// An access token for the account's credentials, fetched once per
+    /// credential source until shortly before it expires (a refused key is
+    /// remembered until it changes).
+    pub(super) async fn token(&self, account: &Account, calls: &RequestCount) -> Result<Bearer, BackendError> {
+        let source = token_source(account)?;
+        let key = match &source {
+            TokenSource::Metadata => "metadata".to_string(),
+            TokenSource::Key(secret) => format!("key:{secret}"),
+        };
+        let what = format!("GCP token for project {}", account.external_id);
+        let what = what.as_str();
+        let read = || match &source {
+            TokenSource::Metadata => {
+                Ok(ReadCredentials { value: Grantor::Metadata, fingerprint: SecretString::from(String::new()) })
+            }
+            // A key that cannot be read refuses every call of the account.
+            TokenSource::Key(secret) => {
+                let (key, text) = read_key(secret).map_err(BackendError::refused)?;
+                Ok(ReadCredentials { value: Grantor::Key { key, reference: secret }, fingerprint: text })
+            }
+        };
+        let request = |grantor| async move {
+            match grantor {
+                Grantor::Metadata => self.metadata_token(what, calls).await,
+                Grantor::Key { key, reference } => self.key_token(&key, reference, what, calls).await,
+            }
+        };
+        self.tokens.bearer(&key, what, read, request).await
+    }
+
+    async fn metadata_token(&self, what: &str, calls: &RequestCount) -> Result<Grant, BackendError> {
+        let url = endpoint(
+            &self.metadata_url,
+            &["computeMetadata", "v1", "instance", "service-accounts", "default", "token"],
+            &[],
+        );
+        let hint = "the metadata server has no usable default service account: attach one to the collector's \
+                    workload, or set a service_account_key for this project";
+        self.limits
+            .call_unnamed(calls, what, || async {
+                let answer =
+                    self.http.get(url.clone()).header("Metadata-Flavor", "Google").send().await.map_err(|e| {
+                        CallError::Transient(format!(
+                            "metadata server unreachable ({e}); outside GCP, set a service_account_key for this project"
+                        ))
+                    })?;
+                token_answer(answer, hint).await
+            })
+            .await
+    }
+
+    async fn key_token(
+        &self,
+        key: &ServiceAccountKey,
+        reference: &SecretRef,
+        what: &str,
+        calls: &RequestCount,
+    ) -> Result<Grant, BackendError> {
+        let hint = format!("check the service-account key {reference}: it may be deleted, disabled or malformed");
+        self.limits
+            .call_unnamed(calls, what, || async {
+                // Signed per attempt: `iat` must be fresh.
+                let assertion = key.assertion().map_err(CallError::Permanent)?;
+                let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)];
+                let answer = self.http.post(key.token_uri.clone()).form(&form).send().await.map_err(send_error)?;
+                token_answer(answer, &hint).await
+            })
+            .await
+    }
 }
 
-pub(super) enum TokenSource {
+/// Where an account's tokens come from.
+enum TokenSource {
     Metadata,
     Key(SecretRef),
 }
 
-pub(super) fn token_source(account: &Account) -> Result<TokenSource, BackendError> {
+/// Who grants the token: the metadata server, or the token endpoint of a
+/// key read from `reference`.
+enum Grantor<'a> {
+    Metadata,
+    Key { key: ServiceAccountKey, reference: &'a SecretRef },
+}
+
+/// The account's token source: its key, or the metadata server.
+fn token_source(account: &Account) -> Result<TokenSource, BackendError> {
     match &account.credentials {
         None => Ok(TokenSource::Metadata),
         Some(Credentials::Gcp(gcp)) => {
@@ -27,28 +122,17 @@ pub(super) fn token_source(account: &Account) -> Result<TokenSource, BackendErro
     }
 }
 
-pub(super) fn billing_account(account: &Account) -> Option<String> {
-    match &account.credentials {
-        Some(Credentials::Gcp(gcp)) => gcp
-            .billing_account_id
-            .as_deref()
-            .map(|id| id.trim().trim_start_matches("billingAccounts/").to_string())
-            .filter(|id| !id.is_empty()),
-        _ => None,
-    }
-}
-
 /// The fields of a service-account key file that the JWT grant needs.
-pub(super) struct ServiceAccountKey {
-    pub(super) client_email: String,
-    pub(super) private_key_id: Option<String>,
-    pub(super) signer: jsonwebtoken::EncodingKey,
-    pub(super) token_uri: Url,
+struct ServiceAccountKey {
+    client_email: String,
+    private_key_id: Option<String>,
+    signer: jsonwebtoken::EncodingKey,
+    token_uri: Url,
 }
 
 impl ServiceAccountKey {
     /// A fresh RS256 assertion for the JWT-bearer grant.
-    pub(super) fn assertion(&self) -> Result<String, String> {
+    fn assertion(&self) -> Result<String, String> {
         #[derive(serde::Serialize)]
         struct Claims<'a> {
             iss: &'a str,
@@ -66,8 +150,9 @@ impl ServiceAccountKey {
     }
 }
 
-/// Reads and parses a key file; errors never quote its content.
-pub(super) fn read_key(secret: &SecretRef) -> Result<ServiceAccountKey, String> {
+/// Reads and parses a key file, with its content (which tells a changed
+/// key apart); errors never quote it.
+fn read_key(secret: &SecretRef) -> Result<(ServiceAccountKey, SecretString), String> {
     #[derive(Deserialize)]
     struct KeyFile {
         #[serde(rename = "type")]
@@ -94,11 +179,11 @@ pub(super) fn read_key(secret: &SecretRef) -> Result<ServiceAccountKey, String> 
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| format!("{secret}: its token_uri is not an http(s) URL"))?;
-    Ok(ServiceAccountKey { client_email, private_key_id: file.private_key_id, signer, token_uri })
+    Ok((ServiceAccountKey { client_email, private_key_id: file.private_key_id, signer, token_uri }, text))
 }
 
 /// An OAuth2 token answer (token endpoint or metadata server).
-pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<(SecretString, Instant), CallError> {
+async fn token_answer(answer: reqwest::Response, hint: &str) -> Result<Grant, CallError> {
     #[derive(Deserialize)]
     struct TokenAnswer {
         access_token: Option<String>,
@@ -107,15 +192,7 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
     }
     let status = answer.status();
     if !status.is_success() {
-        // A refused grant (400 invalid_grant) or a missing account (404)
-        // needs the same fix as a 401: the credentials are refused.
-        return Err(match failure(answer, hint).await {
-            CallError::Permanent(m) | CallError::Refused(m) if !m.ends_with(hint) => {
-                CallError::Refused(format!("{m}; {hint}"))
-            }
-            CallError::Permanent(m) => CallError::Refused(m),
-            other => other,
-        });
+        return Err(token_failure(http::failure(answer, hint, google_error_text).await, hint));
     }
     let body = answer.bytes().await.map_err(send_error)?;
     let parsed: TokenAnswer = serde_json::from_slice(&body)
@@ -129,6 +206,5 @@ pub(super) async fn token_answer(answer: reqwest::Response, hint: &str) -> Resul
         .ok_or_else(|| CallError::Permanent("the token answer has no access_token".into()))?;
     // A day at most: a huge `expires_in` must not overflow the deadline.
     let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600).min(86_400));
-    let usable = if lifetime > TOKEN_MARGIN * 2 { lifetime - TOKEN_MARGIN } else { lifetime / 2 };
-    Ok((SecretString::from(token), Instant::now() + usable))
+    Ok(Grant { token: SecretString::from(token), lifetime })
 }

@@ -1,6 +1,7 @@
 //! The Recommender and Compute APIs' JSON, as far as the backend reads it.
 
-use super::*;
+use serde::Deserialize;
+use serde_json::Value;
 
 /// One page of `recommendations.list`.
 #[derive(Debug, Default, Deserialize)]

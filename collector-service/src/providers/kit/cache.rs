@@ -1,14 +1,14 @@
-//! A bounded cache of fetched values (tokens, lists) with one fetch per key,
-//! shared by the REST backends.
+//! A bounded cache of fetched values (a run's listings) with one fetch per
+//! key, shared by the REST backends.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::BackendError;
+use super::memory::{FAILURE_MEMORY, Remembered};
+use crate::providers::BackendError;
 
 /// Values fetched once per key and kept until their expiry. Concurrent
 /// askers of one key wait for the single fetch (no stampede). A failed fetch
@@ -17,19 +17,31 @@ use super::BackendError;
 /// of each running the whole retry cycle again. Bounded: past
 /// [`CACHE_CAPACITY`] keys, expired and then all unused entries are dropped.
 ///
-/// Caches of fetched data live in a run's [`super::RunScope`], so that a
-/// run reports only what it fetched itself; only credentials (tokens) are
-/// kept across runs.
+/// Caches of fetched data live in a run's [`crate::providers::RunScope`],
+/// so that a run reports only what it fetched itself; only credentials are
+/// kept across runs ([`super::tokens::TokenCache`]).
 pub(crate) struct Cache<T> {
     slots: Mutex<HashMap<String, Slot<T>>>,
 }
 
-/// One key's value (or failure) and its expiry; the lock is held while it
-/// is fetched.
-type Slot<T> = Arc<tokio::sync::Mutex<Option<(Instant, Result<T, BackendError>)>>>;
+/// One key's value or failure; the lock is held while it is fetched.
+type Slot<T> = Arc<tokio::sync::Mutex<Option<Entry<T>>>>;
 
-/// How long a failed fetch is answered from memory.
-pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+/// A fetched value until its expiry, or a remembered failure.
+enum Entry<T> {
+    Value(T, Instant),
+    Failure(Remembered),
+}
+
+impl<T> Entry<T> {
+    /// Whether the entry still answers.
+    fn fresh(&self) -> bool {
+        match self {
+            Entry::Value(_, until) => Instant::now() < *until,
+            Entry::Failure(remembered) => remembered.recall().is_some(),
+        }
+    }
+}
 
 /// Keys kept before unused entries are dropped.
 const CACHE_CAPACITY: usize = 4096;
@@ -50,18 +62,22 @@ impl<T: Clone> Cache<T> {
     {
         let slot = self.slot(key);
         let mut held = slot.lock().await;
-        if let Some((until, value)) = held.as_ref()
-            && Instant::now() < *until
-        {
-            return value.clone();
+        match held.as_ref() {
+            Some(Entry::Value(value, until)) if Instant::now() < *until => return Ok(value.clone()),
+            Some(Entry::Failure(remembered)) => {
+                if let Some(err) = remembered.recall() {
+                    return Err(err.clone());
+                }
+            }
+            _ => {}
         }
         match fetch().await {
             Ok((value, until)) => {
-                *held = Some((until, Ok(value.clone())));
+                *held = Some(Entry::Value(value.clone(), until));
                 Ok(value)
             }
             Err(err) => {
-                *held = Some((Instant::now() + FAILURE_MEMORY, Err(err.clone())));
+                *held = Some(Entry::Failure(Remembered::new(err.clone(), FAILURE_MEMORY)));
                 Err(err)
             }
         }
@@ -70,10 +86,8 @@ impl<T: Clone> Cache<T> {
     fn slot(&self, key: &str) -> Slot<T> {
         let mut slots = self.slots.lock().unwrap();
         if !slots.contains_key(key) && slots.len() >= CACHE_CAPACITY {
-            let now = Instant::now();
             slots.retain(|_, s| {
-                Arc::strong_count(s) > 1
-                    || s.try_lock().is_ok_and(|v| v.as_ref().is_some_and(|(until, _)| now < *until))
+                Arc::strong_count(s) > 1 || s.try_lock().is_ok_and(|v| v.as_ref().is_some_and(Entry::fresh))
             });
             if slots.len() >= CACHE_CAPACITY {
                 slots.retain(|_, s| Arc::strong_count(s) > 1);
@@ -81,21 +95,21 @@ impl<T: Clone> Cache<T> {
         }
         slots.entry(key.to_string()).or_default().clone()
     }
-
-    /// Drops what is known of `key` (e.g. a token the API rejected).
-    pub(crate) fn forget(&self, key: &str) {
-        self.slots.lock().unwrap().remove(key);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::*;
-    use crate::providers::ErrorKind;
+    use std::time::Duration;
 
-    #[tokio::test]
+    use tokio::time::Instant;
+
+    use super::Cache;
+    use crate::providers::kit::memory::FAILURE_MEMORY;
+    use crate::providers::{BackendError, ErrorKind};
+
+    #[tokio::test(start_paused = true)]
     async fn a_failed_fetch_is_answered_from_memory_for_a_while_with_its_kind() {
         let cache: Cache<u32> = Cache::default();
         let fetches = AtomicU32::new(0);
@@ -111,7 +125,7 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::Refused, "a remembered refusal is still a refusal");
         }
         assert_eq!(fetches.load(Ordering::SeqCst), 1, "the waiters got the failure at once");
-        cache.forget("metadata");
+        tokio::time::advance(FAILURE_MEMORY).await;
         let value =
             cache.get_or_fetch("metadata", || async { Ok((7, Instant::now() + Duration::from_secs(60))) }).await;
         assert_eq!(value.unwrap(), 7);
