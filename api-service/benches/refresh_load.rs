@@ -43,7 +43,11 @@ async fn main() {
     cudly_collector::accounts::seed_simulated_accounts(&pool, &"aws=1".parse().unwrap()).await.unwrap();
 
     // A collector whose run never ends during the benchmark.
-    let sim = SimulatedConfig { latency: Duration::from_secs(600), jitter: Duration::ZERO, ..Default::default() };
+    let sim = SimulatedConfig {
+        latency: Duration::from_secs(600),
+        jitter: Duration::ZERO,
+        ..cudly_testkit::settings::simulated()
+    };
     let backends = vec![Arc::new(SimulatedBackend::new(cudly_core::domain::Provider::Aws, sim)) as _];
     let collector_settings = cudly_testkit::settings::collector();
     let collector = cudly_collector::app::build(collector_settings, pool.clone(), backends).await.unwrap();

@@ -70,12 +70,7 @@ impl Settings {
 pub async fn backends_from_config(config: &Config) -> anyhow::Result<Backends> {
     Ok(match config.backend {
         Backend::Simulated => {
-            let sim = SimulatedConfig {
-                seed: config.sim_seed,
-                latency: config.sim_latency,
-                jitter: config.sim_jitter,
-                failure_rate: config.sim_failure_rate,
-            };
+            let sim = SimulatedConfig::from_config(config);
             config.providers.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone())) as _).collect()
         }
         Backend::Live => crate::providers::live::live_backends(&config.clouds, &config.providers).await?,

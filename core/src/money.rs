@@ -204,11 +204,7 @@ impl<'de> Deserialize<'de> for Currency {
 
 /// At most 40 characters of a figure, for error messages.
 fn shorten(text: &str) -> String {
-    let mut out: String = text.chars().take(40).collect();
-    if text.chars().count() > 40 {
-        out.push('…');
-    }
-    out
+    crate::quote::at_most(text, 40)
 }
 
 /// `(mantissa, scale)` with value = mantissa × 10^-scale; `scale` may be

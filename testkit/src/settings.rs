@@ -23,7 +23,16 @@ pub fn api(collector_url: &str) -> cudly_api::app::Settings {
 
 /// collector-service's settings with its defaults, open to any caller.
 pub fn collector() -> cudly_collector::app::Settings {
-    let config = cudly_collector::config::Config::try_parse_from([
+    cudly_collector::app::Settings::from_config(&collector_config()).expect("the default settings are complete")
+}
+
+/// The simulated clouds as collector-service's `--sim-*` flags default them.
+pub fn simulated() -> cudly_collector::providers::simulated::SimulatedConfig {
+    cudly_collector::providers::simulated::SimulatedConfig::from_config(&collector_config())
+}
+
+fn collector_config() -> cudly_collector::config::Config {
+    cudly_collector::config::Config::try_parse_from([
         "collector-service",
         "--listen",
         "127.0.0.1:0",
@@ -31,8 +40,7 @@ pub fn collector() -> cudly_collector::app::Settings {
         "off",
         "--insecure-no-auth",
     ])
-    .expect("the test flags parse");
-    cudly_collector::app::Settings::from_config(&config).expect("the default settings are complete")
+    .expect("the test flags parse")
 }
 
 /// The collector's fan-out caps at their defaults.

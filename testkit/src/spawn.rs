@@ -69,7 +69,7 @@ impl Default for Options {
             sim: SimulatedConfig {
                 latency: Duration::from_millis(20),
                 jitter: Duration::from_millis(10),
-                ..SimulatedConfig::default()
+                ..crate::settings::simulated()
             },
             seed: "aws=3,azure=2,gcp=2",
             lease_ttl: Duration::from_secs(5),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use cudly_core::money::Amount;
+use cudly_core::quote::at_most;
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
@@ -371,10 +372,10 @@ fn print_table(response: &pb::ListRecommendationsResponse) {
             savings.map(|m| m.currency_code.as_str()).unwrap_or(""),
             r.savings_percentage,
             provider_name(r.provider),
-            truncate(&r.account_name, 38),
-            truncate(&r.service, 26),
-            truncate(&r.region, 14),
-            truncate(format!("{} {}", r.resource_type, r.platform).trim(), 26),
+            at_most(&r.account_name, 38),
+            at_most(&r.service, 26),
+            at_most(&r.region, 14),
+            at_most(format!("{} {}", r.resource_type, r.platform).trim(), 26),
             r.term_months,
             payment_name(r.payment_option),
             r.recommended_count,
@@ -419,10 +420,6 @@ fn exact_money(money: Option<&Money>) -> String {
 
 fn parse_amount(text: &str) -> Result<Amount, String> {
     Amount::parse(text).map_err(|err| err.to_string())
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n - 1).chain(['…']).collect() }
 }
 
 fn format_time(t: &prost_types::Timestamp) -> String {

@@ -29,6 +29,9 @@ struct Args {
     /// Accounts per provider.
     #[arg(long, default_value_t = 50)]
     accounts: u32,
+    /// Seeds the simulated data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
     /// Latency of one simulated call.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     latency: Duration,
@@ -49,7 +52,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sim = SimulatedConfig { latency: args.latency, jitter: args.jitter, ..SimulatedConfig::default() };
+    let sim = SimulatedConfig { seed: args.seed, latency: args.latency, jitter: args.jitter, failure_rate: 0.0 };
     let accounts: Vec<Account> =
         Provider::ALL.iter().flat_map(|&p| (1..=args.accounts).map(move |n| simulated_account(p, n))).collect();
     println!(

@@ -31,13 +31,6 @@ pub struct EngineConfig {
     pub region_parallelism: usize,
 }
 
-// TEMPORARY until the provider tests take their caps from the flags.
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig { max_account_parallelism: 20, region_parallelism: 10 }
-    }
-}
-
 /// What a run collected.
 #[derive(Debug)]
 pub struct Collected {

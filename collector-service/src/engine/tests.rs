@@ -19,6 +19,11 @@ use crate::config::Config;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 use crate::providers::{BackendError, Backends, CloudBackend, Query, RequestCount, RunScope, Sweep};
 
+/// Simulated clouds that answer at once, without failures.
+fn quick() -> SimulatedConfig {
+    SimulatedConfig { seed: 42, latency: Duration::ZERO, jitter: Duration::ZERO, failure_rate: 0.0 }
+}
+
 /// The caps these tests run with: the service's defaults, from its flags.
 fn caps() -> EngineConfig {
     let config = Config::try_parse_from(["collector-service", "--insecure-no-auth"]).unwrap();
@@ -52,7 +57,7 @@ async fn results_merge_in_the_same_order_whatever_order_calls_finish_in() {
         let (backends, _) = fleet(SimulatedConfig {
             jitter: Duration::from_millis(jitter_ms),
             latency: Duration::from_millis(60),
-            ..Default::default()
+            ..quick()
         });
         let all = all.clone();
         let tx = tx.clone();
@@ -71,7 +76,7 @@ async fn results_merge_in_the_same_order_whatever_order_calls_finish_in() {
 async fn a_failing_provider_does_not_cancel_its_siblings() {
     let mut all = accounts(Provider::Aws, 3);
     all.extend(accounts(Provider::Azure, 3));
-    let (backends, sims) = fleet(SimulatedConfig::default());
+    let (backends, sims) = fleet(quick());
     sims[1].set_failure_rate(1.0);
     let (tx, rx) = watch::channel(Vec::new());
     let collected = collect(&backends, &all, &caps(), &tx).await;
@@ -148,7 +153,7 @@ impl CloudBackend for Fixed {
 
 /// What the simulated GCP returns for one compute sweep of `account`.
 async fn simulated_compute(account: &Account) -> Vec<Recommendation> {
-    let sim = SimulatedBackend::new(Provider::Gcp, SimulatedConfig { latency: Duration::ZERO, ..Default::default() });
+    let sim = SimulatedBackend::new(Provider::Gcp, quick());
     let sweep = Sweep { term_months: 12, payment: PaymentOption::Monthly };
     let calls = RequestCount::default();
     let run = RunScope::default();

@@ -114,17 +114,6 @@ pub struct RetryPolicy {
     pub attempt_timeout: Duration,
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            attempt_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
 /// A provider's rate limiter and retry policy.
 #[derive(Debug)]
 pub struct CallLimits {
@@ -217,7 +206,7 @@ pub fn retry_after(value: Option<&str>) -> Option<Duration> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
@@ -225,7 +214,9 @@ mod tests {
 
     use super::{CallError, CallLimits, RateLimiter, RequestCount, RetryPolicy, retry_after};
 
-    fn limits(rate: f64, burst: u32, attempts: u32) -> CallLimits {
+    /// Limits for unit tests: `rate` calls a second in bursts of `burst`,
+    /// `attempts` per call, short backoffs.
+    pub(crate) fn limits(rate: f64, burst: u32, attempts: u32) -> CallLimits {
         CallLimits {
             limiter: RateLimiter::new(rate, burst),
             retry: RetryPolicy {

@@ -26,13 +26,14 @@ pub struct SimulatedConfig {
     pub failure_rate: f64,
 }
 
-impl Default for SimulatedConfig {
-    fn default() -> Self {
+impl SimulatedConfig {
+    /// What the `--sim-*` flags ask for.
+    pub fn from_config(config: &crate::config::Config) -> Self {
         SimulatedConfig {
-            seed: 42,
-            latency: Duration::from_millis(100),
-            jitter: Duration::from_millis(20),
-            failure_rate: 0.0,
+            seed: config.sim_seed,
+            latency: config.sim_latency,
+            jitter: config.sim_jitter,
+            failure_rate: config.sim_failure_rate,
         }
     }
 }
@@ -338,6 +339,16 @@ mod tests {
     use super::{SimulatedBackend, SimulatedConfig};
     use crate::providers::{CloudBackend, Query, RequestCount, Sweep};
 
+    /// A simulated cloud that answers at once, without failures.
+    fn quick() -> SimulatedConfig {
+        SimulatedConfig {
+            seed: 42,
+            latency: std::time::Duration::ZERO,
+            jitter: std::time::Duration::ZERO,
+            failure_rate: 0.0,
+        }
+    }
+
     fn account() -> Account {
         Account {
             provider: Provider::Aws,
@@ -363,17 +374,17 @@ mod tests {
 
     #[test]
     fn the_same_query_always_generates_the_same_recommendations() {
-        let a = SimulatedBackend::new(Provider::Aws, SimulatedConfig::default());
-        let b = SimulatedBackend::new(Provider::Aws, SimulatedConfig::default());
+        let a = SimulatedBackend::new(Provider::Aws, quick());
+        let b = SimulatedBackend::new(Provider::Aws, quick());
         let account = account();
         assert_eq!(a.generate(&query(&account)), b.generate(&query(&account)));
-        let other_seed = SimulatedBackend::new(Provider::Aws, SimulatedConfig { seed: 7, ..Default::default() });
+        let other_seed = SimulatedBackend::new(Provider::Aws, SimulatedConfig { seed: 7, ..quick() });
         assert_ne!(a.generate(&query(&account)), other_seed.generate(&query(&account)));
     }
 
     #[test]
     fn generated_prices_are_consistent() {
-        let backend = SimulatedBackend::new(Provider::Aws, SimulatedConfig::default());
+        let backend = SimulatedBackend::new(Provider::Aws, quick());
         let account = account();
         for rec in backend.generate(&query(&account)) {
             assert!(rec.estimated_monthly_savings.is_positive());
@@ -388,7 +399,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failure_rate_of_one_fails_every_call() {
-        let backend = SimulatedBackend::new(Provider::Azure, SimulatedConfig::default());
+        let backend = SimulatedBackend::new(Provider::Azure, quick());
         let account = account();
         assert!(backend.fetch(query(&account)).await.is_ok());
         backend.set_failure_rate(1.0);

@@ -42,7 +42,7 @@ async fn spawn_collector(pool: &PgPool, latency: Duration) -> TestCollector {
 
 async fn spawn_collector_with_ttl(pool: &PgPool, latency: Duration, lease_ttl: Duration) -> TestCollector {
     seed_simulated_accounts(pool, &"aws=2,gcp=1".parse().unwrap()).await.unwrap();
-    let sim = SimulatedConfig { latency, jitter: Duration::ZERO, ..SimulatedConfig::default() };
+    let sim = SimulatedConfig { latency, jitter: Duration::ZERO, ..cudly_testkit::settings::simulated() };
     let sims: Vec<Arc<SimulatedBackend>> =
         Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, sim.clone()))).collect();
     let backends = sims.iter().map(|s| s.clone() as _).collect();

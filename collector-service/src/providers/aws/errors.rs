@@ -2,8 +2,8 @@
 //! engine act on: an error's code and the SDK error's kind decide, never
 //! its text.
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_costexplorer::config::http::HttpResponse;
-use aws_sdk_costexplorer::config::{Credentials as SdkCredentials, ProvideCredentials};
 use aws_sdk_costexplorer::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use cudly_core::credentials::AwsCredentials;
 use cudly_core::domain::Account;
@@ -128,36 +128,27 @@ where
 }
 
 /// Whether the SDK could not get credentials (the role could not be
-/// assumed, no ambient identity): the error's chain holds the error a
-/// credentials provider fails with. That type (`CredentialsError`) lives in
-/// `aws-credential-types`, which this crate does not name; it is the error
-/// of [`ProvideCredentials`]' future, and is named through it here, so the
-/// failure is recognised by its type, never by its text.
+/// assumed, no ambient identity): the error's chain holds the error every
+/// credentials provider fails with, recognised by its type, never by its
+/// text.
 fn credentials_failed(err: &(dyn std::error::Error + 'static)) -> bool {
-    fn chain_holds_error_of<P, F, T, E>(_provide: fn(&'static P) -> F, err: &(dyn std::error::Error + 'static)) -> bool
-    where
-        P: 'static,
-        F: std::future::Future<Output = Result<T, E>>,
-        E: std::error::Error + 'static,
-    {
-        std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<E>())
-    }
-    chain_holds_error_of(<SdkCredentials as ProvideCredentials>::provide_credentials, err)
+    std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<CredentialsError>())
 }
 
+/// At most 400 characters of an SDK error's text.
 fn shorten(text: &str) -> String {
-    text.chars().take(400).collect()
+    cudly_core::quote::at_most(text, 400)
 }
 
 #[cfg(test)]
 mod tests {
     use aws_config::retry::RetryConfig;
-    use aws_sdk_costexplorer::config::ProvideCredentials;
     use aws_sdk_costexplorer::config::http::HttpResponse;
+    use aws_sdk_costexplorer::config::{Credentials as SdkCredentials, ProvideCredentials};
     use aws_sdk_costexplorer::error::{ConnectorError, ErrorMetadata, SdkError};
     use aws_sdk_costexplorer::operation::get_reservation_purchase_recommendation::GetReservationPurchaseRecommendationError as RiError;
 
-    use super::{Access, CallError, SdkCredentials, Unanswered, classify_sdk_error};
+    use super::{Access, CallError, Unanswered, classify_sdk_error};
 
     fn access(assumes_role: bool) -> Access {
         Access { assumes_role, hint: "the hint".into() }

@@ -218,7 +218,6 @@ mod tests {
     use cudly_core::money::{Amount, Currency};
 
     use super::{AzureBackend, AzureConfig};
-    use crate::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
     use crate::providers::{CloudBackend, ErrorKind, Query, RequestCount};
 
     pub(super) fn account() -> Account {
@@ -241,7 +240,7 @@ mod tests {
             lookback_days: 30,
             terms: vec![36, 12],
             billing_currency: Currency::USD,
-            limits: CallLimits { limiter: RateLimiter::new(10.0, 1), retry: RetryPolicy::default() },
+            limits: crate::providers::calls::tests::limits(10.0, 1, 5),
         }
     }
 

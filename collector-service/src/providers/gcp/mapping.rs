@@ -6,6 +6,7 @@
 
 use cudly_core::domain::{CommitmentType, PaymentOption, Provider, Recommendation};
 use cudly_core::money::{Amount, Currency};
+use cudly_core::quote::quoted_at_most;
 use serde_json::Value;
 
 use super::content::{commitment_shape, compute_resources, last_segment, overview_text, spend_service, term_of};
@@ -35,7 +36,7 @@ pub(super) fn priced(
     let mut out: Vec<Recommendation> = Vec::new();
     for rec in list {
         let malformed = |problem: String| {
-            let name: String = rec.name.chars().take(200).collect();
+            let name = cudly_core::quote::at_most(&rec.name, 200);
             BackendError::failed(format!("{}: recommendation {name}: {problem}", scope.what()))
         };
         let mapped = map_recommendation(rec, query.service, default_region).map_err(malformed)?;
@@ -192,10 +193,9 @@ pub(super) fn money(money: &Money) -> Result<Option<(Amount, Currency)>, String>
 pub(super) fn int_field(value: Option<&Value>, name: &str) -> Result<i64, String> {
     match value {
         None | Some(Value::Null) => Ok(0),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("money {name} {:?} is not an integer", s.chars().take(40).collect::<String>())),
+        Some(Value::String(s)) => {
+            s.trim().parse().map_err(|_| format!("money {name} {} is not an integer", quoted_at_most(s, 40)))
+        }
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| format!("money {name} {n} is not an integer")),
         Some(other) => Err(format!("money {name} is {other}, not an integer")),
     }
@@ -205,8 +205,7 @@ pub(super) fn int_field(value: Option<&Value>, name: &str) -> Result<i64, String
 /// nanoseconds; it must be positive. (Its seconds are a decimal with up to
 /// nine fraction digits, read exactly as an amount's units are.)
 pub(super) fn duration_nanos(text: &str) -> Result<i128, String> {
-    let bad =
-        || format!("duration {:?} is not a positive number of seconds", text.chars().take(40).collect::<String>());
+    let bad = || format!("duration {} is not a positive number of seconds", quoted_at_most(text, 40));
     let seconds = text.strip_suffix('s').ok_or_else(bad)?;
     let nanos = Amount::parse(seconds).map_err(|_| bad())?.nanos();
     if nanos > 0 { Ok(i128::from(nanos)) } else { Err(bad()) }

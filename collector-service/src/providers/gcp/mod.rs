@@ -54,7 +54,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::Url;
 
-use super::calls::{CallLimits, RateLimiter, RetryPolicy};
+use super::calls::CallLimits;
 use super::kit::http;
 use super::kit::tokens::TokenCache;
 use super::kit::urls::base_url;
@@ -75,7 +75,7 @@ pub struct GcpConfig {
     /// The metadata server, for projects without a service-account key.
     pub metadata_url: String,
     /// Shared by every project: keep it within the Recommender's 100 reads
-    /// a minute ([`GcpConfig::default_limits`]).
+    /// a minute (`--gcp-rate`, 1.5 a second by default).
     pub limits: CallLimits,
 }
 
@@ -95,13 +95,6 @@ impl GcpConfig {
             metadata_url: Self::DEFAULT_METADATA_URL.to_string(),
             limits,
         }
-    }
-
-    /// 90 requests a minute in bursts of at most 5, the default retries:
-    /// under the Recommender's default quota of 100 reads a minute with room
-    /// for token and region requests.
-    pub fn default_limits() -> CallLimits {
-        CallLimits { limiter: RateLimiter::new(1.5, 5), retry: RetryPolicy::default() }
     }
 }
 
@@ -218,7 +211,7 @@ mod tests {
     fn endpoints_must_be_http_base_urls() {
         let config = |recommender_url: &str| GcpConfig {
             recommender_url: recommender_url.into(),
-            ..GcpConfig::new(GcpConfig::default_limits())
+            ..GcpConfig::new(crate::providers::calls::tests::limits(1000.0, 100, 1))
         };
         assert!(GcpBackend::new(config(GcpConfig::DEFAULT_RECOMMENDER_URL)).is_ok());
         let err = GcpBackend::new(config("ftp://recommender.googleapis.com")).err().unwrap();

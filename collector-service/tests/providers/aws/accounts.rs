@@ -41,7 +41,7 @@ async fn an_organization_is_collected_with_one_call_per_sweep_split_by_linked_ac
     let payer = AwsCredentials { role_arn: None, external_id: None, organization: true };
     let accounts = vec![account("400000000000", Some(payer))];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
-    let collected = engine::collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     assert_eq!(collected.providers[0].failed_accounts, [], "{:?}", collected.providers[0]);
     let mut owners: Vec<&str> = collected.recommendations.iter().map(|r| r.account_id.as_str()).collect();
     owners.sort_unstable();
@@ -62,7 +62,7 @@ async fn fifty_accounts_at_parallelism_twenty_never_exceed_the_configured_rate()
     let backends: Backends = vec![Arc::new(backend(config(addr, rate, 1)).await)];
     let accounts: Vec<Account> = (1..=50).map(|n| account(&format!("{:012}", 500_000_000_000u64 + n), None)).collect();
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
-    let caps = EngineConfig { max_account_parallelism: 20, ..EngineConfig::default() };
+    let caps = EngineConfig { max_account_parallelism: 20, ..cudly_testkit::settings::engine() };
     let collected = engine::collect(&backends, &accounts, &caps, &tx).await;
     assert_eq!(collected.providers[0].accounts_succeeded, 50);
     let seen: Vec<Instant> = state.lock().unwrap().seen.iter().map(|(at, _, _)| *at).collect();
@@ -92,13 +92,14 @@ async fn ten_accounts_cost_forty_eight_requests_each_or_forty_eight_in_all_as_an
     let (addr, _) = start(organization_fake(&linked)).await;
     let backends: Backends = vec![Arc::new(backend(defaults(addr)).await)];
     let each: Vec<Account> = linked.iter().map(|id| account(id, None)).collect();
-    let per_account = engine::collect(&backends, &each, &EngineConfig::default(), &tx).await;
+    let per_account = engine::collect(&backends, &each, &cudly_testkit::settings::engine(), &tx).await;
 
     let (addr, _) = start(organization_fake(&linked)).await;
     let backends: Backends = vec![Arc::new(backend(defaults(addr)).await)];
     let payer = AwsCredentials { role_arn: None, external_id: None, organization: true };
     let organization =
-        engine::collect(&backends, &[account("600000000000", Some(payer))], &EngineConfig::default(), &tx).await;
+        engine::collect(&backends, &[account("600000000000", Some(payer))], &cudly_testkit::settings::engine(), &tx)
+            .await;
 
     assert_eq!(per_account.providers[0].requests, 480, "10 accounts × 48");
     assert_eq!(organization.providers[0].requests, 48, "one management account for all 10");

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cudly_collector::engine::{self, EngineConfig};
+use cudly_collector::engine;
 use cudly_collector::providers::aws::{AwsBackend, AwsConfig};
 use cudly_collector::providers::{Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope, Sweep};
 use cudly_core::credentials::AwsCredentials;
@@ -96,7 +96,7 @@ async fn a_refused_role_fails_only_its_account_and_a_malformed_answer_only_its_s
         account("333333333333", Some(role("arn:aws:iam::333333333333:role/cudly-read"))),
     ];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
-    let collected = engine::collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
 
     let status: &ProviderStatus = &collected.providers[0];
     assert_eq!(
@@ -151,7 +151,7 @@ async fn a_refused_account_stops_spending_billed_calls_at_its_first_refusal() {
     let accounts =
         vec![account("777777777777", Some(role("777777777777"))), account("888888888888", Some(role("888888888888")))];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
-    let collected = engine::collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
 
     let status = &collected.providers[0];
     let keys = state.lock().unwrap().keys_seen.clone();

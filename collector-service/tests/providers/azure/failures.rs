@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use cudly_collector::engine::{self, EngineConfig};
+use cudly_collector::engine;
 use cudly_collector::providers::{Backends, CloudBackend, ErrorKind, Query, RequestCount, RunScope};
 use cudly_core::domain::Recommendation;
 use serde_json::json;
@@ -47,7 +47,7 @@ async fn a_malformed_payload_fails_only_its_service_and_names_it() {
     let backends: Backends = vec![Arc::new(backend(&fake, vec![12, 36]))];
     let accounts = vec![account(SUB_A, "Payments prod", CLIENT_A, &secret)];
     let (progress, _watch) = tokio::sync::watch::channel(Vec::new());
-    let collected = engine::collect(&backends, &accounts, &EngineConfig::default(), &progress).await;
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &progress).await;
 
     let status = &collected.providers[0];
     assert_eq!((status.accounts_partial, status.accounts_failed), (1, 0), "the other services were collected");

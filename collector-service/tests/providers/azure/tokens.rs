@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use cudly_collector::engine::{self, EngineConfig};
+use cudly_collector::engine;
 use cudly_collector::providers::{Backends, CloudBackend, Query, RequestCount, RunScope};
 use cudly_core::domain::{AccountState, Provider, ProviderState};
 use futures_util::future::join_all;
@@ -26,7 +26,7 @@ async fn a_refused_client_secret_fails_only_its_account_and_says_which_app_witho
     let accounts =
         vec![account(SUB_A, "Payments prod", CLIENT_A, &good), account(SUB_B, "Analytics", CLIENT_B, &stale)];
     let (progress, _watch) = tokio::sync::watch::channel(Vec::new());
-    let collected = engine::collect(&backends, &accounts, &EngineConfig::default(), &progress).await;
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &progress).await;
 
     let status = &collected.providers[0];
     assert_eq!((status.accounts_succeeded, status.accounts_failed), (1, 1), "{status:#?}");

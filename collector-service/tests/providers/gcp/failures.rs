@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cudly_collector::engine::{EngineConfig, collect};
+use cudly_collector::engine::collect;
 use cudly_collector::providers::{Backends, RequestCount, RunScope};
 use cudly_core::domain::{AccountState, Provider, ProviderState};
 use serde_json::json;
@@ -29,13 +29,13 @@ async fn a_new_run_asks_again_and_reports_a_disabled_api_instead_of_old_data() {
     let accounts = [project(p, Some(&key), None)];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
 
-    let first = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let first = collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     assert_eq!(first.outcome().0, cudly_core::domain::Outcome::Succeeded);
     assert_eq!(first.recommendations.len(), 1);
 
     // A second later the project's Recommender API is disabled.
     fake.disabled.lock().unwrap().insert(p.to_string());
-    let second = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let second = collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     assert_eq!(second.outcome().0, cudly_core::domain::Outcome::Failed, "nothing was fetched in this run");
     assert!(second.recommendations.is_empty(), "the first run's list is not reported again");
     let refused = &second.providers[0].failed_accounts[0];
@@ -91,7 +91,7 @@ async fn a_refused_project_fails_alone_with_what_to_enable_and_grant() {
     let accounts = [project("alpha-project", Some(&key), None), project("beta-project", Some(&key), None)];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
 
-    let collected = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     let gcp = &collected.providers[0];
     assert_eq!((gcp.state, gcp.accounts_succeeded, gcp.accounts_failed), (ProviderState::PartiallySucceeded, 1, 1));
     assert_eq!(collected.complete_accounts, [(Provider::Gcp, "alpha-project".to_string())]);
@@ -134,7 +134,7 @@ async fn a_malformed_answer_fails_only_its_service() {
     let accounts = [project(p, Some(&key), Some(BILLING))];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
 
-    let collected = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     assert_eq!(collected.recommendations.len(), 1, "us-central1 still collected");
     assert_eq!(collected.recommendations[0].region, "us-central1");
     let account = &collected.providers[0].failed_accounts[0];

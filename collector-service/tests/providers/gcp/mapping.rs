@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use cudly_collector::engine::{EngineConfig, collect};
+use cudly_collector::engine::collect;
 use cudly_collector::providers::{Backends, CloudBackend, RequestCount, RunScope};
 use cudly_core::domain::{CommitmentType, PaymentOption, Provider};
 use cudly_core::money::{Amount, Currency};
@@ -150,7 +150,7 @@ async fn spend_based_recommendations_are_found_in_every_location_split_by_servic
     let backends: Backends = vec![Arc::new(backend)];
     let accounts = [project("alpha-project", Some(&key), Some(BILLING))];
     let (tx, _rx) = tokio::sync::watch::channel(Vec::new());
-    let collected = collect(&backends, &accounts, &EngineConfig::default(), &tx).await;
+    let collected = collect(&backends, &accounts, &cudly_testkit::settings::engine(), &tx).await;
     let gcp = &collected.providers[0];
     assert_eq!(gcp.failed_accounts, [], "{gcp:?}");
     let asked: HashSet<String> = fake.requests_to("/v1/billingAccounts/").into_iter().map(|(path, _)| path).collect();
