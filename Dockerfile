@@ -11,9 +11,12 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 
 # Only what the build reads: the workspace manifests, the crates, the protos
-# (inside proto/) and the migrations the binaries embed. Anything else, such
+# (inside proto/), the migrations the binaries embed and the checked queries'
+# schema data (.sqlx/, read offline as .cargo/config.toml says). Anything else, such
 # as docs or scripts, changing does not invalidate this layer.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
+COPY .sqlx .sqlx
 COPY proto proto
 COPY core core
 COPY testkit testkit

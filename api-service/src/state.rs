@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use cudly_core::domain::{Outcome, ProviderStatus, Trigger, timestamp};
 use cudly_core::lease::ABANDONED_ERROR;
 use cudly_proto::recommendations::v1 as pb;
+use sqlx::PgPool;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 /// When reads start a collection by themselves: the policy
@@ -22,7 +22,7 @@ pub struct AutoRefresh {
 }
 
 /// The state row, as read.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 struct StateRow {
     version: i64,
     generation: i64,
@@ -63,10 +63,13 @@ pub async fn read_freshness(pool: &PgPool) -> Result<pb::Freshness, sqlx::Error>
 /// was ever collected, STALE when the data is older than `stale_after`;
 /// never while a run holds the lease or within `backoff` of the last end.
 pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<State, sqlx::Error> {
-    let row: StateRow = sqlx::query_as(
-        "SELECT version, generation, collection_id, trigger, started_at, finished_at, lease_expires_at,
-                outcome, error, recommendation_count, providers, last_collected_at, last_collection_error,
-                coalesce(lease_expires_at > now(), false) AS collecting, data_version,
+    let row = sqlx::query_as!(
+        StateRow,
+        r#"SELECT version, generation, collection_id, trigger, started_at, finished_at, lease_expires_at,
+                outcome, error, recommendation_count,
+                providers AS "providers: Json<Vec<ProviderStatus>>",
+                last_collected_at, last_collection_error,
+                coalesce(lease_expires_at > now(), false) AS "collecting!", data_version,
                 CASE
                     WHEN $1::float8 IS NULL THEN NULL
                     WHEN lease_expires_at > now() THEN NULL
@@ -74,10 +77,10 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
                     WHEN last_collected_at IS NULL THEN 'cold_start'
                     WHEN last_collected_at < now() - make_interval(secs => $1) THEN 'stale'
                 END AS due
-         FROM collection_state WHERE id = 1",
+         FROM collection_state WHERE id = 1"#,
+        auto.map(|a| a.stale_after.as_secs_f64()),
+        auto.map(|a| a.backoff.as_secs_f64()),
     )
-    .bind(auto.map(|a| a.stale_after.as_secs_f64()))
-    .bind(auto.map(|a| a.backoff.as_secs_f64()))
     .fetch_one(pool)
     .await?;
     let (data_version, due) = (row.data_version, row.due.as_deref().and_then(Trigger::parse));
@@ -111,7 +114,7 @@ pub async fn read_state(pool: &PgPool, auto: Option<&AutoRefresh>) -> Result<Sta
 }
 
 /// One run of the history.
-#[derive(Debug, FromRow)]
+#[derive(Debug)]
 pub struct CollectionRow {
     id: Uuid,
     generation: i64,
@@ -155,12 +158,13 @@ pub async fn list_collections(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<CollectionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.generation, r.trigger, r.started_at,
+    sqlx::query_as!(
+        CollectionRow,
+        r#"SELECT r.id, r.generation, r.trigger, r.started_at,
                 CASE WHEN gone THEN coalesce(r.finished_at, s.expired_at) ELSE r.finished_at END AS finished_at,
-                CASE WHEN gone THEN 'abandoned' ELSE r.outcome END AS outcome,
+                CASE WHEN gone THEN 'abandoned' ELSE r.outcome END AS "outcome!",
                 CASE WHEN gone THEN coalesce(r.error, $3) ELSE r.error END AS error,
-                r.recommendation_count, r.providers
+                r.recommendation_count, r.providers AS "providers: Json<Vec<ProviderStatus>>"
          FROM collection_runs r
          CROSS JOIN LATERAL (
              SELECT r.outcome = 'running'
@@ -170,11 +174,11 @@ pub async fn list_collections(
          ) s
          WHERE $1::bigint IS NULL OR r.generation < $1
          ORDER BY r.generation DESC
-         LIMIT $2",
+         LIMIT $2"#,
+        before,
+        limit,
+        ABANDONED_ERROR,
     )
-    .bind(before)
-    .bind(limit)
-    .bind(ABANDONED_ERROR)
     .fetch_all(pool)
     .await
 }

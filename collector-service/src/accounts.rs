@@ -10,7 +10,7 @@ use cudly_core::domain::{Account, Provider};
 /// An account whose stored credentials do not parse is still collected: its
 /// backend then fails it with a message (it is never silently skipped).
 pub async fn enabled_accounts(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error> {
-    let rows: Vec<(String, String, String, Option<serde_json::Value>)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT provider, external_id, display_name, credentials
          FROM accounts WHERE enabled ORDER BY provider, external_id",
     )
@@ -18,15 +18,21 @@ pub async fn enabled_accounts(pool: &PgPool) -> Result<Vec<Account>, sqlx::Error
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(provider, external_id, display_name, credentials)| {
-            let credentials = credentials.and_then(|json| match serde_json::from_value(json) {
+        .filter_map(|row| {
+            let external_id = row.external_id;
+            let credentials = row.credentials.and_then(|json| match serde_json::from_value(json) {
                 Ok(c) => Some(c),
                 Err(err) => {
                     tracing::warn!(account = %external_id, error = %err, "stored credentials do not parse");
                     None
                 }
             });
-            Some(Account { provider: Provider::parse(&provider)?, external_id, display_name, credentials })
+            Some(Account {
+                provider: Provider::parse(&row.provider)?,
+                external_id,
+                display_name: row.display_name,
+                credentials,
+            })
         })
         .collect())
 }
@@ -78,15 +84,15 @@ pub async fn seed_simulated_accounts(pool: &PgPool, spec: &SeedSpec) -> Result<u
     if accounts.is_empty() {
         return Ok(0);
     }
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO accounts (provider, external_id, display_name)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
          ON CONFLICT (provider, external_id) DO UPDATE
              SET display_name = EXCLUDED.display_name, enabled = true, updated_at = now()",
+        &accounts.iter().map(|a| a.provider.as_str()).collect::<Vec<_>>() as &[&str],
+        &accounts.iter().map(|a| a.external_id.as_str()).collect::<Vec<_>>() as &[&str],
+        &accounts.iter().map(|a| a.display_name.as_str()).collect::<Vec<_>>() as &[&str],
     )
-    .bind(accounts.iter().map(|a| a.provider.as_str()).collect::<Vec<_>>())
-    .bind(accounts.iter().map(|a| a.external_id.as_str()).collect::<Vec<_>>())
-    .bind(accounts.iter().map(|a| a.display_name.as_str()).collect::<Vec<_>>())
     .execute(pool)
     .await?;
     Ok(accounts.len())

@@ -56,12 +56,13 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
     let mut tx = pool.begin().await?;
     // Serialized with DeleteAccount: an account deleted while the run
     // collected it is not written back.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", ACCOUNTS_LOCK).execute(&mut *tx).await?;
     let registered: std::collections::HashSet<(String, String)> =
-        sqlx::query_as::<_, (String, String)>("SELECT provider, external_id FROM accounts")
+        sqlx::query!("SELECT provider, external_id FROM accounts")
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
+            .map(|row| (row.provider, row.external_id))
             .collect();
     keyed.retain(|(_, r, source)| registered.contains(&(r.provider.as_str().to_string(), source.clone())));
     let mut written = 0;
@@ -90,7 +91,7 @@ async fn upsert_recommendations(
     fn col<'a, T>(recs: &'a [(uuid::Uuid, Recommendation, String)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
         recs.iter().map(|(_, r, _)| f(r)).collect()
     }
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO recommendations (id, provider, account_id, account_name, service, region,
              resource_type, platform, commitment_type, term_months, payment_option, currency,
              recommended_count, upfront_cost_nanos, recurring_monthly_cost_nanos,
@@ -114,28 +115,28 @@ async fn upsert_recommendations(
              break_even_months = EXCLUDED.break_even_months,
              collected_at = EXCLUDED.collected_at,
              generation = EXCLUDED.generation",
+        &recs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        &col(recs, |r| r.provider.as_str()) as &[&str],
+        &col(recs, |r| r.account_id.as_str()) as &[&str],
+        &col(recs, |r| r.account_name.as_str()) as &[&str],
+        &col(recs, |r| r.service.as_str()) as &[&str],
+        &col(recs, |r| r.region.as_str()) as &[&str],
+        &col(recs, |r| r.resource_type.as_str()) as &[&str],
+        &col(recs, |r| r.platform.as_str()) as &[&str],
+        &col(recs, |r| r.commitment_type.as_str()) as &[&str],
+        &col(recs, |r| r.term_months),
+        &col(recs, |r| r.payment_option.as_str()) as &[&str],
+        &col(recs, |r| r.currency.as_str()) as &[&str],
+        &col(recs, |r| r.recommended_count),
+        &col(recs, |r| r.upfront_cost.nanos()),
+        &col(recs, |r| r.recurring_monthly_cost.nanos()),
+        &col(recs, |r| r.on_demand_monthly_cost.nanos()),
+        &col(recs, |r| r.estimated_monthly_savings.nanos()),
+        &col(recs, |r| r.savings_percentage),
+        &col(recs, |r| r.break_even_months),
+        &recs.iter().map(|(_, _, source)| source.as_str()).collect::<Vec<_>>() as &[&str],
+        generation,
     )
-    .bind(recs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-    .bind(col(recs, |r| r.provider.as_str()))
-    .bind(col(recs, |r| r.account_id.as_str()))
-    .bind(col(recs, |r| r.account_name.as_str()))
-    .bind(col(recs, |r| r.service.as_str()))
-    .bind(col(recs, |r| r.region.as_str()))
-    .bind(col(recs, |r| r.resource_type.as_str()))
-    .bind(col(recs, |r| r.platform.as_str()))
-    .bind(col(recs, |r| r.commitment_type.as_str()))
-    .bind(col(recs, |r| r.term_months))
-    .bind(col(recs, |r| r.payment_option.as_str()))
-    .bind(col(recs, |r| r.currency.as_str()))
-    .bind(col(recs, |r| r.recommended_count))
-    .bind(col(recs, |r| r.upfront_cost.nanos()))
-    .bind(col(recs, |r| r.recurring_monthly_cost.nanos()))
-    .bind(col(recs, |r| r.on_demand_monthly_cost.nanos()))
-    .bind(col(recs, |r| r.estimated_monthly_savings.nanos()))
-    .bind(col(recs, |r| r.savings_percentage))
-    .bind(col(recs, |r| r.break_even_months))
-    .bind(recs.iter().map(|(_, _, source)| source.as_str()).collect::<Vec<_>>())
-    .bind(generation)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -153,14 +154,14 @@ async fn evict_unreturned(
     }
     let providers: Vec<&str> = complete.iter().map(|(p, _)| p.as_str()).collect();
     let accounts: Vec<&str> = complete.iter().map(|(_, a)| a.as_str()).collect();
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "DELETE FROM recommendations r
          USING UNNEST($1::text[], $2::text[]) AS c(provider, account_id)
          WHERE r.provider = c.provider AND r.source_account_id = c.account_id AND r.generation <> $3",
+        &providers as &[&str],
+        &accounts as &[&str],
+        generation,
     )
-    .bind(providers)
-    .bind(accounts)
-    .bind(generation)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())

@@ -31,14 +31,14 @@ pub enum AcquireError {
     Database(#[from] sqlx::Error),
 }
 
-/// Appends the fence to an UPDATE of the state row: `$1` is the run id and
-/// `$2` its generation.
+/// A checked query: an UPDATE of the state row with the fence appended.
+/// `$1` is the run id and `$2` its generation; further arguments follow.
 macro_rules! fenced {
-    ($sql:literal) => {
-        concat!(
-            $sql,
-            " WHERE id = 1 AND collection_id = $1 AND generation = $2",
-            " AND lease_expires_at > clock_timestamp()"
+    ($sql:literal, $($arg:expr),+ $(,)?) => {
+        sqlx::query!(
+            $sql + " WHERE id = 1 AND collection_id = $1 AND generation = $2"
+                + " AND lease_expires_at > clock_timestamp()",
+            $($arg),+
         )
     };
 }
@@ -57,25 +57,25 @@ pub struct Lease {
 
 /// Whether `lease` is the lease currently held (and not expired).
 pub async fn holds_lease(pool: &PgPool, lease: &Lease) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT collection_id = $1 AND generation = $2 AND lease_expires_at > clock_timestamp()
          FROM collection_state WHERE id = 1",
+        lease.collection_id,
+        lease.generation,
     )
-    .bind(lease.collection_id)
-    .bind(lease.generation)
     .fetch_one(pool)
     .await
-    .map(|held: Option<bool>| held.unwrap_or(false))
+    .map(|held| held.unwrap_or(false))
 }
 
 /// Extends the lease by `ttl` from now. `false`: the lease was lost.
 pub async fn renew_lease(pool: &PgPool, lease: &Lease, ttl: Duration) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(fenced!(
-        "UPDATE collection_state SET lease_expires_at = clock_timestamp() + make_interval(secs => $3)"
-    ))
-    .bind(lease.collection_id)
-    .bind(lease.generation)
-    .bind(ttl.as_secs_f64())
+    let done = fenced!(
+        "UPDATE collection_state SET lease_expires_at = clock_timestamp() + make_interval(secs => $3)",
+        lease.collection_id,
+        lease.generation,
+        ttl.as_secs_f64(),
+    )
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -85,12 +85,14 @@ pub async fn renew_lease(pool: &PgPool, lease: &Lease, ttl: Duration) -> Result<
 /// (The run's `recommendation_count` stays 0 until it has written rows: what
 /// it collected so far is in each provider's count.)
 pub async fn write_progress(pool: &PgPool, lease: &Lease, providers: &[ProviderStatus]) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(fenced!("UPDATE collection_state SET providers = $3"))
-        .bind(lease.collection_id)
-        .bind(lease.generation)
-        .bind(sqlx::types::Json(providers))
-        .execute(pool)
-        .await?;
+    let done = fenced!(
+        "UPDATE collection_state SET providers = $3",
+        lease.collection_id,
+        lease.generation,
+        sqlx::types::Json(providers) as _,
+    )
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -146,7 +148,7 @@ async fn write_end<'e>(
     let written = ending.written.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let collected_something =
         written.is_some() && matches!(ending.outcome, Outcome::Succeeded | Outcome::PartiallySucceeded);
-    let ended: Option<Uuid> = sqlx::query_scalar(
+    let ended = sqlx::query_scalar!(
         "WITH ended AS (
              UPDATE collection_state
              SET lease_expires_at = NULL, finished_at = now(), outcome = $3, error = $4,
@@ -164,15 +166,15 @@ async fn write_end<'e>(
              recommendation_count = coalesce($6, recommendation_count)
          WHERE id = (SELECT collection_id FROM ended)
          RETURNING id",
+        collection_id,
+        generation,
+        ending.outcome.as_str(),
+        ending.error,
+        ending.providers.map(sqlx::types::Json) as _,
+        written,
+        collected_something,
+        fence == Fence::Unexpired,
     )
-    .bind(collection_id)
-    .bind(generation)
-    .bind(ending.outcome.as_str())
-    .bind(ending.error)
-    .bind(ending.providers.map(sqlx::types::Json))
-    .bind(written)
-    .bind(collected_something)
-    .bind(fence == Fence::Unexpired)
     .fetch_optional(conn)
     .await?;
     Ok(ended.is_some())
@@ -213,7 +215,7 @@ pub enum Acquired {
     Joined(Collection),
 }
 
-#[derive(sqlx::FromRow)]
+/// The row acquiring or joining reads.
 struct CollectionRow {
     collection_id: Uuid,
     generation: i64,
@@ -249,11 +251,12 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
         if let Some(row) = held_lease(pool).await? {
             return Ok(Acquired::Joined(row.into()));
         }
-        let started: Option<CollectionRow> = sqlx::query_as(
+        let started = sqlx::query_as!(
+            CollectionRow,
             // `previous` reads the row as it was before this statement (all
             // parts of one statement see the same snapshot): an abandoned
             // run ended when its lease expired, as every view shows it.
-            "WITH previous AS (SELECT lease_expires_at FROM collection_state WHERE id = 1),
+            r#"WITH previous AS (SELECT lease_expires_at FROM collection_state WHERE id = 1),
              acquired AS (
                  UPDATE collection_state
                  SET generation = generation + 1, collection_id = $1, trigger = $2,
@@ -275,14 +278,15 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
                  INSERT INTO collection_runs (id, generation, trigger, started_at)
                  SELECT collection_id, generation, trigger, started_at FROM acquired
              )
-             SELECT collection_id, generation, trigger, started_at, last_collected_at,
-                    EXISTS (SELECT 1 FROM abandoned) AS took_over
-             FROM acquired",
+             SELECT collection_id AS "collection_id!", generation AS "generation!", trigger AS "trigger!",
+                    started_at AS "started_at!", last_collected_at,
+                    EXISTS (SELECT 1 FROM abandoned) AS "took_over!"
+             FROM acquired"#,
+            Uuid::new_v4(),
+            trigger.as_str(),
+            ttl.as_secs_f64(),
+            ABANDONED_ERROR,
         )
-        .bind(Uuid::new_v4())
-        .bind(trigger.as_str())
-        .bind(ttl.as_secs_f64())
-        .bind(ABANDONED_ERROR)
         .fetch_optional(pool)
         .await?;
         if let Some(row) = started {
@@ -294,10 +298,12 @@ pub async fn acquire_lease(pool: &PgPool, trigger: Trigger, ttl: Duration) -> Re
 
 /// The run holding an unexpired lease, if any.
 async fn held_lease(pool: &PgPool) -> Result<Option<CollectionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT collection_id, generation, trigger, started_at, last_collected_at, false AS took_over
-         FROM collection_state
-         WHERE id = 1 AND lease_expires_at > now()",
+    sqlx::query_as!(
+        CollectionRow,
+        r#"SELECT collection_id AS "collection_id!", generation, trigger AS "trigger!",
+                  started_at AS "started_at!", last_collected_at, false AS "took_over!"
+           FROM collection_state
+           WHERE id = 1 AND lease_expires_at > now()"#,
     )
     .fetch_optional(pool)
     .await

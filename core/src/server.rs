@@ -152,7 +152,8 @@ pub async fn track_readiness<S: NamedService>(
 ) {
     let mut serving = None;
     loop {
-        let check = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&pool));
+        let check =
+            tokio::time::timeout(Duration::from_secs(2), sqlx::query!("SELECT 1 AS reachable").fetch_one(&pool));
         let reachable = matches!(check.await, Ok(Ok(_)));
         let now = reachable && ready();
         if serving != Some(now) {

@@ -13,7 +13,7 @@ use super::validate::NewAccount;
 use crate::error::Error;
 
 /// An account as stored.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct AccountRow {
     pub(super) provider: String,
     pub(super) external_id: String,
@@ -33,10 +33,16 @@ pub(super) struct Changes {
     pub(super) clear_credentials: bool,
 }
 
-/// The stored columns, for `concat!` (queries must be static strings).
-macro_rules! columns {
-    () => {
-        "provider, external_id, display_name, enabled, credentials, created_at, updated_at"
+/// A checked query reading [`AccountRow`]s: `$head`, the stored columns,
+/// then `$tail`, with the arguments after.
+macro_rules! account_query {
+    ($head:literal, $tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            AccountRow,
+            $head + r#"provider, external_id, display_name, enabled,
+                       credentials AS "credentials: Json<Credentials>", created_at, updated_at"# + $tail
+            $(, $arg)*
+        )
     };
 }
 
@@ -46,18 +52,18 @@ fn not_found(provider: Provider, external_id: &str) -> Error {
 
 /// Registers `new`; `AlreadyExists` when the account is registered.
 pub(super) async fn insert(pool: &PgPool, new: NewAccount) -> Result<AccountRow, Error> {
-    let row: Option<AccountRow> = sqlx::query_as(concat!(
+    let row = account_query!(
         "INSERT INTO accounts (provider, external_id, display_name, enabled, credentials)
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (provider, external_id) DO NOTHING
          RETURNING ",
-        columns!()
-    ))
-    .bind(new.provider.as_str())
-    .bind(&new.external_id)
-    .bind(&new.display_name)
-    .bind(new.enabled)
-    .bind(new.credentials.map(Json))
+        "",
+        new.provider.as_str(),
+        &new.external_id,
+        &new.display_name,
+        new.enabled,
+        new.credentials.map(Json) as _,
+    )
     .fetch_optional(pool)
     .await?;
     row.ok_or_else(|| {
@@ -67,12 +73,14 @@ pub(super) async fn insert(pool: &PgPool, new: NewAccount) -> Result<AccountRow,
 
 /// One account; `NotFound` when there is none.
 pub(super) async fn fetch(pool: &PgPool, provider: Provider, external_id: &str) -> Result<AccountRow, Error> {
-    let row: Option<AccountRow> =
-        sqlx::query_as(concat!("SELECT ", columns!(), " FROM accounts WHERE provider = $1 AND external_id = $2"))
-            .bind(provider.as_str())
-            .bind(external_id)
-            .fetch_optional(pool)
-            .await?;
+    let row = account_query!(
+        "SELECT ",
+        " FROM accounts WHERE provider = $1 AND external_id = $2",
+        provider.as_str(),
+        external_id,
+    )
+    .fetch_optional(pool)
+    .await?;
     row.ok_or_else(|| not_found(provider, external_id))
 }
 
@@ -84,17 +92,16 @@ pub(super) async fn list(
     after: (String, String),
     limit: i64,
 ) -> Result<Vec<AccountRow>, Error> {
-    let rows = sqlx::query_as(concat!(
+    let rows = account_query!(
         "SELECT ",
-        columns!(),
         " FROM accounts
          WHERE ($1::text IS NULL OR provider = $1) AND (provider, external_id) > ($2, $3)
-         ORDER BY provider, external_id LIMIT $4"
-    ))
-    .bind(provider.map(Provider::as_str))
-    .bind(after.0)
-    .bind(after.1)
-    .bind(limit)
+         ORDER BY provider, external_id LIMIT $4",
+        provider.map(Provider::as_str),
+        after.0,
+        after.1,
+        limit,
+    )
     .fetch_all(pool)
     .await?;
     Ok(rows)
@@ -107,7 +114,7 @@ pub(super) async fn update(
     external_id: &str,
     changes: Changes,
 ) -> Result<AccountRow, Error> {
-    let row: Option<AccountRow> = sqlx::query_as(concat!(
+    let row = account_query!(
         "UPDATE accounts SET
              display_name = COALESCE($3, display_name),
              enabled = COALESCE($4, enabled),
@@ -115,14 +122,14 @@ pub(super) async fn update(
              updated_at = now()
          WHERE provider = $1 AND external_id = $2
          RETURNING ",
-        columns!()
-    ))
-    .bind(provider.as_str())
-    .bind(external_id)
-    .bind(changes.display_name)
-    .bind(changes.enabled)
-    .bind(changes.credentials.map(Json))
-    .bind(changes.clear_credentials)
+        "",
+        provider.as_str(),
+        external_id,
+        changes.display_name,
+        changes.enabled,
+        changes.credentials.map(Json) as _,
+        changes.clear_credentials,
+    )
     .fetch_optional(pool)
     .await?;
     row.ok_or_else(|| not_found(provider, external_id))
@@ -148,25 +155,25 @@ pub async fn delete_account(
     provider: Provider,
     external_id: &str,
 ) -> Result<Option<u64>, sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut **tx).await?;
-    let deleted = sqlx::query("DELETE FROM accounts WHERE provider = $1 AND external_id = $2")
-        .bind(provider.as_str())
-        .bind(external_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", ACCOUNTS_LOCK).execute(&mut **tx).await?;
+    let deleted =
+        sqlx::query!("DELETE FROM accounts WHERE provider = $1 AND external_id = $2", provider.as_str(), external_id,)
+            .execute(&mut **tx)
+            .await?;
     if deleted.rows_affected() == 0 {
         return Ok(None);
     }
-    let removed =
-        sqlx::query("DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)")
-            .bind(provider.as_str())
-            .bind(external_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+    let removed = sqlx::query!(
+        "DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)",
+        provider.as_str(),
+        external_id,
+    )
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
     if removed > 0 {
         // Cached summaries are keyed by the data version.
-        sqlx::query("UPDATE collection_state SET data_version = data_version + 1 WHERE id = 1")
+        sqlx::query!("UPDATE collection_state SET data_version = data_version + 1 WHERE id = 1")
             .execute(&mut **tx)
             .await?;
     }

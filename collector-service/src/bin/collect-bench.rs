@@ -129,7 +129,7 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
     let url = std::env::var("DATABASE_URL")?;
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(5).connect(&url).await?;
     cudly_core::db::migrate(&pool).await?;
-    sqlx::query("DELETE FROM accounts").execute(&pool).await?;
+    sqlx::query!("DELETE FROM accounts").execute(&pool).await?;
     let spec = SeedSpec(Provider::ALL.iter().map(|&p| (p, args.accounts)).collect());
     seed_simulated_accounts(&pool, &spec).await?;
     let ctx = Arc::new(CollectionContext {
