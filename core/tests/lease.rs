@@ -1,12 +1,15 @@
 //! The lease's writes against a migrated database: the one run-end write
 //! records the same ending on the state row and in the history and is
 //! fenced, an undispatched run's release never clears a newer run's lease,
-//! and every visible change notifies on the channel the hub listens to.
+//! renewals and progress are fenced, and every visible change notifies on
+//! the channel the hub listens to.
 
 use std::time::Duration;
 
 use cudly_core::domain::{Outcome, Provider, ProviderStatus, Trigger};
-use cudly_core::lease::{Acquired, Collection, Ending, Lease, acquire_lease, end_run, release_undispatched};
+use cudly_core::lease::{
+    Acquired, Collection, Ending, Lease, acquire_lease, end_run, release_undispatched, renew_lease, write_progress,
+};
 use cudly_core::schema::STATE_CHANNEL;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -176,4 +179,24 @@ async fn every_visible_change_notifies_on_the_channel_the_hub_listens_to(pool: P
     assert!(end_run(&pool, &lease, &ending).await.unwrap());
     let note = tokio::time::timeout(Duration::from_secs(10), listener.recv()).await.unwrap().unwrap();
     assert_eq!(note.payload(), (version + 1).to_string());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn renewals_and_progress_are_fenced_by_id_generation_and_expiry(pool: PgPool) {
+    let (lease, _) = start_run(&pool).await;
+    let ttl = Duration::from_secs(30);
+    let progress = [ProviderStatus::pending(Provider::Gcp, 1)];
+    let other_generation = Lease { generation: lease.generation + 1, ..lease };
+    let other_run = Lease { collection_id: uuid::Uuid::new_v4(), ..lease };
+    for stale in [other_generation, other_run] {
+        assert!(!renew_lease(&pool, &stale, ttl).await.unwrap(), "{stale:?} renewed the lease");
+        assert!(!write_progress(&pool, &stale, &progress).await.unwrap(), "{stale:?} wrote progress");
+    }
+    assert_eq!(state_row(&pool).await.0.providers, serde_json::json!([]), "nothing was written");
+    assert!(renew_lease(&pool, &lease, ttl).await.unwrap());
+    assert!(write_progress(&pool, &lease, &progress).await.unwrap());
+
+    expire_lease(&pool).await;
+    assert!(!renew_lease(&pool, &lease, ttl).await.unwrap(), "an expired lease is not renewed");
+    assert!(!write_progress(&pool, &lease, &[]).await.unwrap(), "nor written through");
 }
