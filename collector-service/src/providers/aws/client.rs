@@ -12,6 +12,8 @@ use std::future::Future;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_sdk_costexplorer::Client;
+use aws_sdk_costexplorer::config::http::HttpResponse;
+use aws_sdk_costexplorer::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_costexplorer::operation::get_reservation_purchase_recommendation::GetReservationPurchaseRecommendationOutput as ReservationPage;
 use aws_sdk_costexplorer::operation::get_savings_plans_purchase_recommendation::GetSavingsPlansPurchaseRecommendationOutput as SavingsPlanPage;
 use aws_sdk_costexplorer::types::{
@@ -23,7 +25,7 @@ use futures_util::FutureExt;
 use tokio::sync::Mutex;
 
 use super::errors::{Access, access, answer};
-use crate::providers::calls::{CallError, CallLimits};
+use crate::providers::calls::CallLimits;
 use crate::providers::kit::pager::{self, Page};
 use crate::providers::{BackendError, Query, RequestCount};
 
@@ -136,7 +138,6 @@ impl<'a> Ask<'a> {
                     .payment_option(self.payment.clone())
                     .set_next_page_token(token)
                     .send()
-                    .map(|r| answer(r, &self.access))
             },
             |page| page.next_page_token(),
         )
@@ -162,27 +163,30 @@ impl<'a> Ask<'a> {
                     .payment_option(self.payment.clone())
                     .set_next_page_token(token)
                     .send()
-                    .map(|r| answer(r, &self.access))
             },
             |page| page.next_page_token(),
         )
         .await
     }
 
-    /// Every page of one request, each through the rate limiter and the
-    /// retry policy, following `NextPageToken` (empty means none). No data
-    /// for the account (a page answered `None`) is no pages, not a failure.
-    async fn all_pages<O, F, Fut>(
+    /// Every page of one request (`send` sends it from a page token), each
+    /// through the rate limiter and the retry policy, its answer sorted by
+    /// [`answer`], following `NextPageToken` (empty means none). No data for
+    /// the account is no pages, not a failure.
+    async fn all_pages<O, E, F, Fut>(
         &self,
         what: &str,
-        page: F,
+        send: F,
         next_token: impl Fn(&O) -> Option<&str>,
     ) -> Result<Vec<O>, BackendError>
     where
         F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Result<Option<O>, CallError>>,
+        Fut: Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let (page, next_token) = (&page, &next_token);
+        let (send, next_token) = (&send, &next_token);
+        let page = |token: Option<String>| send(token).map(|r| answer(r, &self.access));
+        let page = &page;
         pager::all_items(what, |_, token: Option<String>| async move {
             Ok(match self.limits.call(self.calls, what, || page(token.clone())).await? {
                 None => Page::last(Vec::new()),
