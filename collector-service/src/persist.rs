@@ -144,6 +144,10 @@ async fn upsert_recommendations(
 
 /// Deletes the rows of completed (provider, account) sweeps that this run
 /// did not write. Accounts that failed or swept partially keep their rows.
+/// An account's rows are its own, found through the account index, and
+/// those it collected for others (an organization's linked accounts), found
+/// through the partial source index: one statement each, so that each can
+/// use its index.
 async fn evict_unreturned(
     tx: &mut Transaction<'_, Postgres>,
     generation: i64,
@@ -154,15 +158,27 @@ async fn evict_unreturned(
     }
     let providers: Vec<&str> = complete.iter().map(|(p, _)| p.as_str()).collect();
     let accounts: Vec<&str> = complete.iter().map(|(_, a)| a.as_str()).collect();
-    let done = sqlx::query!(
+    let own = sqlx::query!(
         "DELETE FROM recommendations r
          USING UNNEST($1::text[], $2::text[]) AS c(provider, account_id)
-         WHERE r.provider = c.provider AND r.source_account_id = c.account_id AND r.generation <> $3",
+         WHERE r.provider = c.provider AND r.account_id = c.account_id AND r.source_account_id = c.account_id
+           AND r.generation <> $3",
         &providers as &[&str],
         &accounts as &[&str],
         generation,
     )
     .execute(&mut **tx)
     .await?;
-    Ok(done.rows_affected())
+    let for_others = sqlx::query!(
+        "DELETE FROM recommendations r
+         USING UNNEST($1::text[], $2::text[]) AS c(provider, account_id)
+         WHERE r.provider = c.provider AND r.source_account_id = c.account_id
+           AND r.source_account_id <> r.account_id AND r.generation <> $3",
+        &providers as &[&str],
+        &accounts as &[&str],
+        generation,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(own.rows_affected() + for_others.rows_affected())
 }

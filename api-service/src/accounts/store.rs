@@ -164,7 +164,8 @@ pub async fn delete_account(
         return Ok(None);
     }
     let removed = sqlx::query!(
-        "DELETE FROM recommendations WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2)",
+        "DELETE FROM recommendations
+         WHERE provider = $1 AND (account_id = $2 OR source_account_id = $2 AND source_account_id <> account_id)",
         provider.as_str(),
         external_id,
     )

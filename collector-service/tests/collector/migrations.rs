@@ -177,38 +177,60 @@ async fn plan(pool: &PgPool, query: &'static str) -> String {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn eviction_and_account_deletion_find_rows_through_an_index(pool: PgPool) {
-    // 20 000 rows over 500 accounts, as a fleet's table might hold.
+    // 20 000 rows of 500 accounts collected by themselves, and 2 000 rows
+    // of 100 linked accounts collected through 10 management accounts.
     sqlx::query(
         "INSERT INTO recommendations (id, provider, account_id, account_name, service, region, resource_type,
              platform, commitment_type, term_months, payment_option, currency, recommended_count,
              upfront_cost_nanos, recurring_monthly_cost_nanos, on_demand_monthly_cost_nanos,
              estimated_monthly_savings_nanos, savings_percentage, break_even_months, collected_at, generation,
              source_account_id)
-         SELECT gen_random_uuid(), 'aws', lpad((n % 500)::text, 12, '0'), 'account', 'ec2', 'us-east-1',
-                'm5.' || n, 'Linux/UNIX', 'reserved_instance', 12, 'no_upfront', 'USD', 1, 0, 70000000000,
-                100000000000, 30000000000, 30, 0, now(), 1, lpad((n % 500)::text, 12, '0')
-         FROM generate_series(1, 20000) AS n",
+         SELECT gen_random_uuid(), 'aws', account, 'account', 'ec2', 'us-east-1', 'm5.' || n, 'Linux/UNIX',
+                'reserved_instance', 12, 'no_upfront', 'USD', 1, 0, 70000000000, 100000000000, 30000000000, 30, 0,
+                now(), 1, source
+         FROM (SELECT n, lpad((n % 500)::text, 12, '0') AS account, lpad((n % 500)::text, 12, '0') AS source
+               FROM generate_series(1, 20000) AS n
+               UNION ALL
+               SELECT n, lpad((1000 + n % 100)::text, 12, '0'), lpad((2000 + n % 10)::text, 12, '0')
+               FROM generate_series(1, 2000) AS n) AS rows",
     )
     .execute(&pool)
     .await
     .unwrap();
     sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
 
-    // The shapes of persist's eviction and the accounts store's deletion.
-    let eviction = plan(
+    // The shapes of persist's two eviction statements and the accounts
+    // store's deletion.
+    let own = plan(
         &pool,
         "SELECT r.id FROM recommendations r
          JOIN UNNEST(ARRAY['aws'], ARRAY['000000000042']) AS c(provider, account_id)
-           ON r.provider = c.provider AND r.source_account_id = c.account_id
+           ON r.provider = c.provider AND r.account_id = c.account_id AND r.source_account_id = c.account_id
          WHERE r.generation <> 2",
     )
     .await;
-    assert!(eviction.contains("recommendations_by_source"), "{eviction}");
+    assert!(own.contains("recommendations_by_account") && !own.contains("Seq Scan"), "{own}");
+    let for_others = plan(
+        &pool,
+        "SELECT r.id FROM recommendations r
+         JOIN UNNEST(ARRAY['aws'], ARRAY['000000002003']) AS c(provider, account_id)
+           ON r.provider = c.provider AND r.source_account_id = c.account_id
+          AND r.source_account_id <> r.account_id
+         WHERE r.generation <> 2",
+    )
+    .await;
+    assert!(for_others.contains("recommendations_by_source") && !for_others.contains("Seq Scan"), "{for_others}");
     let deletion = plan(
         &pool,
         "SELECT id FROM recommendations
-         WHERE provider = 'aws' AND (account_id = '000000000042' OR source_account_id = '000000000042')",
+         WHERE provider = 'aws'
+           AND (account_id = '000000002003' OR source_account_id = '000000002003' AND source_account_id <> account_id)",
     )
     .await;
     assert!(deletion.contains("recommendations_by_source") && !deletion.contains("Seq Scan"), "{deletion}");
+    let indexed: i64 = sqlx::query_scalar("SELECT count(*) FROM recommendations WHERE source_account_id <> account_id")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(indexed, 2000, "the source index holds only the rows collected for another account");
 }
