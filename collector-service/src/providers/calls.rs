@@ -64,18 +64,26 @@ impl RateLimiter {
         RateLimiter { interval, burst, next: Mutex::new(Instant::now() - interval * burst) }
     }
 
-    /// Waits for a slot.
+    /// Waits for a slot. A slot is taken only when its time has come, by
+    /// the clock at that moment: callers that wake late (a busy machine)
+    /// cannot go out together on slots reserved earlier, so the rate holds
+    /// as the API sees it, not only on paper.
     pub async fn acquire(&self) {
-        let at = {
-            let mut next = self.next.lock().unwrap();
-            let now = Instant::now();
-            // Unused capacity accumulates up to the burst, not beyond.
-            let earliest = now.checked_sub(self.interval * (self.burst - 1)).unwrap_or(now);
-            let slot = (*next).max(earliest);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(at).await;
+        loop {
+            let at = {
+                let mut next = self.next.lock().unwrap();
+                let now = Instant::now();
+                // Unused capacity accumulates up to the burst, not beyond.
+                let earliest = now.checked_sub(self.interval * (self.burst - 1)).unwrap_or(now);
+                let slot = (*next).max(earliest);
+                if slot <= now {
+                    *next = slot + self.interval;
+                    return;
+                }
+                slot
+            };
+            tokio::time::sleep_until(at).await;
+        }
     }
 }
 
