@@ -141,17 +141,6 @@ pub struct App {
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     server::install_crypto_provider();
     let cors = cors_layer(&settings.cors_allowed_origins)?;
-    let authenticator = match &settings.auth {
-        AuthSettings::Disabled => {
-            tracing::warn!(
-                "CALLER AUTHENTICATION IS OFF (CUDLY_AUTH_DISABLED): every caller may refresh and read everything; \
-                 use it for local runs only"
-            );
-            None
-        }
-        AuthSettings::Jwt(jwt) => Some(Arc::new(Authenticator::load(jwt)?)),
-    };
-    let auth = AuthLayer::new(authenticator, settings.reflection);
     let tls = match &settings.tls {
         Some((cert, key)) => {
             Some(ServerTlsConfig::new().identity(Identity::from_pem(read_file(cert)?, read_file(key)?)))
@@ -161,11 +150,21 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     let (incoming, addr) = server::bind(settings.listen)?;
     let mut registry = Registry::with_prefix("cudly");
     let metrics = ApiMetrics::register(&mut registry);
+    let shutdown = CancellationToken::new();
+    let authenticator = match &settings.auth {
+        AuthSettings::Disabled => {
+            tracing::warn!(
+                "CALLER AUTHENTICATION IS OFF (CUDLY_AUTH_DISABLED): every caller may refresh and read everything; \
+                 use it for local runs only"
+            );
+            None
+        }
+        AuthSettings::Jwt(jwt) => Some(Arc::new(Authenticator::load(jwt, &metrics.keys).await?)),
+    };
     let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
     let dispatcher =
         Dispatcher::new(&settings.collector_url, settings.dispatch_timeout, &settings.collector_credentials)?;
     let refresher = Arc::new(Refresher::new(pool.clone(), dispatcher, settings.lease_ttl, metrics.clone()));
-    let shutdown = CancellationToken::new();
     let hub = Hub::start(
         pool.clone(),
         settings.watch_heartbeat,
@@ -174,6 +173,11 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
         settings.limits.max_watchers,
     );
     let api = RecommendationsApi::new(pool, refresher, hub, settings.auto_refresh, settings.watch_heartbeat);
+    // Last, so that nothing is left running when building fails.
+    if let Some(authenticator) = &authenticator {
+        authenticator.keep_keys_fresh(&shutdown);
+    }
+    let auth = AuthLayer::new(authenticator);
     Ok(App { incoming, addr, metrics_endpoint, api, cors, auth, tls, shutdown, settings })
 }
 

@@ -1,19 +1,32 @@
 //! Who may call what: callers send `authorization: Bearer <JWT>`; the token's
 //! signature, expiry, issuer and audience are checked, and its permissions
-//! claim decides which RPCs it may call. Health (and reflection, when it is
-//! on) stays open; every other path needs a token, so an RPC added later is
-//! closed until it is given a permission here.
+//! claim decides which RPCs it may call. Health and reflection stay open
+//! (reflection, when switched off, answers UNIMPLEMENTED to anyone); every
+//! other path needs a token, so an RPC added later is closed until it is
+//! given a permission here. Keys come from files or from the identity
+//! provider (`remote`); several issuers may be trusted at once (people
+//! through an OpenID provider, workloads through their cluster's issuer).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
+use cudly_core::quote::quoted;
 use futures_util::future::BoxFuture;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
+
+use crate::metrics::KeyMetrics;
+
+mod keys;
+mod remote;
+
+use keys::KeySet;
+use remote::FetchedKeys;
 
 /// A permission a token can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,13 +65,14 @@ enum Access {
     Authenticated,
 }
 
-fn access(path: &str, reflection_open: bool) -> Access {
+fn access(path: &str) -> Access {
     let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
     match service {
         "grpc.health.v1.Health" => Access::Open,
-        "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" if reflection_open => {
-            Access::Open
-        }
+        // Open when served; when switched off, open too, so that the
+        // caller learns it is not served (UNIMPLEMENTED) rather than that
+        // a token is missing.
+        "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => Access::Open,
         "cudly.recommendations.v1.RecommendationsService" => Access::Needs(Permission::ViewRecommendations),
         "cudly.recommendations.v1.AccountsService" => Access::Needs(Permission::AdminAccounts),
         _ => Access::Authenticated,
@@ -75,31 +89,76 @@ pub struct Principal {
     pub expires_at: SystemTime,
 }
 
-/// Where the verification keys come from.
+/// Where an issuer's verification keys come from.
 #[derive(Clone, Debug)]
 pub enum KeySource {
     /// An HS256 shared secret, read from this file.
     Hs256SecretFile(PathBuf),
     /// An RSA (RS256) or EC P-256 (ES256) public key in PEM.
     PublicKeyPemFile(PathBuf),
-    /// A JWKS document (RSA and EC P-256 keys), matched by `kid`.
+    /// A JWKS document (RSA and EC keys), matched by `kid`.
     JwksFile(PathBuf),
+    /// Fetched from the identity provider and kept fresh.
+    Fetched(FetchSettings),
 }
 
-/// How tokens are checked.
+/// Where and how keys are fetched.
+#[derive(Clone, Debug, Default)]
+pub struct FetchSettings {
+    /// The JWKS URL; `None` discovers it from the issuer's
+    /// `/.well-known/openid-configuration`.
+    pub jwks_url: Option<String>,
+    /// A PEM CA trusted besides the public roots (a cluster's API server).
+    pub ca_file: Option<PathBuf>,
+    /// A bearer token sent with each fetch, read from this file each time
+    /// (a Kubernetes API server wants one for its issuer's keys).
+    pub token_file: Option<PathBuf>,
+}
+
+/// How fetched keys are kept fresh.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRefresh {
+    /// Refetch this often.
+    pub every: Duration,
+    /// At most one fetch per this long for tokens naming an unknown `kid`,
+    /// and the retry interval while fetching fails.
+    pub min_refetch: Duration,
+    /// Deadline of one fetch.
+    pub timeout: Duration,
+}
+
+/// One issuer whose tokens are accepted.
 #[derive(Clone, Debug)]
-pub struct JwtSettings {
-    /// The verification keys.
-    pub keys: KeySource,
+pub struct IssuerSettings {
     /// Required `iss`.
     pub issuer: String,
     /// Required `aud`.
     pub audience: String,
+    /// Its verification keys.
+    pub keys: KeySource,
+    /// Permissions of subjects whose tokens carry no permissions claim
+    /// (workloads such as a Kubernetes ServiceAccount), by `sub`.
+    pub subject_permissions: SubjectPermissions,
+}
+
+/// Permissions granted by subject (`sub`) to tokens without a permissions
+/// claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectPermissions(pub Vec<(String, Vec<Permission>)>);
+
+/// How tokens are checked.
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    /// The issuers whose tokens are accepted (a token is checked against
+    /// the one its `iss` names).
+    pub issuers: Vec<IssuerSettings>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     /// The claim holding permissions: an array of strings or one
     /// space-separated string.
     pub permissions_claim: String,
+    /// How fetched keys are kept fresh.
+    pub key_refresh: KeyRefresh,
 }
 
 /// Whether and how callers authenticate.
@@ -111,22 +170,55 @@ pub enum AuthSettings {
     Jwt(JwtSettings),
 }
 
-struct Key {
-    kid: Option<String>,
-    key: DecodingKey,
-    validation: Validation,
+/// The shortest HS256 secret accepted (RFC 7518 §3.2: a key of at least
+/// the hash's size, 256 bits).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// The permissions in a `subject=permission permission;subject=…` list.
+pub fn parse_subject_permissions(text: &str) -> Result<SubjectPermissions, String> {
+    let mut mapping = Vec::new();
+    for entry in text.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (subject, permissions) =
+            entry.split_once('=').ok_or_else(|| format!("{} is not `subject=permission …`", quoted(entry)))?;
+        let subject = subject.trim();
+        if subject.is_empty() {
+            return Err(format!("{} has no subject", quoted(entry)));
+        }
+        let permissions = permissions
+            .split_whitespace()
+            .map(|p| Permission::parse(p).ok_or_else(|| format!("{} is not a permission", quoted(p))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if permissions.is_empty() {
+            return Err(format!("{} grants no permission", quoted(subject)));
+        }
+        mapping.push((subject.to_string(), permissions));
+    }
+    Ok(SubjectPermissions(mapping))
 }
 
-/// Checks bearer tokens against the configured keys and claims.
+enum Keys {
+    Fixed(Arc<KeySet>),
+    Fetched(Arc<FetchedKeys>),
+}
+
+struct Issuer {
+    issuer: String,
+    audience: String,
+    keys: Keys,
+    subject_permissions: HashMap<String, Vec<Permission>>,
+}
+
+/// Checks bearer tokens against the configured issuers, keys and claims.
 pub struct Authenticator {
-    keys: Vec<Key>,
+    issuers: Vec<Issuer>,
     permissions_claim: String,
     leeway: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("keys", &self.keys.len()).finish_non_exhaustive()
+        let issuers: Vec<&str> = self.issuers.iter().map(|i| i.issuer.as_str()).collect();
+        f.debug_struct("Authenticator").field("issuers", &issuers).finish_non_exhaustive()
     }
 }
 
@@ -142,6 +234,9 @@ pub enum Refusal {
     Invalid,
     /// Valid, but without the permission.
     Denied(Permission),
+    /// The issuer's keys were never fetched (its provider has not answered
+    /// since start-up): worth retrying.
+    KeysUnavailable,
 }
 
 impl From<Refusal> for Status {
@@ -151,82 +246,65 @@ impl From<Refusal> for Status {
             Refusal::Expired => Status::unauthenticated("the token has expired"),
             Refusal::Invalid => Status::unauthenticated("invalid token"),
             Refusal::Denied(p) => Status::permission_denied(format!("missing permission {}", p.as_str())),
+            Refusal::KeysUnavailable => {
+                Status::unavailable("the identity provider's signing keys could not be fetched yet; try again shortly")
+            }
         }
     }
 }
 
 impl Authenticator {
-    /// Loads the keys `settings` names; a missing or malformed key file is
-    /// an error naming the file.
-    pub fn load(settings: &JwtSettings) -> anyhow::Result<Self> {
-        let keys = match &settings.keys {
-            KeySource::Hs256SecretFile(path) => {
-                let secret = read(path)?;
-                let secret = secret.trim_end_matches(['\n', '\r']);
-                anyhow::ensure!(secret.len() >= 32, "{}: an HS256 secret needs at least 32 bytes", path.display());
-                vec![(None, DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256)]
+    /// Loads the keys `settings` names (fetching those that are fetched,
+    /// once); a missing or malformed key file is an error naming the file.
+    pub async fn load(settings: &JwtSettings, metrics: &KeyMetrics) -> anyhow::Result<Self> {
+        anyhow::ensure!(!settings.issuers.is_empty(), "no issuer is configured");
+        let mut issuers = Vec::new();
+        for issuer in &settings.issuers {
+            let keys = match &issuer.keys {
+                KeySource::Fetched(fetch) => Keys::Fetched(
+                    FetchedKeys::start(&issuer.issuer, fetch, settings.key_refresh, metrics.clone()).await?,
+                ),
+                file => Keys::Fixed(Arc::new(KeySet::from_file(file)?)),
+            };
+            issuers.push(Issuer {
+                issuer: issuer.issuer.clone(),
+                audience: issuer.audience.clone(),
+                keys,
+                subject_permissions: issuer.subject_permissions.0.iter().cloned().collect(),
+            });
+        }
+        Ok(Authenticator { issuers, permissions_claim: settings.permissions_claim.clone(), leeway: settings.leeway })
+    }
+
+    /// Keeps fetched keys fresh until `stop`.
+    pub fn keep_keys_fresh(&self, stop: &CancellationToken) {
+        for issuer in &self.issuers {
+            if let Keys::Fetched(keys) = &issuer.keys {
+                tokio::spawn(keys.clone().keep_fresh(stop.clone()));
             }
-            KeySource::PublicKeyPemFile(path) => {
-                let pem = read(path)?;
-                let parsed = if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-                    (key, Algorithm::RS256)
-                } else if let Ok(key) = DecodingKey::from_ec_pem(pem.as_bytes()) {
-                    (key, Algorithm::ES256)
-                } else {
-                    anyhow::bail!("{}: not an RSA or EC public key in PEM", path.display());
-                };
-                vec![(None, parsed.0, parsed.1)]
-            }
-            KeySource::JwksFile(path) => {
-                let set: JwkSet = serde_json::from_str(&read(path)?)
-                    .map_err(|err| anyhow::anyhow!("{}: not a JWKS document: {err}", path.display()))?;
-                let mut keys = Vec::new();
-                for jwk in &set.keys {
-                    let algorithm = match &jwk.algorithm {
-                        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
-                        // Other key types are not ours to use; skip them.
-                        _ => continue,
-                    };
-                    let key = DecodingKey::from_jwk(jwk)
-                        .map_err(|err| anyhow::anyhow!("{}: a key does not load: {err}", path.display()))?;
-                    keys.push((jwk.common.key_id.clone(), key, algorithm));
-                }
-                anyhow::ensure!(!keys.is_empty(), "{}: no RSA or P-256 key in the JWKS", path.display());
-                keys
-            }
-        };
-        let keys = keys
-            .into_iter()
-            .map(|(kid, key, algorithm)| {
-                let mut validation = Validation::new(algorithm);
-                validation.set_issuer(&[&settings.issuer]);
-                validation.set_audience(&[&settings.audience]);
-                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-                validation.validate_nbf = true;
-                validation.leeway = settings.leeway.as_secs();
-                Key { kid, key, validation }
-            })
-            .collect();
-        Ok(Authenticator { keys, permissions_claim: settings.permissions_claim.clone(), leeway: settings.leeway })
+        }
     }
 
     /// Verifies the bearer token in `authorization` (the header's value).
-    pub fn verify(&self, authorization: Option<&str>) -> Result<(Principal, Vec<Permission>), Refusal> {
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<(Principal, Vec<Permission>), Refusal> {
         let token = authorization
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(Refusal::Missing)?;
-        let header = jsonwebtoken::decode_header(token).map_err(|err| invalid("header", &err))?;
-        let candidates = self.keys.iter().filter(|k| {
-            k.validation.algorithms.contains(&header.alg)
-                && (k.kid.is_none() || header.kid.is_none() || k.kid == header.kid)
-        });
+        let header = jsonwebtoken::decode_header(token).map_err(|err| invalid("header", &err.to_string()))?;
+        let issuer = self.issuer_of(token)?;
+        let keys = issuer.keys_for(header.kid.as_deref()).await?;
         let mut refusal = Refusal::Invalid;
-        for key in candidates {
-            match jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, &key.key, &key.validation) {
-                Ok(data) => return Ok(self.principal(&data.claims)),
+        for key in keys.candidates(header.alg, header.kid.as_deref()) {
+            let mut validation = Validation::new(key.algorithm);
+            validation.set_issuer(&[&issuer.issuer]);
+            validation.set_audience(&[&issuer.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            validation.validate_nbf = true;
+            validation.leeway = self.leeway.as_secs();
+            match jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, &key.key, &validation) {
+                Ok(data) => return Ok(self.principal(issuer, &data.claims)),
                 Err(err) if matches!(err.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                     refusal = Refusal::Expired;
                 }
@@ -236,17 +314,39 @@ impl Authenticator {
         Err(refusal)
     }
 
-    fn principal(&self, claims: &HashMap<String, serde_json::Value>) -> (Principal, Vec<Permission>) {
+    /// The issuer the token says it is from (checked again, with the
+    /// signature, by the validation); with one issuer, that one.
+    fn issuer_of(&self, token: &str) -> Result<&Issuer, Refusal> {
+        if let [only] = self.issuers.as_slice() {
+            return Ok(only);
+        }
+        #[derive(serde::Deserialize)]
+        struct Claims {
+            iss: Option<String>,
+        }
+        let payload = token.split('.').nth(1).ok_or_else(|| invalid("format", "no payload"))?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|err| invalid("payload", &err.to_string()))?;
+        let claims: Claims = serde_json::from_slice(&bytes).map_err(|err| invalid("payload", &err.to_string()))?;
+        let iss = claims.iss.ok_or_else(|| invalid("iss", "missing"))?;
+        self.issuers.iter().find(|i| i.issuer == iss).ok_or_else(|| invalid("iss", "not a configured issuer"))
+    }
+
+    fn principal(&self, issuer: &Issuer, claims: &HashMap<String, serde_json::Value>) -> (Principal, Vec<Permission>) {
+        let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let permissions = match claims.get(&self.permissions_claim) {
             Some(serde_json::Value::Array(values)) => {
                 values.iter().filter_map(|v| v.as_str()).filter_map(Permission::parse).collect()
             }
             Some(serde_json::Value::String(s)) => s.split_whitespace().filter_map(Permission::parse).collect(),
+            // No claim at all: what the issuer's mapping grants the subject.
+            None => issuer.subject_permissions.get(&subject).cloned().unwrap_or_default(),
             _ => Vec::new(),
         };
         let exp = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
         let principal = Principal {
-            subject: claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_string(),
+            subject,
             // The same leeway the check allowed.
             expires_at: UNIX_EPOCH
                 .checked_add(Duration::from_secs(exp) + self.leeway)
@@ -256,14 +356,28 @@ impl Authenticator {
     }
 }
 
-fn invalid(what: &str, err: &jsonwebtoken::errors::Error) -> Refusal {
-    tracing::debug!(part = what, reason = %err, "token refused");
-    Refusal::Invalid
+impl Issuer {
+    /// The keys to check a token with `kid` against: fetched again first
+    /// when the key is not in hand (the provider rotated), within the
+    /// refetch limit.
+    async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, Refusal> {
+        match &self.keys {
+            Keys::Fixed(keys) => Ok(keys.clone()),
+            Keys::Fetched(fetched) => match (fetched.current(), kid) {
+                (Some(keys), Some(kid)) if !keys.has_kid(kid) => {
+                    tracing::debug!(issuer = %self.issuer, kid = %quoted(kid), "unknown key id; fetching the keys again");
+                    Ok(fetched.refetch().await.unwrap_or(keys))
+                }
+                (Some(keys), _) => Ok(keys),
+                (None, _) => fetched.refetch().await.ok_or(Refusal::KeysUnavailable),
+            },
+        }
+    }
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    String::from_utf8(cudly_core::files::read_file(path)?)
-        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))
+fn invalid(what: &str, reason: &str) -> Refusal {
+    tracing::debug!(part = what, reason, "token refused");
+    Refusal::Invalid
 }
 
 /// A tower layer that authenticates and authorizes every gRPC call before
@@ -272,13 +386,12 @@ fn read(path: &Path) -> anyhow::Result<String> {
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     authenticator: Option<Arc<Authenticator>>,
-    reflection_open: bool,
 }
 
 impl AuthLayer {
     /// `None` lets every call through (auth disabled).
-    pub fn new(authenticator: Option<Arc<Authenticator>>, reflection_open: bool) -> Self {
-        AuthLayer { authenticator, reflection_open }
+    pub fn new(authenticator: Option<Arc<Authenticator>>) -> Self {
+        AuthLayer { authenticator }
     }
 }
 
@@ -312,34 +425,45 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.layer.check(&request) {
-            Ok(principal) => {
-                if let Some(principal) = principal {
-                    request.extensions_mut().insert(principal);
+        // The service that was polled ready serves this call; a clone takes
+        // its place for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        // Owned, so that the body (not necessarily `Sync`) is not borrowed
+        // across the check.
+        let path = request.uri().path().to_string();
+        let authorization =
+            request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Box::pin(async move {
+            match layer.check(&path, authorization.as_deref()).await {
+                Ok(principal) => {
+                    if let Some(principal) = principal {
+                        request.extensions_mut().insert(principal);
+                    }
+                    inner.call(request).await
                 }
-                Box::pin(self.inner.call(request))
+                Err(status) => Ok(status.into_http()),
             }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
-        }
+        })
     }
 }
 
 impl AuthLayer {
-    fn check<B>(&self, request: &http::Request<B>) -> Result<Option<Principal>, Status> {
+    async fn check(&self, path: &str, authorization: Option<&str>) -> Result<Option<Principal>, Status> {
         let Some(authenticator) = &self.authenticator else {
             return Ok(None);
         };
-        let needs = match access(request.uri().path(), self.reflection_open) {
+        let needs = match access(path) {
             Access::Open => return Ok(None),
             Access::Needs(p) => Some(p),
             Access::Authenticated => None,
         };
-        let header = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let (principal, permissions) = authenticator.verify(header)?;
+        let (principal, permissions) = authenticator.verify(authorization).await?;
         if let Some(needed) = needs
             && !permissions.contains(&needed)
         {
-            tracing::info!(subject = %principal.subject, path = request.uri().path(), permission = needed.as_str(), "permission denied");
+            tracing::info!(subject = %principal.subject, path, permission = needed.as_str(), "permission denied");
             return Err(Refusal::Denied(needed).into());
         }
         Ok(Some(principal))
@@ -352,39 +476,80 @@ mod tests {
 
     #[test]
     fn paths_map_to_what_they_need() {
-        assert_eq!(access("/grpc.health.v1.Health/Check", false), Access::Open);
-        assert_eq!(access("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", true), Access::Open);
-        assert_eq!(access("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", false), Access::Authenticated);
+        assert_eq!(access("/grpc.health.v1.Health/Check"), Access::Open);
+        assert_eq!(access("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"), Access::Open);
         assert_eq!(
-            access("/cudly.recommendations.v1.RecommendationsService/WatchFreshness", true),
+            access("/cudly.recommendations.v1.RecommendationsService/WatchFreshness"),
             Access::Needs(Permission::ViewRecommendations)
         );
         assert_eq!(
-            access("/cudly.recommendations.v1.AccountsService/DeleteAccount", true),
+            access("/cudly.recommendations.v1.AccountsService/DeleteAccount"),
             Access::Needs(Permission::AdminAccounts)
         );
-        assert_eq!(access("/some.Other/Thing", true), Access::Authenticated);
+        assert_eq!(access("/some.Other/Thing"), Access::Authenticated);
     }
 
-    #[test]
-    fn key_files_that_do_not_load_are_named() {
+    #[tokio::test]
+    async fn key_files_that_do_not_load_are_named() {
         let dir = std::env::temp_dir().join(format!("cudly-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let short = dir.join("short");
         std::fs::write(&short, "too short\n").unwrap();
         let settings = |keys| JwtSettings {
-            keys,
-            issuer: "i".into(),
-            audience: "a".into(),
+            issuers: vec![IssuerSettings {
+                issuer: "i".into(),
+                audience: "a".into(),
+                keys,
+                subject_permissions: SubjectPermissions::default(),
+            }],
             leeway: Duration::from_secs(30),
             permissions_claim: "permissions".into(),
+            key_refresh: KeyRefresh {
+                every: Duration::from_secs(600),
+                min_refetch: Duration::from_secs(30),
+                timeout: Duration::from_secs(5),
+            },
         };
-        let err = Authenticator::load(&settings(KeySource::Hs256SecretFile(short.clone()))).unwrap_err();
-        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
-        let err = Authenticator::load(&settings(KeySource::PublicKeyPemFile(short.clone()))).unwrap_err();
-        assert!(err.to_string().contains("not an RSA or EC public key"), "{err}");
-        let err = Authenticator::load(&settings(KeySource::JwksFile(dir.join("missing")))).unwrap_err();
-        assert!(err.to_string().contains("missing"), "{err}");
+        let metrics = KeyMetrics::default();
+        let load = |keys| {
+            let settings = settings(keys);
+            let metrics = metrics.clone();
+            async move { Authenticator::load(&settings, &metrics).await.unwrap_err().to_string() }
+        };
+        let err = load(KeySource::Hs256SecretFile(short.clone())).await;
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let err = load(KeySource::PublicKeyPemFile(short.clone())).await;
+        assert!(err.contains("not an RSA or EC public key"), "{err}");
+        let err = load(KeySource::JwksFile(dir.join("missing"))).await;
+        assert!(err.contains("missing"), "{err}");
+        let err = load(KeySource::Fetched(FetchSettings {
+            jwks_url: Some("https://idp.example.com/keys".into()),
+            ca_file: Some(short.clone()),
+            token_file: None,
+        }))
+        .await;
+        assert!(err.contains("no PEM certificate"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn subject_permissions_parse_and_bad_ones_are_named() {
+        let parsed = parse_subject_permissions(
+            "system:serviceaccount:cudly:scheduler=recommendations:view; ops = accounts:admin recommendations:view;",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.0,
+            [
+                ("system:serviceaccount:cudly:scheduler".to_string(), vec![Permission::ViewRecommendations]),
+                ("ops".to_string(), vec![Permission::AdminAccounts, Permission::ViewRecommendations]),
+            ]
+        );
+        assert!(parse_subject_permissions("").unwrap().0.is_empty());
+        assert!(parse_subject_permissions("no-equals").unwrap_err().contains("not `subject=permission"));
+        assert!(parse_subject_permissions("=recommendations:view").unwrap_err().contains("no subject"));
+        assert!(parse_subject_permissions("a=").unwrap_err().contains("grants no permission"));
+        let err = parse_subject_permissions(&format!("a={}", "x".repeat(10_000))).unwrap_err();
+        assert!(err.contains("is not a permission") && err.len() < 200, "{err}");
     }
 }

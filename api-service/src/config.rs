@@ -9,7 +9,10 @@ use clap::Parser;
 use cudly_core::config::{Command, CommonArgs, parse_ttl};
 use cudly_core::metrics::{MetricsListen, parse_metrics_listen};
 
-use crate::auth::{AuthSettings, JwtSettings, KeySource};
+use crate::auth::{
+    AuthSettings, FetchSettings, IssuerSettings, JwtSettings, KeyRefresh, KeySource, SubjectPermissions,
+    parse_subject_permissions,
+};
 
 /// Answers RefreshRecommendations at once (the collection runs in
 /// collector-service), streams freshness with WatchFreshness, and serves
@@ -113,17 +116,34 @@ pub struct AuthArgs {
     #[arg(long, env = "CUDLY_JWT_PUBLIC_KEY_FILE", group = "jwt_keys")]
     pub jwt_public_key_file: Option<PathBuf>,
 
-    /// JWKS file of RS256/ES256 verification keys, matched by `kid`.
+    /// JWKS file of RSA/EC verification keys, matched by `kid`.
     #[arg(long, env = "CUDLY_JWT_JWKS_FILE", group = "jwt_keys")]
     pub jwt_jwks_file: Option<PathBuf>,
 
-    /// Required `iss` claim.
+    /// URL of the identity provider's JWKS (https), fetched and kept fresh.
+    /// Without any key setting, the keys are discovered from
+    /// CUDLY_JWT_ISSUER's `/.well-known/openid-configuration`.
+    #[arg(long, env = "CUDLY_JWT_JWKS_URL", group = "jwt_keys")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// PEM CA trusted, besides the public roots, when fetching the issuer's
+    /// keys.
+    #[arg(long, env = "CUDLY_JWT_CA_FILE")]
+    pub jwt_ca_file: Option<PathBuf>,
+
+    /// Required `iss` claim (and, without a key setting, where the keys are
+    /// discovered).
     #[arg(long, env = "CUDLY_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
 
     /// Required `aud` claim.
     #[arg(long, env = "CUDLY_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+
+    /// Permissions of subjects whose tokens carry no permissions claim:
+    /// `subject=permission permission;subject=permission`.
+    #[arg(long, env = "CUDLY_JWT_SUBJECT_PERMISSIONS", value_parser = parse_subject_permissions)]
+    pub jwt_subject_permissions: Option<SubjectPermissions>,
 
     /// Clock skew allowed on `exp` and `nbf`.
     #[arg(long, env = "CUDLY_JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -133,6 +153,51 @@ pub struct AuthArgs {
     /// `accounts:admin`): an array of strings or a space-separated string.
     #[arg(long, env = "CUDLY_JWT_PERMISSIONS_CLAIM", default_value = "permissions")]
     pub jwt_permissions_claim: String,
+
+    /// A second trusted issuer, for workloads: a Kubernetes cluster's
+    /// service-account issuer, whose projected tokens (audience-bound,
+    /// rotated by the kubelet) then authenticate jobs such as the scheduled
+    /// refresh. Its keys are fetched.
+    #[arg(long, env = "CUDLY_WORKLOAD_JWT_ISSUER", requires = "workload_jwt_audience")]
+    pub workload_jwt_issuer: Option<String>,
+
+    /// Required `aud` of workload tokens (the projected token's audience).
+    #[arg(long, env = "CUDLY_WORKLOAD_JWT_AUDIENCE", requires = "workload_jwt_issuer")]
+    pub workload_jwt_audience: Option<String>,
+
+    /// URL of the workload issuer's JWKS; without it, discovered from the
+    /// issuer. In a cluster: `https://kubernetes.default.svc/openid/v1/jwks`.
+    #[arg(long, env = "CUDLY_WORKLOAD_JWT_JWKS_URL", requires = "workload_jwt_issuer")]
+    pub workload_jwt_jwks_url: Option<String>,
+
+    /// PEM CA trusted when fetching the workload issuer's keys (in a pod:
+    /// `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`).
+    #[arg(long, env = "CUDLY_WORKLOAD_JWT_CA_FILE", requires = "workload_jwt_issuer")]
+    pub workload_jwt_ca_file: Option<PathBuf>,
+
+    /// File with a bearer token sent when fetching the workload issuer's
+    /// keys, read at each fetch (in a pod: the ServiceAccount token, as the
+    /// API server serves its keys to authenticated callers).
+    #[arg(long, env = "CUDLY_WORKLOAD_JWT_FETCH_TOKEN_FILE", requires = "workload_jwt_issuer")]
+    pub workload_jwt_fetch_token_file: Option<PathBuf>,
+
+    /// Permissions of workload subjects, e.g.
+    /// `system:serviceaccount:cudly:scheduler=recommendations:view`.
+    #[arg(long, env = "CUDLY_WORKLOAD_SUBJECT_PERMISSIONS", value_parser = parse_subject_permissions, requires = "workload_jwt_issuer")]
+    pub workload_subject_permissions: Option<SubjectPermissions>,
+
+    /// How often fetched keys are refetched.
+    #[arg(long, env = "CUDLY_JWT_KEYS_REFRESH", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub jwt_keys_refresh: Duration,
+
+    /// Fetched keys are refetched for a token naming an unknown key id at
+    /// most once per this long, and retried this often while fetching fails.
+    #[arg(long, env = "CUDLY_JWT_KEYS_MIN_REFETCH", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_keys_min_refetch: Duration,
+
+    /// Deadline of one key fetch.
+    #[arg(long, env = "CUDLY_JWT_KEYS_FETCH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub jwt_keys_fetch_timeout: Duration,
 }
 
 impl AuthArgs {
@@ -142,23 +207,71 @@ impl AuthArgs {
         if self.auth_disabled {
             return Ok(AuthSettings::Disabled);
         }
-        let keys = match (&self.jwt_hs256_secret_file, &self.jwt_public_key_file, &self.jwt_jwks_file) {
-            (Some(f), _, _) => KeySource::Hs256SecretFile(f.clone()),
-            (_, Some(f), _) => KeySource::PublicKeyPemFile(f.clone()),
-            (_, _, Some(f)) => KeySource::JwksFile(f.clone()),
-            _ => anyhow::bail!(
-                "authentication needs a verification key: set CUDLY_JWT_HS256_SECRET_FILE, \
-                 CUDLY_JWT_PUBLIC_KEY_FILE or CUDLY_JWT_JWKS_FILE (or CUDLY_AUTH_DISABLED=true for a local run)"
-            ),
-        };
-        let issuer = self.jwt_issuer.clone().ok_or_else(|| anyhow::anyhow!("CUDLY_JWT_ISSUER is required"))?;
-        let audience = self.jwt_audience.clone().ok_or_else(|| anyhow::anyhow!("CUDLY_JWT_AUDIENCE is required"))?;
+        let mut issuers = Vec::new();
+        if let Some(issuer) = self.people_issuer()? {
+            issuers.push(issuer);
+        }
+        if let (Some(issuer), Some(audience)) = (&self.workload_jwt_issuer, &self.workload_jwt_audience) {
+            anyhow::ensure!(
+                issuers.iter().all(|i| &i.issuer != issuer),
+                "CUDLY_WORKLOAD_JWT_ISSUER must differ from CUDLY_JWT_ISSUER"
+            );
+            issuers.push(IssuerSettings {
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+                keys: KeySource::Fetched(FetchSettings {
+                    jwks_url: self.workload_jwt_jwks_url.clone(),
+                    ca_file: self.workload_jwt_ca_file.clone(),
+                    token_file: self.workload_jwt_fetch_token_file.clone(),
+                }),
+                subject_permissions: self.workload_subject_permissions.clone().unwrap_or_default(),
+            });
+        }
+        anyhow::ensure!(
+            !issuers.is_empty(),
+            "authentication needs a verification key: set CUDLY_JWT_ISSUER (keys discovered from it) or with it \
+             CUDLY_JWT_JWKS_URL, CUDLY_JWT_JWKS_FILE, CUDLY_JWT_PUBLIC_KEY_FILE or CUDLY_JWT_HS256_SECRET_FILE; \
+             or CUDLY_WORKLOAD_JWT_ISSUER (or CUDLY_AUTH_DISABLED=true for a local run)"
+        );
         Ok(AuthSettings::Jwt(JwtSettings {
-            keys,
-            issuer,
-            audience,
+            issuers,
             leeway: self.jwt_leeway,
             permissions_claim: self.jwt_permissions_claim.clone(),
+            key_refresh: KeyRefresh {
+                every: self.jwt_keys_refresh,
+                min_refetch: self.jwt_keys_min_refetch,
+                timeout: self.jwt_keys_fetch_timeout,
+            },
+        }))
+    }
+
+    /// The issuer people sign in with (CUDLY_JWT_*), if configured.
+    fn people_issuer(&self) -> anyhow::Result<Option<IssuerSettings>> {
+        let keys =
+            match (&self.jwt_hs256_secret_file, &self.jwt_public_key_file, &self.jwt_jwks_file, &self.jwt_jwks_url) {
+                (Some(f), ..) => Some(KeySource::Hs256SecretFile(f.clone())),
+                (_, Some(f), ..) => Some(KeySource::PublicKeyPemFile(f.clone())),
+                (_, _, Some(f), _) => Some(KeySource::JwksFile(f.clone())),
+                (.., Some(url)) => Some(KeySource::Fetched(FetchSettings {
+                    jwks_url: Some(url.clone()),
+                    ca_file: self.jwt_ca_file.clone(),
+                    token_file: None,
+                })),
+                (None, None, None, None) => None,
+            };
+        let Some(issuer) = self.jwt_issuer.clone() else {
+            anyhow::ensure!(keys.is_none(), "CUDLY_JWT_ISSUER is required with a verification key");
+            return Ok(None);
+        };
+        let keys = keys.unwrap_or_else(|| {
+            KeySource::Fetched(FetchSettings { jwks_url: None, ca_file: self.jwt_ca_file.clone(), token_file: None })
+        });
+        let audience = self.jwt_audience.clone().ok_or_else(|| anyhow::anyhow!("CUDLY_JWT_AUDIENCE is required"))?;
+        Ok(Some(IssuerSettings {
+            issuer,
+            audience,
+            keys,
+            subject_permissions: self.jwt_subject_permissions.clone().unwrap_or_default(),
         }))
     }
 }
@@ -249,14 +362,62 @@ mod tests {
     fn authentication_is_on_unless_disabled_and_must_be_complete() {
         let parse = |args: &[&str]| Config::try_parse_from([&["api-service"], args].concat()).unwrap();
         let err = parse(&[]).auth.settings().unwrap_err().to_string();
-        assert!(err.contains("CUDLY_JWT_HS256_SECRET_FILE") && err.contains("CUDLY_AUTH_DISABLED"), "{err}");
+        assert!(err.contains("CUDLY_JWT_ISSUER") && err.contains("CUDLY_AUTH_DISABLED"), "{err}");
         assert!(matches!(parse(&["--auth-disabled"]).auth.settings().unwrap(), AuthSettings::Disabled));
         let err = parse(&["--jwt-hs256-secret-file", "s"]).auth.settings().unwrap_err().to_string();
         assert!(err.contains("CUDLY_JWT_ISSUER"), "{err}");
-        let full =
-            parse(&["--jwt-jwks-file", "k", "--jwt-issuer", "i", "--jwt-audience", "a"]).auth.settings().unwrap();
-        assert!(matches!(full, AuthSettings::Jwt(JwtSettings { keys: KeySource::JwksFile(_), .. })));
+        let issuers = |args: &[&str]| match parse(args).auth.settings().unwrap() {
+            AuthSettings::Jwt(jwt) => jwt.issuers,
+            AuthSettings::Disabled => panic!("disabled"),
+        };
+        let full = issuers(&["--jwt-jwks-file", "k", "--jwt-issuer", "i", "--jwt-audience", "a"]);
+        assert!(matches!(full[..], [IssuerSettings { keys: KeySource::JwksFile(_), .. }]));
         let two_keys = Config::try_parse_from(["api-service", "--jwt-hs256-secret-file", "s", "--jwt-jwks-file", "k"]);
         assert!(two_keys.unwrap_err().to_string().contains("cannot be used with"));
+        // An issuer alone: its keys are discovered.
+        let discovered = issuers(&["--jwt-issuer", "https://idp.example.com/", "--jwt-audience", "a"]);
+        assert!(matches!(
+            &discovered[..],
+            [IssuerSettings { keys: KeySource::Fetched(FetchSettings { jwks_url: None, .. }), .. }]
+        ));
+        let by_url =
+            issuers(&["--jwt-issuer", "i", "--jwt-audience", "a", "--jwt-jwks-url", "https://idp.example.com/keys"]);
+        assert!(matches!(
+            &by_url[..],
+            [IssuerSettings { keys: KeySource::Fetched(FetchSettings { jwks_url: Some(_), .. }), .. }]
+        ));
+    }
+
+    #[test]
+    fn a_workload_issuer_is_trusted_beside_people_or_alone_with_its_subjects() {
+        let workload = [
+            "--workload-jwt-issuer",
+            "https://kubernetes.default.svc.cluster.local",
+            "--workload-jwt-audience",
+            "cudly",
+            "--workload-subject-permissions",
+            "system:serviceaccount:cudly:scheduler=recommendations:view",
+        ];
+        let parse = |args: &[&str]| Config::try_parse_from([&["api-service"], args].concat());
+        let AuthSettings::Jwt(alone) = parse(&workload).unwrap().auth.settings().unwrap() else { panic!() };
+        assert_eq!(alone.issuers.len(), 1);
+        assert_eq!(
+            alone.issuers[0].subject_permissions.0,
+            [("system:serviceaccount:cudly:scheduler".to_string(), vec![crate::auth::Permission::ViewRecommendations])]
+        );
+        let people = ["--jwt-issuer", "https://idp.example.com/", "--jwt-audience", "cudly-api"];
+        let AuthSettings::Jwt(both) = parse(&[&people[..], &workload[..]].concat()).unwrap().auth.settings().unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(both.issuers.len(), 2);
+        let err = parse(&["--workload-jwt-issuer", "x"]).unwrap_err().to_string();
+        assert!(err.contains("--workload-jwt-audience"), "{err}");
+        let err = parse(&["--jwt-subject-permissions", "a=recommendations:edit"]).unwrap_err().to_string();
+        assert!(err.contains("is not a permission"), "{err}");
+        let same =
+            ["--jwt-issuer", "x", "--jwt-audience", "a", "--workload-jwt-issuer", "x", "--workload-jwt-audience", "b"];
+        let err = parse(&same).unwrap().auth.settings().unwrap_err().to_string();
+        assert!(err.contains("must differ"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cudly_api::auth::{AuthSettings, JwtSettings, KeySource};
+use cudly_api::auth::{AuthSettings, IssuerSettings, JwtSettings, KeySource, SubjectPermissions};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 /// The issuer test tokens carry and test settings require.
@@ -44,16 +44,22 @@ impl Drop for KeyDir {
     }
 }
 
-/// JWT authentication with `keys`, [`ISSUER`], [`AUDIENCE`], no leeway and
-/// permissions in the `permissions` claim.
+/// JWT authentication with `keys`, [`ISSUER`], [`AUDIENCE`], no leeway,
+/// permissions in the `permissions` claim and the default key refresh.
 pub fn settings(keys: KeySource) -> AuthSettings {
-    AuthSettings::Jwt(JwtSettings {
-        keys,
+    let issuer = IssuerSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
-        leeway: Duration::ZERO,
-        permissions_claim: "permissions".into(),
-    })
+        keys,
+        subject_permissions: SubjectPermissions::default(),
+    };
+    issuers(vec![issuer])
+}
+
+/// JWT authentication trusting `issuers`, otherwise as [`settings`].
+pub fn issuers(issuers: Vec<IssuerSettings>) -> AuthSettings {
+    let AuthSettings::Jwt(defaults) = crate::settings::auth_defaults() else { unreachable!("auth is on") };
+    AuthSettings::Jwt(JwtSettings { issuers, leeway: Duration::ZERO, ..defaults })
 }
 
 /// Seconds since the Unix epoch.

@@ -21,6 +21,21 @@ pub fn api(collector_url: &str) -> cudly_api::app::Settings {
     cudly_api::app::Settings::from_config(&config).expect("the default settings are complete")
 }
 
+/// api-service's JWT settings with the defaults of its flags (leeway, the
+/// permissions claim, the key refresh), trusting a placeholder issuer whose
+/// keys are discovered: replace the issuers.
+pub fn auth_defaults() -> cudly_api::auth::AuthSettings {
+    let config = cudly_api::config::Config::try_parse_from([
+        "api-service",
+        "--jwt-issuer",
+        "https://issuer.invalid/",
+        "--jwt-audience",
+        "cudly-api",
+    ])
+    .expect("the test flags parse");
+    config.auth.settings().expect("the settings are complete")
+}
+
 /// collector-service's settings with its defaults, open to any caller.
 pub fn collector() -> cudly_collector::app::Settings {
     cudly_collector::app::Settings::from_config(&collector_config()).expect("the default settings are complete")

@@ -73,13 +73,17 @@ async fn reflection_can_be_switched_off(pool: PgPool) {
             String::new(),
         )),
     };
+    // With a token or without one (as grpcurl first calls): not served,
+    // rather than "missing credentials".
     let viewer = hs256(serde_json::json!({}));
-    let outbound = with_token(tokio_stream::once(request), Some(&viewer));
-    let status = match reflection.server_reflection_info(outbound).await {
-        Ok(response) => response.into_inner().message().await.unwrap_err(),
-        Err(status) => status,
-    };
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    for bearer in [Some(viewer.as_str()), None] {
+        let outbound = with_token(tokio_stream::once(request.clone()), bearer);
+        let status = match reflection.server_reflection_info(outbound).await {
+            Ok(response) => response.into_inner().message().await.unwrap_err(),
+            Err(status) => status,
+        };
+        assert_eq!(status.code(), Code::Unimplemented, "token: {}: {status:?}", bearer.is_some());
+    }
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -100,8 +104,8 @@ async fn rs256_tokens_verify_against_an_rsa_public_key(pool: PgPool) {
     assert_eq!(call_grpc(&app, Rpc::List, Some(&expired)).await, Code::Unauthenticated);
 }
 
-/// The JWK of a P-256 key pair.
-fn ec_jwk(pair: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
+/// The JWK of a P-256 key pair, as providers publish it.
+pub(crate) fn ec_jwk(pair: &rcgen::KeyPair, kid: &str) -> serde_json::Value {
     use base64::Engine as _;
     let point = pair.public_key_raw(); // 0x04 || x || y
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);

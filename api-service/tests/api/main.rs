@@ -9,6 +9,7 @@ mod contract;
 mod figures;
 mod grpc_web;
 mod guarantees;
+mod identity_provider;
 mod keys;
 mod listing;
 mod observability;
