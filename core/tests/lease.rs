@@ -116,6 +116,25 @@ async fn a_run_that_wrote_its_results_moves_the_data_version_and_the_collection_
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_failed_run_that_wrote_its_results_moves_the_data_version_but_not_the_collection_time(pool: PgPool) {
+    // Every provider failed: the results transaction still ran (its
+    // evictions, none here) and moves the data version, but nothing was
+    // collected, so "last collected" stays as it was (never, here).
+    let (lease, _) = start_run(&pool).await;
+    let ending =
+        Ending { outcome: Outcome::Failed, error: Some("no account answered"), providers: Some(&[]), written: Some(0) };
+    assert!(end_run(&pool, &lease, &ending).await.unwrap());
+    let (state, data_version, collected) = state_row(&pool).await;
+    assert_eq!((state.outcome.as_deref(), data_version, collected), (Some("failed"), 1, false));
+    // A succeeded run that wrote nothing new still collected: the time moves.
+    let (lease, _) = start_run(&pool).await;
+    let ending = Ending { outcome: Outcome::Succeeded, error: None, providers: Some(&[]), written: Some(0) };
+    assert!(end_run(&pool, &lease, &ending).await.unwrap());
+    let (_, data_version, collected) = state_row(&pool).await;
+    assert_eq!((data_version, collected), (2, true));
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn a_run_end_without_an_unexpired_lease_writes_nothing(pool: PgPool) {
     let (lease, _) = start_run(&pool).await;
     let ending = Ending { outcome: Outcome::Succeeded, error: None, providers: Some(&[]), written: Some(3) };
