@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret as _, SecretString};
 use tonic::Status;
 
 /// A permission a token can carry.
@@ -161,10 +162,8 @@ impl Authenticator {
     pub fn load(settings: &JwtSettings) -> anyhow::Result<Self> {
         let keys = match &settings.keys {
             KeySource::Hs256SecretFile(path) => {
-                let secret = read(path)?;
-                let secret = secret.trim_end_matches(['\n', '\r']);
-                anyhow::ensure!(secret.len() >= 32, "{}: an HS256 secret needs at least 32 bytes", path.display());
-                vec![(None, DecodingKey::from_secret(secret.as_bytes()), Algorithm::HS256)]
+                let secret = read_hs256_secret(path)?;
+                vec![(None, DecodingKey::from_secret(secret.expose_secret().as_bytes()), Algorithm::HS256)]
             }
             KeySource::PublicKeyPemFile(path) => {
                 let pem = read(path)?;
@@ -259,6 +258,26 @@ impl Authenticator {
 fn invalid(what: &str, err: &jsonwebtoken::errors::Error) -> Refusal {
     tracing::debug!(part = what, reason = %err, "token refused");
     Refusal::Invalid
+}
+
+/// The shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key at
+/// least as long as the hash, 256 bits.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Reads an HS256 shared secret: the file's content without its trailing
+/// newline, refused when shorter than [`MIN_HS256_SECRET_BYTES`]. The
+/// service verifies with it and `cudlyctl token` signs with it, so both
+/// accept the same secrets.
+pub fn read_hs256_secret(path: &Path) -> anyhow::Result<SecretString> {
+    let secret = read(path)?;
+    let secret = secret.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        secret.len() >= MIN_HS256_SECRET_BYTES,
+        "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, it has {}",
+        path.display(),
+        secret.len()
+    );
+    Ok(SecretString::from(secret.to_string()))
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
