@@ -23,6 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = || {
         let mut config = prost_build::Config::new();
         config.protoc_executable(&protoc);
+        // `prost::Name` on every message: its full name finds its descriptor
+        // in FILE_DESCRIPTOR_SET, which is how clients print the canonical
+        // proto3 JSON of a message.
+        config.enable_type_names();
         config
     };
     tonic_prost_build::configure()

@@ -8,7 +8,7 @@
 //! through an OpenID provider, workloads through their cluster's issuer).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +17,7 @@ use base64::Engine as _;
 use cudly_core::quote::quoted;
 use futures_util::future::BoxFuture;
 use jsonwebtoken::Validation;
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -170,9 +171,26 @@ pub enum AuthSettings {
     Jwt(JwtSettings),
 }
 
-/// The shortest HS256 secret accepted (RFC 7518 §3.2: a key of at least
-/// the hash's size, 256 bits).
+/// The shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key at
+/// least as long as the hash, 256 bits.
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Reads an HS256 shared secret: the file's content without its trailing
+/// newline, refused when shorter than [`MIN_HS256_SECRET_BYTES`]. The
+/// service verifies with it and `cudlyctl token` signs with it, so both
+/// accept the same secrets.
+pub fn read_hs256_secret(path: &Path) -> anyhow::Result<SecretString> {
+    let secret = String::from_utf8(cudly_core::files::read_file(path)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let secret = secret.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        secret.len() >= MIN_HS256_SECRET_BYTES,
+        "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, it has {}",
+        path.display(),
+        secret.len()
+    );
+    Ok(SecretString::from(secret.to_string()))
+}
 
 /// The permissions in a `subject=permission permission;subject=…` list.
 pub fn parse_subject_permissions(text: &str) -> Result<SubjectPermissions, String> {

@@ -6,7 +6,9 @@ use std::path::Path;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::{KeySource, MIN_HS256_SECRET_BYTES};
+use secrecy::ExposeSecret as _;
+
+use super::{KeySource, read_hs256_secret};
 
 /// One verification key.
 pub(super) struct Key {
@@ -33,14 +35,9 @@ impl KeySet {
     pub(super) fn from_file(source: &KeySource) -> anyhow::Result<KeySet> {
         let keys = match source {
             KeySource::Hs256SecretFile(path) => {
-                let secret = read(path)?;
-                let secret = secret.trim_end_matches(['\n', '\r']);
-                anyhow::ensure!(
-                    secret.len() >= MIN_HS256_SECRET_BYTES,
-                    "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes",
-                    path.display()
-                );
-                vec![Key { kid: None, key: DecodingKey::from_secret(secret.as_bytes()), algorithm: Algorithm::HS256 }]
+                let secret = read_hs256_secret(path)?;
+                let key = DecodingKey::from_secret(secret.expose_secret().as_bytes());
+                vec![Key { kid: None, key, algorithm: Algorithm::HS256 }]
             }
             KeySource::PublicKeyPemFile(path) => {
                 let pem = read(path)?;

@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod collector_auth;
 mod contract;
+mod cudlyctl;
 mod figures;
 mod grpc_web;
 mod guarantees;
