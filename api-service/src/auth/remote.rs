@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cudly_core::files::read_file;
+use cudly_core::files::{read_file, read_token};
 use cudly_core::quote::{at_most, quoted};
 use http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -22,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::KeySet;
@@ -193,8 +194,8 @@ impl FetchedKeys {
         let mut request = http::Request::get(url.clone()).header(http::header::ACCEPT, "application/json");
         if let Some(path) = &self.token_file {
             // Read at every fetch: the kubelet rotates projected tokens.
-            let token = token(path)?;
-            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+            let token = read_token(path).map_err(|err| err.to_string())?;
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose_secret()));
         }
         let request = request.body(Empty::new()).map_err(|err| format!("{url}: {err}"))?;
         let response = self.client.request(request).await.map_err(|err| format!("{url}: {}", causes(&err)))?;
@@ -252,16 +253,6 @@ fn client(ca_file: Option<&Path>) -> anyhow::Result<Client<HttpsConnector<HttpCo
         .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https))
-}
-
-fn token(path: &Path) -> Result<String, String> {
-    let bytes = read_file(path).map_err(|err| err.to_string())?;
-    let token = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(format!("{}: the token file is empty", path.display()));
-    }
-    Ok(token.to_string())
 }
 
 /// An error and its causes, each said once.
