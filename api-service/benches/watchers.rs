@@ -45,8 +45,9 @@ async fn main() {
     sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await.unwrap();
 
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/api-service");
-    let mut api = tokio::process::Command::new(&binary)
+    // The binary cargo built for this bench, wherever its target directory is.
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_api-service"));
+    let mut api = tokio::process::Command::new(binary)
         .env("DATABASE_URL", std::env::var("DATABASE_URL").unwrap())
         .env("CUDLY_API_LISTEN", addr.to_string())
         .env("CUDLY_WATCH_HEARTBEAT", "60s")

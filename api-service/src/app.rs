@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cudly_core::files::read_file;
 use cudly_core::metrics::MetricsEndpoint;
+use cudly_core::quote::quoted;
 use cudly_core::server;
 use cudly_proto::recommendations::v1::accounts_service_server::{self, AccountsServiceServer};
 use cudly_proto::recommendations::v1::recommendations_service_server::{self, RecommendationsServiceServer};
@@ -54,6 +55,8 @@ pub struct Settings {
     pub watch_heartbeat: Duration,
     /// gRPC-web origins; `*` allows any.
     pub cors_allowed_origins: Vec<String>,
+    /// Request headers gRPC-web callers may send (checked at `build`).
+    pub cors_allowed_headers: Vec<String>,
     /// Drain deadline at shutdown.
     pub shutdown_timeout: Duration,
     /// Caller authentication.
@@ -98,6 +101,7 @@ impl Settings {
             auto_refresh: AutoRefresh { stale_after: config.stale_after, backoff: config.auto_refresh_backoff },
             watch_heartbeat: config.watch_heartbeat,
             cors_allowed_origins: config.cors_allowed_origins.clone(),
+            cors_allowed_headers: config.cors_allowed_headers.clone(),
             shutdown_timeout: config.shutdown_timeout,
             auth: config.auth.settings()?,
             reflection: config.reflection,
@@ -140,7 +144,7 @@ pub struct App {
 /// fail here, naming the file.
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     server::install_crypto_provider();
-    let cors = cors_layer(&settings.cors_allowed_origins)?;
+    let cors = cors_layer(&settings.cors_allowed_origins, &settings.cors_allowed_headers)?;
     let tls = match &settings.tls {
         Some((cert, key)) => {
             Some(ServerTlsConfig::new().identity(Identity::from_pem(read_file(cert)?, read_file(key)?)))
@@ -273,31 +277,69 @@ impl App {
 /// CORS for browsers speaking gRPC-web: the request headers are listed
 /// (a `*` does not cover `authorization`), the gRPC status headers exposed
 /// (else errors sent in headers reach the browser as "missing trailer"),
-/// and preflights cached for a day.
-fn cors_layer(origins: &[String]) -> anyhow::Result<CorsLayer> {
-    let allow_origin = if origins.iter().any(|o| o == "*") {
+/// and preflights cached for a day. A bad origin or header name fails
+/// start-up, naming its setting.
+fn cors_layer(origins: &[String], headers: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow_origin = if origins.iter().any(|o| o.trim() == "*") {
         AllowOrigin::any()
     } else {
         let values = origins
             .iter()
             .map(|o| {
-                HeaderValue::from_str(o)
-                    .map_err(|_| anyhow::anyhow!("CUDLY_CORS_ALLOWED_ORIGINS: {o:?} is not an origin"))
+                HeaderValue::from_str(o.trim()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--cors-allowed-origins (CUDLY_CORS_ALLOWED_ORIGINS): {} is not an origin",
+                        quoted(o)
+                    )
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         AllowOrigin::list(values)
     };
+    let allow_headers = headers.iter().map(|h| allowed_header(h)).collect::<anyhow::Result<Vec<_>>>()?;
     let header = HeaderName::from_static;
     Ok(CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header("authorization"),
-            header("content-type"),
-            header("x-grpc-web"),
-            header("x-user-agent"),
-            header("grpc-timeout"),
-        ])
+        .allow_headers(allow_headers)
         .expose_headers([header("grpc-status"), header("grpc-message"), header("grpc-status-details-bin")])
         .max_age(Duration::from_secs(24 * 60 * 60)))
+}
+
+/// One entry of `--cors-allowed-headers`: an HTTP header name (any case,
+/// surrounding spaces ignored). `*` is refused rather than passed on: the
+/// Fetch standard does not let it cover `authorization`, so a page sending
+/// a token would still fail its preflight.
+fn allowed_header(entry: &str) -> anyhow::Result<HeaderName> {
+    let name = entry.trim();
+    let why = if name == "*" {
+        "is not allowed: `*` does not cover `authorization`; list the headers"
+    } else {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) => return Ok(header),
+            Err(_) => "is not an HTTP header name",
+        }
+    };
+    anyhow::bail!("--cors-allowed-headers (CUDLY_CORS_ALLOWED_HEADERS): {} {why}", quoted(entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_header_names_are_checked_and_a_bad_one_is_quoted_bounded() {
+        assert_eq!(allowed_header(" TraceParent ").unwrap(), "traceparent");
+        for bad in ["", "x request id", "x-id\r\nset-cookie: a", "*"] {
+            let err = allowed_header(bad).unwrap_err().to_string();
+            assert!(err.contains("--cors-allowed-headers") && err.contains("CUDLY_CORS_ALLOWED_HEADERS"), "{err}");
+            assert!(err.contains(&quoted(bad)), "{err}");
+        }
+        let long = format!("x {}", "y".repeat(10_000));
+        let err = cors_layer(&["*".into()], &["content-type".into(), long]).unwrap_err().to_string();
+        assert!(err.len() < 300, "the bad value is quoted bounded: {err}");
+        let origin = "https://console\u{7}.example";
+        let err = cors_layer(&[origin.into()], &[]).unwrap_err().to_string();
+        assert!(err.contains("CUDLY_CORS_ALLOWED_ORIGINS") && err.contains(&quoted(origin)), "{err}");
+    }
 }

@@ -64,6 +64,20 @@ pub struct Config {
     #[arg(long, env = "CUDLY_CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = "*")]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Request headers a browser page may send over gRPC-web,
+    /// comma-separated (the CORS preflight's allow-list; a list given here
+    /// replaces the default). The default covers gRPC-web clients
+    /// (`content-type`, `x-grpc-web`, `x-user-agent`, `grpc-timeout`), bearer
+    /// tokens (`authorization`), trace context from OpenTelemetry's browser
+    /// instrumentation (`traceparent`, `tracestate`) and `x-request-id`.
+    #[arg(
+        long,
+        env = "CUDLY_CORS_ALLOWED_HEADERS",
+        value_delimiter = ',',
+        default_value = "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout,traceparent,tracestate,x-request-id"
+    )]
+    pub cors_allowed_headers: Vec<String>,
+
     /// How long shutdown waits for in-flight calls to finish.
     #[arg(long, env = "CUDLY_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
@@ -346,6 +360,9 @@ mod tests {
         assert_eq!(config.dispatch_timeout, Duration::from_secs(2));
         assert_eq!(config.watch_heartbeat, Duration::from_secs(15));
         assert_eq!(config.cors_allowed_origins, ["*"]);
+        for header in ["authorization", "content-type", "x-grpc-web", "traceparent", "tracestate", "x-request-id"] {
+            assert!(config.cors_allowed_headers.iter().any(|h| h == header), "{header} is not allowed by default");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn connect(url: &SecretString, max_connections: u32, patience: Duratio
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(err) => anyhow::bail!("could not connect to the database (DATABASE_URL): {err}"),
+            Err(err) => anyhow::bail!("could not connect to the database: {err}"),
         }
     }
 }

@@ -3,31 +3,37 @@
 
 use std::path::Path;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// Reads a file (a secret or PEM), naming it when it cannot.
 pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))
 }
 
-/// Reads a token file: its content without the trailing newline, which must
-/// not be empty.
-pub fn read_token(path: &Path) -> anyhow::Result<SecretString> {
+/// Reads a secret kept as one line of text (a database URL with its
+/// password): the content without the trailing newline, which must not be
+/// empty. Errors name the file and never show the content.
+pub fn read_secret_line(path: &Path) -> anyhow::Result<SecretString> {
     let raw = String::from_utf8(read_file(path)?).map_err(|_| anyhow::anyhow!("{}: not UTF-8", path.display()))?;
-    let token = raw.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(!token.is_empty(), "{}: the token is empty", path.display());
+    let line = raw.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(!line.is_empty(), "{}: the file is empty", path.display());
+    Ok(SecretString::from(line.to_string()))
+}
+
+/// Reads a token file: its content without the trailing newline, which must
+/// not be empty and must be printable ASCII without spaces.
+pub fn read_token(path: &Path) -> anyhow::Result<SecretString> {
+    let token = read_secret_line(path)?;
     anyhow::ensure!(
-        token.bytes().all(|b| b.is_ascii_graphic()),
+        token.expose_secret().bytes().all(|b| b.is_ascii_graphic()),
         "{}: the token must be printable ASCII without spaces",
         path.display()
     );
-    Ok(SecretString::from(token.to_string()))
+    Ok(token)
 }
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret as _;
-
     use super::*;
 
     #[test]

@@ -10,8 +10,16 @@
 # After start_services: API_ADDR, COLLECTOR_ADDR, API_METRICS_ADDR,
 # COLLECTOR_METRICS_ADDR (host:port), CUDLY_API_URL, and the service logs in
 # $SERVICE_LOGS.
+#
+# The binaries are the debug builds wherever cargo puts them (CARGO_TARGET_DIR
+# included), or those in CUDLY_BIN_DIR when it is set.
 
-bin=${CUDLY_BIN_DIR:-target/debug}
+if [ -n "${CUDLY_BIN_DIR:-}" ]; then
+  bin=$CUDLY_BIN_DIR
+else
+  source "$(dirname "${BASH_SOURCE[0]}")/target-dir.sh"
+  bin=$CUDLY_TARGET_DIR/debug
+fi
 SERVICE_LOGS=${CUDLY_PG_DIR:-$(mktemp -d)}
 service_pids=()
 

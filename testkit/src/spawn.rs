@@ -61,6 +61,8 @@ pub struct Options {
     pub metrics: bool,
     /// Serve server reflection.
     pub reflection: bool,
+    /// Request headers the API's CORS preflight allows.
+    pub cors_allowed_headers: Vec<String>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
             limits: settings::api("http://127.0.0.1:1").limits,
             metrics: false,
             reflection: true,
+            cors_allowed_headers: settings::api("http://127.0.0.1:1").cors_allowed_headers,
         }
     }
 }
@@ -178,6 +181,7 @@ pub async fn spawn_api(
         shutdown_timeout: Duration::from_secs(5),
         auth: opts.auth.clone(),
         reflection: opts.reflection,
+        cors_allowed_headers: opts.cors_allowed_headers.clone(),
         collector_credentials: opts.collector_credentials.clone(),
         limits: opts.limits.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),

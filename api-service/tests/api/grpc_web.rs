@@ -52,3 +52,47 @@ async fn a_browser_can_call_over_grpc_web_after_a_cors_preflight(pool: PgPool) {
     assert!(exposed.contains("grpc-status") && exposed.contains("grpc-message"), "{exposed}");
     assert!(lower.contains("grpc-status:0"), "the trailer frame reports OK: {response}");
 }
+
+/// The `access-control-allow-headers` of a preflight asking to send
+/// `headers`, or the whole response when the preflight failed.
+async fn preflight_allowed_headers(addr: std::net::SocketAddr, headers: &str) -> Vec<String> {
+    let path = "/cudly.recommendations.v1.RecommendationsService/GetFreshness";
+    let preflight = http1(
+        addr,
+        format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: api\r\nOrigin: https://console.example\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: {headers}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
+    let allowed = preflight.lines().find_map(|l| l.strip_prefix("access-control-allow-headers:")).unwrap_or_default();
+    allowed.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_page_with_trace_context_and_a_request_id_passes_the_preflight(pool: PgPool) {
+    let app = spawn_app(pool, Options { with_collector: false, ..Options::default() }).await;
+    // What a page with OpenTelemetry's fetch instrumentation and a request
+    // id sends besides gRPC-web's own headers and its bearer token.
+    let requested = ["traceparent", "tracestate", "x-request-id", "content-type", "x-grpc-web", "authorization"];
+    let allowed = preflight_allowed_headers(app.addr, &requested.join(",")).await;
+    for header in requested {
+        assert!(allowed.iter().any(|a| a == header), "{header} is not allowed: {allowed:?}");
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn configured_cors_headers_replace_the_default_list(pool: PgPool) {
+    let configured = ["content-type", "x-grpc-web", "X-Tenant"].map(String::from).to_vec();
+    let opts = Options { with_collector: false, cors_allowed_headers: configured, ..Options::default() };
+    let app = spawn_app(pool, opts).await;
+    let allowed = preflight_allowed_headers(app.addr, "content-type,x-grpc-web,x-tenant,traceparent").await;
+    assert!(allowed.iter().any(|a| a == "x-tenant"), "the configured header is allowed: {allowed:?}");
+    for header in ["traceparent", "authorization", "x-request-id"] {
+        assert!(!allowed.iter().any(|a| a == header), "{header} is left out once a list is configured: {allowed:?}");
+    }
+}

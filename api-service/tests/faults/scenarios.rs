@@ -177,6 +177,9 @@ async fn postgres_restarted_during_a_run_with_a_thousand_watchers(pool: PgPool) 
     let log = format!("{dir}/postgres.log");
     let restarted = cmd
         .args(["-D", &format!("{dir}/data"), "-l", &log, "-m", "fast", "-w", "-t", "30", "restart"])
+        // From the cluster's directory: the server user may not be allowed
+        // into this process's working directory.
+        .current_dir(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
