@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use cudly_core::money::Amount;
 use cudly_core::quote::at_most;
+use cudly_core::telemetry::{ErrorChain, status_line};
 use cudly_proto::google::r#type::Money;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
@@ -137,8 +138,9 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             match err.downcast_ref::<tonic::Status>() {
-                Some(status) => eprintln!("cudlyctl: {:?}: {}", status.code(), status.message()),
-                None => eprintln!("cudlyctl: {err:#}"),
+                Some(status) => eprintln!("cudlyctl: {:?}: {}", status.code(), status_line(status)),
+                // Each cause once: transport errors repeat theirs.
+                None => eprintln!("cudlyctl: {}", ErrorChain(err.as_ref())),
             }
             std::process::ExitCode::FAILURE
         }
