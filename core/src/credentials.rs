@@ -65,9 +65,8 @@ impl std::str::FromStr for SecretRef {
                 Ok(SecretRef::Env(name.to_string()))
             } else {
                 Err(format!(
-                    "{}: an environment variable reference names a variable {ENV_PREFIX}…, upper-case letters, \
-                     digits and _ (other variables of the collector, such as its database URL, are not secrets \
-                     an account may use)",
+                    "{}: an environment variable reference names a variable {ENV_PREFIX}… of A-Z, 0-9 and _ \
+                     (never one of the collector's own settings, such as its database URL)",
                     quoted(s)
                 ))
             };
@@ -158,18 +157,20 @@ pub enum Credentials {
 
 /// Shapes of the providers' ids, checked wherever an account is written.
 pub mod validate {
+    use crate::quote::quoted;
+
     /// An AWS account id: 12 digits.
     pub fn aws_account_id(s: &str) -> Result<(), String> {
         if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(())
         } else {
-            Err(format!("{s:?} is not an AWS account id (12 digits)"))
+            Err(format!("{} is not an AWS account id (12 digits)", quoted(s)))
         }
     }
 
     /// `arn:aws:iam::<12 digits>:role/<path/name>` (any AWS partition).
     pub fn role_arn(s: &str) -> Result<(), String> {
-        let err = || format!("{s:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)");
+        let err = || format!("{} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)", quoted(s));
         let rest = s.strip_prefix("arn:").ok_or_else(err)?;
         let (partition, rest) = rest.split_once(':').ok_or_else(err)?;
         if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
@@ -202,7 +203,9 @@ pub mod validate {
         let canonical = uuid::Uuid::parse_str(s).ok().filter(|u| u.hyphenated().to_string() == s.to_ascii_lowercase());
         match canonical {
             Some(_) if s.len() == 36 => Ok(()),
-            _ => Err(format!("{s:?} is not an Azure {what} (a UUID like 00000000-0000-0000-0000-000000000000)")),
+            _ => {
+                Err(format!("{} is not an Azure {what} (a UUID like 00000000-0000-0000-0000-000000000000)", quoted(s)))
+            }
         }
     }
 
@@ -213,7 +216,7 @@ pub mod validate {
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
             && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP project id (6-30 of a-z, 0-9, -)")) }
+        if valid { Ok(()) } else { Err(format!("{} is not a GCP project id (6-30 of a-z, 0-9, -)", quoted(s))) }
     }
 
     /// A GCP billing account id: `XXXXXX-XXXXXX-XXXXXX` (hex, upper case).
@@ -221,7 +224,11 @@ pub mod validate {
         let parts: Vec<&str> = s.split('-').collect();
         let valid = parts.len() == 3
             && parts.iter().all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
-        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP billing account id (XXXXXX-XXXXXX-XXXXXX)")) }
+        if valid {
+            Ok(())
+        } else {
+            Err(format!("{} is not a GCP billing account id (XXXXXX-XXXXXX-XXXXXX)", quoted(s)))
+        }
     }
 }
 
