@@ -58,12 +58,20 @@ type FreshnessStream = Pin<Box<dyn Stream<Item = Result<pb::Freshness, Status>> 
 
 #[tonic::async_trait]
 impl RecommendationsService for RecommendationsApi {
-    #[tracing::instrument(skip_all, fields(trigger = request.get_ref().trigger))]
+    #[tracing::instrument(skip_all, fields(trigger = tracing::field::Empty))]
     async fn refresh_recommendations(
         &self,
         request: Request<pb::RefreshRecommendationsRequest>,
     ) -> Result<Response<pb::RefreshRecommendationsResponse>, Status> {
-        let trigger = parse_refresh_trigger(request.into_inner().trigger)?;
+        let requested = request.into_inner().trigger;
+        let trigger = parse_refresh_trigger(requested);
+        // The trigger by name, as the request meant it (unset is USER).
+        let span = tracing::Span::current();
+        match &trigger {
+            Ok(trigger) => span.record("trigger", tracing::field::display(trigger)),
+            Err(_) => span.record("trigger", tracing::field::display(trigger_name(requested))),
+        };
+        let trigger = trigger?;
         let acquired = self.refresher.refresh(trigger).await?;
         let (run, deduplicated) = match acquired {
             Acquired::Started(run) => (run, false),
@@ -157,6 +165,14 @@ impl RecommendationsService for RecommendationsApi {
 
 /// Tells collection-history tokens from recommendation tokens.
 const COLLECTIONS_TOKEN: u64 = 0xc011_ec71_0500;
+
+/// A protobuf trigger value's name, for a log line (unknown values by number).
+fn trigger_name(value: i32) -> String {
+    match pb::Trigger::try_from(value) {
+        Ok(trigger) => trigger.as_str_name().to_string(),
+        Err(_) => format!("unknown ({value})"),
+    }
+}
 
 fn parse_refresh_trigger(value: i32) -> Result<Trigger, Error> {
     match Trigger::from_proto(value) {

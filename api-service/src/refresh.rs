@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cudly_core::domain::Trigger;
 use cudly_core::lease::{Acquired, Collection, acquire_lease, release_undispatched};
+use cudly_core::telemetry::status_line;
 use sqlx::PgPool;
 use tracing::Instrument as _;
 
@@ -78,8 +79,11 @@ impl Refresher {
             self.metrics.refresh(run.trigger.as_str(), "started");
             return Ok(());
         };
-        tracing::warn!(collection_id = %run.collection_id, code = ?status.code(), message = status.message(), "dispatch failed; releasing the lease");
-        let why = format!("dispatch to the collector failed: {}", status.message());
+        // The message alone can be as vague as "tcp connect error"; its
+        // causes say why (each once).
+        let cause = status_line(&status);
+        tracing::warn!(collection_id = %run.collection_id, code = ?status.code(), error = %cause, "dispatch failed; releasing the lease");
+        let why = format!("dispatch to the collector failed: {cause}");
         if let Err(err) = release_undispatched(&self.pool, run, &why).await {
             // The lease then expires after its TTL; nothing stays stuck.
             tracing::error!(collection_id = %run.collection_id, error = %err, "releasing the lease failed");

@@ -98,20 +98,23 @@ pub async fn seed_simulated_accounts(pool: &PgPool, spec: &SeedSpec) -> Result<u
     Ok(accounts.len())
 }
 
-/// Seeds `spec` as soon as the database answers (it may start after the
-/// service), retrying every second.
+/// Seeds `spec` as soon as the database answers with the schema this build
+/// needs (it may start after the service, and be migrated after it too),
+/// retrying every second. Until then it waits quietly: readiness already
+/// says, once, what it waits for.
 pub async fn seed_when_reachable(pool: PgPool, spec: SeedSpec) {
     loop {
-        match seed_simulated_accounts(&pool, &spec).await {
-            Ok(seeded) => {
-                tracing::info!(accounts = seeded, "simulated accounts seeded");
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "seeding accounts failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let ready = cudly_core::db::schema(&pool).await.is_ok_and(|schema| schema.is_usable());
+        if ready {
+            match seed_simulated_accounts(&pool, &spec).await {
+                Ok(seeded) => {
+                    tracing::info!(accounts = seeded, "simulated accounts seeded");
+                    return;
+                }
+                Err(err) => tracing::warn!(error = %err, "seeding accounts failed; retrying"),
             }
         }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -37,6 +37,11 @@ pub struct Finished {
 /// Writes a run's results and ends it, all or nothing. The fence is checked
 /// last, under the state row's lock, so a run that lost its lease at any
 /// point before the commit writes nothing.
+///
+/// A results transaction of an earlier run whose collector froze inside it
+/// keeps the accounts lock: this one's wait for it times out. Then, while
+/// this run holds the lease, that transaction is ended (it could never
+/// commit: its run lost the lease) and the results are written again.
 pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> Result<Finished, FinishError> {
     if !lease::holds_lease(pool, lease).await? {
         return Err(FinishError::LeaseLost);
@@ -52,8 +57,57 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
     // the stable sort keeps the first of any duplicate in merge order.
     keyed.sort_by_key(|(id, _, _)| *id);
     keyed.dedup_by(|a, b| a.0 == b.0);
+    let results = Results {
+        keyed,
+        complete_accounts: &collected.complete_accounts,
+        outcome,
+        error: error.as_deref(),
+        providers: &collected.providers,
+    };
+    let mut attempts = 1;
+    loop {
+        match write_results(pool, lease, &results).await {
+            Err(FinishError::Database(err)) if is_lock_timeout(&err) && attempts < MAX_ATTEMPTS => {
+                let ended = lease::end_zombie_results_transactions(pool, lease).await?;
+                if ended.is_empty() {
+                    return Err(FinishError::Database(err));
+                }
+                tracing::warn!(
+                    backends = ?ended,
+                    "ended the results transaction of a run that lost its lease and still held the accounts lock; \
+                     writing the results again"
+                );
+                attempts += 1;
+            }
+            finished => return finished,
+        }
+    }
+}
 
+/// Attempts at the results transaction: the first, and one more after each
+/// round of ending transactions left behind by runs that lost the lease.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// 55P03 lock_not_available: a lock wait ran past `lock_timeout`.
+fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+/// What one results transaction writes.
+struct Results<'a> {
+    /// The recommendations with their ids and source accounts, sorted by id.
+    keyed: Vec<(uuid::Uuid, Recommendation, String)>,
+    complete_accounts: &'a [(Provider, String)],
+    outcome: Outcome,
+    error: Option<&'a str>,
+    providers: &'a [cudly_core::domain::ProviderStatus],
+}
+
+/// One results transaction: tagged with the run, the accounts lock, upsert,
+/// evict, and the fenced run-end write last.
+async fn write_results(pool: &PgPool, lease: &Lease, results: &Results<'_>) -> Result<Finished, FinishError> {
     let mut tx = pool.begin().await?;
+    lease::tag_results_transaction(&mut tx, lease).await?;
     // Serialized with DeleteAccount: an account deleted while the run
     // collected it is not written back.
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", ACCOUNTS_LOCK).execute(&mut *tx).await?;
@@ -64,21 +118,29 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
             .into_iter()
             .map(|row| (row.provider, row.external_id))
             .collect();
-    keyed.retain(|(_, r, source)| registered.contains(&(r.provider.as_str().to_string(), source.clone())));
+    let keyed: Vec<_> = results
+        .keyed
+        .iter()
+        .filter(|(_, r, source)| registered.contains(&(r.provider.as_str().to_string(), source.clone())))
+        .collect();
     let mut written = 0;
     for chunk in keyed.chunks(UPSERT_CHUNK) {
         written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
     }
-    let evicted = evict_unreturned(&mut tx, lease.generation, &collected.complete_accounts).await?;
-    let ending =
-        Ending { outcome, error: error.as_deref(), providers: Some(&collected.providers), written: Some(written) };
+    let evicted = evict_unreturned(&mut tx, lease.generation, results.complete_accounts).await?;
+    let ending = Ending {
+        outcome: results.outcome,
+        error: results.error,
+        providers: Some(results.providers),
+        written: Some(written),
+    };
     let ended = lease::end_run(&mut *tx, lease, &ending).await?;
     if !ended {
         tx.rollback().await?;
         return Err(FinishError::LeaseLost);
     }
     tx.commit().await?;
-    Ok(Finished { outcome, written, evicted })
+    Ok(Finished { outcome: results.outcome, written, evicted })
 }
 
 /// Bulk upsert of `(id, recommendation)` pairs with distinct ids: one
@@ -86,10 +148,10 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
 async fn upsert_recommendations(
     tx: &mut Transaction<'_, Postgres>,
     generation: i64,
-    recs: &[(uuid::Uuid, Recommendation, String)],
+    recs: &[&(uuid::Uuid, Recommendation, String)],
 ) -> Result<u64, sqlx::Error> {
-    fn col<'a, T>(recs: &'a [(uuid::Uuid, Recommendation, String)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
-        recs.iter().map(|(_, r, _)| f(r)).collect()
+    fn col<'a, T>(recs: &[&'a (uuid::Uuid, Recommendation, String)], f: impl Fn(&'a Recommendation) -> T) -> Vec<T> {
+        recs.iter().map(|&rec| f(&rec.1)).collect()
     }
     let done = sqlx::query!(
         "INSERT INTO recommendations (id, provider, account_id, account_name, service, region,

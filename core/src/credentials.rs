@@ -3,7 +3,7 @@
 //! name); the process reads the secret behind one when it needs it, and no
 //! secret value is ever stored, logged or put in an error message.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -25,21 +25,103 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    /// Reads the secret; the error names the reference, never the value.
-    pub fn read(&self) -> Result<SecretString, String> {
+    /// Reads the secret; a file only inside one of `dirs`. The error names
+    /// the reference, never the value (nor any of the file's content).
+    pub fn read(&self, dirs: &SecretFileDirs) -> Result<SecretString, String> {
         let value = match self {
             SecretRef::Env(name) => {
                 std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
             }
-            SecretRef::File(path) => {
-                std::fs::read_to_string(path).map_err(|err| format!("reading {}: {}", path.display(), err.kind()))?
-            }
+            SecretRef::File(path) => dirs.read(path)?,
         };
         let value = value.trim_end_matches(['\n', '\r']);
         if value.is_empty() {
             return Err(format!("{self} is empty"));
         }
         Ok(SecretString::from(value.to_string()))
+    }
+}
+
+/// Directories no secret file reference may point into, whatever the
+/// collector allows: the kernel's views of processes (`/proc/self/environ`
+/// holds the collector's own settings), of the system and of devices.
+const NEVER_SECRET_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Whether `path` is one of [`NEVER_SECRET_DIRS`] or inside one.
+fn in_forbidden_dir(path: &Path) -> bool {
+    NEVER_SECRET_DIRS.iter().any(|dir| path.starts_with(dir))
+}
+
+/// The largest secret file read: a key or a client secret is a few KiB.
+const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The directories `file:` references may be read from (the collector's
+/// `--secret-file-dirs`), so that an account cannot point the collector at
+/// its own settings or any other file it can read. Each must be absolute
+/// and outside `/proc`, `/sys` and `/dev`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretFileDirs(Vec<PathBuf>);
+
+impl SecretFileDirs {
+    /// `dirs` as given; the checks are those of [`str::parse`].
+    pub fn new(dirs: impl IntoIterator<Item = PathBuf>) -> Result<Self, String> {
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        for dir in &dirs {
+            let plain =
+                dir.is_absolute() && dir.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            if !plain || dir == Path::new("/") || in_forbidden_dir(dir) {
+                return Err(format!(
+                    "{}: a secret file directory is an absolute path without . or .., not / and not under /proc, \
+                     /sys or /dev",
+                    quoted(&dir.display().to_string())
+                ));
+            }
+        }
+        Ok(SecretFileDirs(dirs))
+    }
+
+    /// The directories.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.0
+    }
+
+    /// Reads `path` when, with every symbolic link resolved at this moment,
+    /// it is a regular file inside one of the directories (also resolved).
+    /// Errors name the reference and why, never the content.
+    fn read(&self, path: &Path) -> Result<String, String> {
+        let shown = path.display();
+        let resolved = std::fs::canonicalize(path).map_err(|err| format!("reading file:{shown}: {}", err.kind()))?;
+        let inside = !in_forbidden_dir(&resolved)
+            && self
+                .0
+                .iter()
+                .filter_map(|dir| std::fs::canonicalize(dir).ok())
+                .any(|dir| resolved.starts_with(&dir) && resolved != dir);
+        if !inside {
+            let allowed: Vec<String> = self.0.iter().map(|d| d.display().to_string()).collect();
+            return Err(format!(
+                "file:{shown} is not inside a directory secret files may be read from ({}; the collector's \
+                 --secret-file-dirs, CUDLY_SECRET_FILE_DIRS)",
+                if allowed.is_empty() { "none configured".to_string() } else { allowed.join(", ") }
+            ));
+        }
+        let meta = std::fs::metadata(&resolved).map_err(|err| format!("reading file:{shown}: {}", err.kind()))?;
+        if !meta.is_file() {
+            return Err(format!("file:{shown} is not a regular file"));
+        }
+        if meta.len() > MAX_SECRET_FILE_BYTES {
+            return Err(format!("file:{shown} is larger than a secret ({} bytes)", meta.len()));
+        }
+        std::fs::read_to_string(&resolved).map_err(|err| format!("reading file:{shown}: {}", err.kind()))
+    }
+}
+
+impl std::str::FromStr for SecretFileDirs {
+    type Err = String;
+
+    /// Comma-separated directories; empty allows none.
+    fn from_str(s: &str) -> Result<Self, String> {
+        SecretFileDirs::new(s.split(',').map(str::trim).filter(|d| !d.is_empty()).map(PathBuf::from))
     }
 }
 
@@ -65,24 +147,30 @@ impl std::str::FromStr for SecretRef {
                 Ok(SecretRef::Env(name.to_string()))
             } else {
                 Err(format!(
-                    "{}: an environment variable reference names a variable {ENV_PREFIX}…, upper-case letters, \
-                     digits and _ (other variables of the collector, such as its database URL, are not secrets \
-                     an account may use)",
+                    "{}: an environment variable reference names a variable {ENV_PREFIX}… of A-Z, 0-9 and _ \
+                     (never one of the collector's own settings, such as its database URL)",
                     quoted(s)
                 ))
             };
         }
-        if let Some(path) = s.strip_prefix("file:") {
-            let path = std::path::Path::new(path);
+        if let Some(raw) = s.strip_prefix("file:") {
+            let path = Path::new(raw);
             let plain = path.is_absolute()
-                && path.as_os_str().len() <= 4096
-                && path
-                    .components()
-                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
-            return if plain {
-                Ok(SecretRef::File(path.to_path_buf()))
-            } else {
+                && raw.len() <= 4096
+                && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            // A reference names one file: never a directory (`/`, a trailing
+            // `/`), never the kernel's views (`/proc/self/environ` holds the
+            // collector's own settings). Which directories are allowed is the
+            // collector's to say (`--secret-file-dirs`); it checks again when
+            // it reads, with symbolic links resolved.
+            return if !plain {
                 Err(format!("{}: a file reference needs an absolute path without . or ..", quoted(s)))
+            } else if raw.ends_with('/') || path.parent().is_none() {
+                Err(format!("{}: a file reference names a file, not a directory", quoted(s)))
+            } else if in_forbidden_dir(path) {
+                Err(format!("{}: a file reference may not point into /proc, /sys or /dev", quoted(s)))
+            } else {
+                Ok(SecretRef::File(path.to_path_buf()))
             };
         }
         // The value is not echoed: it may be the secret itself, pasted here.
@@ -158,18 +246,20 @@ pub enum Credentials {
 
 /// Shapes of the providers' ids, checked wherever an account is written.
 pub mod validate {
+    use crate::quote::quoted;
+
     /// An AWS account id: 12 digits.
     pub fn aws_account_id(s: &str) -> Result<(), String> {
         if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(())
         } else {
-            Err(format!("{s:?} is not an AWS account id (12 digits)"))
+            Err(format!("{} is not an AWS account id (12 digits)", quoted(s)))
         }
     }
 
     /// `arn:aws:iam::<12 digits>:role/<path/name>` (any AWS partition).
     pub fn role_arn(s: &str) -> Result<(), String> {
-        let err = || format!("{s:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)");
+        let err = || format!("{} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)", quoted(s));
         let rest = s.strip_prefix("arn:").ok_or_else(err)?;
         let (partition, rest) = rest.split_once(':').ok_or_else(err)?;
         if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
@@ -202,7 +292,9 @@ pub mod validate {
         let canonical = uuid::Uuid::parse_str(s).ok().filter(|u| u.hyphenated().to_string() == s.to_ascii_lowercase());
         match canonical {
             Some(_) if s.len() == 36 => Ok(()),
-            _ => Err(format!("{s:?} is not an Azure {what} (a UUID like 00000000-0000-0000-0000-000000000000)")),
+            _ => {
+                Err(format!("{} is not an Azure {what} (a UUID like 00000000-0000-0000-0000-000000000000)", quoted(s)))
+            }
         }
     }
 
@@ -213,7 +305,7 @@ pub mod validate {
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && !s.ends_with('-')
             && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP project id (6-30 of a-z, 0-9, -)")) }
+        if valid { Ok(()) } else { Err(format!("{} is not a GCP project id (6-30 of a-z, 0-9, -)", quoted(s))) }
     }
 
     /// A GCP billing account id: `XXXXXX-XXXXXX-XXXXXX` (hex, upper case).
@@ -221,7 +313,11 @@ pub mod validate {
         let parts: Vec<&str> = s.split('-').collect();
         let valid = parts.len() == 3
             && parts.iter().all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)));
-        if valid { Ok(()) } else { Err(format!("{s:?} is not a GCP billing account id (XXXXXX-XXXXXX-XXXXXX)")) }
+        if valid {
+            Ok(())
+        } else {
+            Err(format!("{} is not a GCP billing account id (XXXXXX-XXXXXX-XXXXXX)", quoted(s)))
+        }
     }
 }
 
@@ -260,8 +356,77 @@ mod tests {
         assert!(long.parse::<SecretRef>().unwrap_err().len() < 400, "the reference is quoted short");
         let err = "hunter2".parse::<SecretRef>().unwrap_err();
         assert!(err.contains("never the secret itself"), "{err}");
-        let missing = SecretRef::Env("CUDLY_TEST_SURELY_UNSET_VARIABLE".into()).read().unwrap_err();
+        let none = SecretFileDirs::new([]).unwrap();
+        let missing = SecretRef::Env("CUDLY_TEST_SURELY_UNSET_VARIABLE".into()).read(&none).unwrap_err();
         assert!(missing.contains("CUDLY_TEST_SURELY_UNSET_VARIABLE is not set"), "{missing}");
+    }
+
+    #[test]
+    fn a_file_reference_names_one_file_outside_the_kernels_views() {
+        let directory = "a file reference names a file, not a directory";
+        let kernel = "may not point into /proc, /sys or /dev";
+        let dots = "a file reference needs an absolute path without . or ..";
+        for (bad, why) in [
+            ("file:/proc/self/environ", kernel),
+            ("file:/proc", kernel),
+            ("file:/sys/kernel/mm/x", kernel),
+            ("file:/dev/zero", kernel),
+            ("file:/", directory),
+            ("file:/var/run/secrets/cudly/clouds/", directory),
+            ("file:secrets/key", dots),
+            ("file:", dots),
+            ("file:/var/run/secrets/cudly/clouds/../../../../etc/shadow", dots),
+        ] {
+            let err = bad.parse::<SecretRef>().unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        assert!("file:/processes/key".parse::<SecretRef>().is_ok(), "a prefix of a name is not the directory");
+        assert!("file:/etc/shadow".parse::<SecretRef>().is_ok(), "which directories are allowed, the collector says");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_only_inside_the_allowed_directories_with_links_resolved() {
+        let root = std::env::temp_dir().join(format!("cudly-secret-dirs-{}", uuid::Uuid::new_v4()));
+        let (allowed, outside) = (root.join("allowed"), root.join("outside"));
+        std::fs::create_dir_all(allowed.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(allowed.join("sub/key"), "s3cret-inside\n").unwrap();
+        std::fs::write(outside.join("key"), "s3cret-outside\n").unwrap();
+        std::os::unix::fs::symlink(outside.join("key"), allowed.join("escape")).unwrap();
+        std::os::unix::fs::symlink("sub/key", allowed.join("inner-link")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", allowed.join("environ")).unwrap();
+        let dirs = SecretFileDirs::new([allowed.clone()]).unwrap();
+        let read = |path: PathBuf| SecretRef::File(path).read(&dirs);
+
+        use secrecy::ExposeSecret as _;
+        assert_eq!(read(allowed.join("sub/key")).unwrap().expose_secret(), "s3cret-inside");
+        assert_eq!(
+            read(allowed.join("inner-link")).unwrap().expose_secret(),
+            "s3cret-inside",
+            "links inside stay inside"
+        );
+        for (path, why) in [
+            (outside.join("key"), "is not inside a directory secret files may be read from"),
+            (allowed.join("escape"), "is not inside a directory secret files may be read from"),
+            (allowed.join("environ"), "is not inside a directory secret files may be read from"),
+            (allowed.join("sub"), "is not a regular file"),
+            (allowed.clone(), "is not inside"),
+            (allowed.join("missing"), "not found"),
+        ] {
+            let err = read(path.clone()).unwrap_err();
+            assert!(err.contains(why), "{}: {err}", path.display());
+            assert!(!err.contains("s3cret"), "no content in a message: {err}");
+        }
+        let none = SecretFileDirs::new([]).unwrap();
+        let err = SecretRef::File(allowed.join("sub/key")).read(&none).unwrap_err();
+        assert!(err.contains("none configured"), "{err}");
+        std::fs::remove_dir_all(&root).unwrap();
+
+        for bad in ["relative", "/", "/proc", "/dev/shm", "/a/../b"] {
+            assert!(bad.parse::<SecretFileDirs>().is_err(), "{bad}");
+        }
+        let parsed: SecretFileDirs = "/var/run/secrets/cudly/clouds, /etc/cudly".parse().unwrap();
+        assert_eq!(parsed.dirs(), [PathBuf::from("/var/run/secrets/cudly/clouds"), PathBuf::from("/etc/cudly")]);
     }
 
     #[test]

@@ -62,6 +62,78 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The schema version this build was made for: its latest embedded
+/// migration.
+pub fn expected_schema_version() -> i64 {
+    embedded_versions().max().unwrap_or(0)
+}
+
+fn embedded_versions() -> impl Iterator<Item = i64> {
+    MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version)
+}
+
+/// Where the database's schema stands against the migrations this build
+/// embeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    /// Every embedded migration is applied, and nothing newer.
+    Current,
+    /// Every embedded migration is applied, and newer ones too (a newer
+    /// release migrated the database, as a rolling upgrade does before its
+    /// pods replace these): served, since migrations are applied before the
+    /// release that needs them and must keep the previous one working.
+    Newer {
+        /// The latest version applied.
+        applied: i64,
+    },
+    /// An embedded migration is not applied yet: `migrate` has not run.
+    Behind {
+        /// The latest version applied (`None`: no migration at all).
+        applied: Option<i64>,
+    },
+    /// A migration failed half-way (sqlx recorded it as unsuccessful): an
+    /// operator must repair it before anything is served.
+    Failed {
+        /// The failed migration.
+        version: i64,
+    },
+}
+
+impl Schema {
+    /// Whether a service built with these migrations can serve.
+    pub fn is_usable(self) -> bool {
+        matches!(self, Schema::Current | Schema::Newer { .. })
+    }
+
+    /// Judges the applied migrations `(version, success)` against the
+    /// embedded ones.
+    fn judge(applied: &[(i64, bool)]) -> Schema {
+        if let Some(&(version, _)) = applied.iter().find(|(_, success)| !success) {
+            return Schema::Failed { version };
+        }
+        let latest = applied.iter().map(|&(version, _)| version).max();
+        if embedded_versions().any(|v| !applied.iter().any(|&(a, _)| a == v)) {
+            return Schema::Behind { applied: latest };
+        }
+        match latest {
+            Some(latest) if latest > expected_schema_version() => Schema::Newer { applied: latest },
+            _ => Schema::Current,
+        }
+    }
+}
+
+/// Reads the applied migrations and judges them: one query, which also
+/// tells whether the database answers at all (an error).
+pub async fn schema(pool: &PgPool) -> Result<Schema, sqlx::Error> {
+    let applied = sqlx::query!("SELECT version, success FROM _sqlx_migrations").fetch_all(pool).await;
+    match applied {
+        Ok(rows) => Ok(Schema::judge(&rows.into_iter().map(|r| (r.version, r.success)).collect::<Vec<_>>())),
+        // 42P01 undefined_table: no migration ever ran here.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Ok(Schema::Behind { applied: None }),
+        Err(err) => Err(err),
+    }
+}
+
 /// Maps a database error to a status without leaking its details: they go
 /// to the log. Connection trouble is retryable (`UNAVAILABLE`); anything
 /// else is `INTERNAL`.
@@ -82,5 +154,30 @@ pub fn database_status(err: &sqlx::Error) -> Status {
             tracing::error!(error = %err, "database error");
             Status::internal("internal error")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_is_usable_once_every_embedded_migration_is_applied() {
+        let embedded: Vec<(i64, bool)> = embedded_versions().map(|v| (v, true)).collect();
+        let expected = expected_schema_version();
+        assert_eq!(Schema::judge(&embedded), Schema::Current);
+        assert_eq!(Schema::judge(&[]), Schema::Behind { applied: None });
+        let behind = &embedded[..embedded.len() - 1];
+        assert_eq!(Schema::judge(behind), Schema::Behind { applied: behind.iter().map(|m| m.0).max() });
+        let mut newer = embedded.clone();
+        newer.push((expected + 1, true));
+        assert_eq!(Schema::judge(&newer), Schema::Newer { applied: expected + 1 });
+        let mut failed = embedded.clone();
+        failed.last_mut().unwrap().1 = false;
+        assert_eq!(Schema::judge(&failed), Schema::Failed { version: expected });
+        let mut gap = embedded.clone();
+        gap.remove(0);
+        assert!(!Schema::judge(&gap).is_usable(), "a migration skipped in the middle is missing too");
+        assert!(Schema::Current.is_usable() && Schema::Newer { applied: 1 }.is_usable());
     }
 }

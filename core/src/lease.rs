@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{Outcome, ProviderStatus, Trigger};
+use crate::schema::ACCOUNTS_LOCK;
 
 /// What a run whose lease expired says, wherever it is shown: its collector
 /// stopped heartbeating (crashed, frozen or cut off), and whatever it
@@ -315,4 +316,62 @@ async fn held_lease(pool: &PgPool) -> Result<Option<CollectionRow>, sqlx::Error>
 pub async fn release_undispatched(pool: &PgPool, run: &Collection, error: &str) -> Result<bool, sqlx::Error> {
     let ending = Ending { outcome: Outcome::Failed, error: Some(error), providers: None, written: None };
     write_end(pool, run.collection_id, run.generation, Fence::Unreleased, &ending).await
+}
+
+/// Tags the transaction on `conn` as the results transaction of `lease`'s
+/// run until it ends: its `application_name` (visible to every session in
+/// `pg_stat_activity`, unlike anything the transaction writes) becomes
+/// `cudly:<run id>:<generation>` (at most 62 bytes: Postgres keeps 63),
+/// and reverts at commit or rollback. Call it first in the transaction,
+/// before any lock is taken, so that a transaction holding the accounts
+/// lock is always known by its run.
+pub async fn tag_results_transaction(conn: &mut sqlx::PgConnection, lease: &Lease) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT set_config('application_name', 'cudly:' || $1::uuid || ':' || $2::int8, true)",
+        lease.collection_id,
+        lease.generation,
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends the results transactions of runs that no longer hold the lease and
+/// still hold the accounts lock, while `lease` holds it (database clock),
+/// waiting up to 5 s for each to be gone; returns their backends' pids.
+///
+/// A collector frozen (paused, swapped out, cut off) inside its results
+/// transaction keeps the accounts lock and its row locks until Postgres
+/// notices (`idle_in_transaction_session_timeout`), while the run that took
+/// its lease over waits for them and times out. Its fence would refuse its
+/// commit anyway, so ending it loses nothing. Which transactions to end is
+/// decided in one statement against the state row: only while `lease` is
+/// the unexpired lease, so only transactions tagged
+/// ([`tag_results_transaction`]) with another run, which by the lease's
+/// uniqueness cannot hold it; never an untagged holder of the lock (an
+/// account deletion), never the live run's own transaction. (The waiter
+/// cannot ask `pg_blocking_pids` after its lock wait timed out: it no
+/// longer waits; the lock's holders are read from `pg_locks` instead.)
+pub async fn end_zombie_results_transactions(pool: &PgPool, lease: &Lease) -> Result<Vec<i32>, sqlx::Error> {
+    let ended = sqlx::query!(
+        r#"SELECT a.pid AS "pid!", pg_terminate_backend(a.pid, 5000) AS "ended!"
+           FROM pg_stat_activity a, collection_state s
+           WHERE s.id = 1 AND s.collection_id = $1 AND s.generation = $2
+             AND s.lease_expires_at > clock_timestamp()
+             AND a.pid <> pg_backend_pid()
+             AND a.datname = current_database()
+             AND a.application_name LIKE 'cudly:%'
+             AND a.application_name <> 'cudly:' || s.collection_id || ':' || s.generation
+             AND EXISTS (
+                 SELECT 1 FROM pg_locks l
+                 WHERE l.pid = a.pid AND l.granted AND l.locktype = 'advisory' AND l.objsubid = 1
+                   AND (l.classid::int8 << 32) | l.objid::int8 = $3
+             )"#,
+        lease.collection_id,
+        lease.generation,
+        ACCOUNTS_LOCK,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(ended.into_iter().filter(|row| row.ended).map(|row| row.pid).collect())
 }

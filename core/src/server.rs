@@ -16,6 +16,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::db::{self, Schema};
+
 /// Server reflection v1 and v1alpha (grpcurl 1.8 speaks only v1alpha) that
 /// lists `served` (full service names), health and reflection itself, and
 /// describes only the files those services need: a client of one server
@@ -141,9 +143,22 @@ pub async fn report<S: NamedService>(health: &HealthReporter, status: ServingSta
     health.set_service_status("", status).await;
 }
 
+/// Why a server is not ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotReady {
+    /// The database does not answer.
+    Unreachable,
+    /// The database answers, but its schema is not the one this build needs.
+    Schema(Schema),
+    /// The service's own check (`ready()`) does not hold yet.
+    Service,
+}
+
 /// Keeps health in step with the database until `stop`: SERVING while it
-/// answers (and `ready()` holds), NOT_SERVING while it does not, checking
-/// every few seconds (more often while down, to come back quickly).
+/// answers with the schema this build was made for (every embedded
+/// migration applied) and `ready()` holds, NOT_SERVING otherwise, checking
+/// every few seconds (more often while not ready, to come back quickly).
+/// Each reason for not being ready is logged once, when it starts.
 pub async fn track_readiness<S: NamedService>(
     health: HealthReporter,
     pool: PgPool,
@@ -151,26 +166,67 @@ pub async fn track_readiness<S: NamedService>(
     stop: CancellationToken,
 ) {
     let mut serving = None;
+    let mut reason = None;
+    let mut newer_logged = false;
     loop {
-        let check =
-            tokio::time::timeout(Duration::from_secs(2), sqlx::query!("SELECT 1 AS reachable").fetch_one(&pool));
-        let reachable = matches!(check.await, Ok(Ok(_)));
-        let now = reachable && ready();
-        if serving != Some(now) {
-            if now {
-                tracing::info!("database reachable; serving");
-            } else {
-                tracing::warn!(database_reachable = reachable, "not ready; reporting NOT_SERVING");
+        let schema = tokio::time::timeout(Duration::from_secs(2), db::schema(&pool)).await;
+        let now = match schema {
+            Ok(Ok(schema)) if schema.is_usable() => {
+                if let (Schema::Newer { applied }, false) = (schema, newer_logged) {
+                    tracing::warn!(
+                        schema_version = applied,
+                        built_for = db::expected_schema_version(),
+                        "the database schema is newer than this build (a newer release migrated it); serving, \
+                         as migrations must keep the previous release working"
+                    );
+                    newer_logged = true;
+                }
+                if ready() { None } else { Some(NotReady::Service) }
             }
-            let status = if now { ServingStatus::Serving } else { ServingStatus::NotServing };
-            report::<S>(&health, status).await;
-            serving = Some(now);
+            Ok(Ok(schema)) => Some(NotReady::Schema(schema)),
+            Ok(Err(_)) | Err(_) => Some(NotReady::Unreachable),
+        };
+        if reason != now {
+            log_not_ready(now);
+            reason = now;
         }
-        let pause = if now { Duration::from_secs(5) } else { Duration::from_millis(500) };
+        let is_serving = now.is_none();
+        if serving != Some(is_serving) {
+            if is_serving {
+                tracing::info!(schema_version = db::expected_schema_version(), "database ready; serving");
+            }
+            let status = if is_serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            report::<S>(&health, status).await;
+            serving = Some(is_serving);
+        }
+        let pause = if is_serving { Duration::from_secs(5) } else { Duration::from_millis(500) };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// Says, once, why the server reports NOT_SERVING.
+fn log_not_ready(reason: Option<NotReady>) {
+    let expected = db::expected_schema_version();
+    match reason {
+        None => {}
+        Some(NotReady::Unreachable) => tracing::warn!("database unreachable; reporting NOT_SERVING"),
+        Some(NotReady::Schema(Schema::Behind { applied })) => tracing::warn!(
+            schema_version = applied,
+            expected_version = expected,
+            "waiting for migrations: the database schema is not at version {expected}, which this build needs; \
+             run `api-service migrate` (the migration Job); reporting NOT_SERVING until then"
+        ),
+        Some(NotReady::Schema(Schema::Failed { version })) => tracing::error!(
+            failed_version = version,
+            expected_version = expected,
+            "migration {version} failed half-way; repair the database and run `api-service migrate`; \
+             reporting NOT_SERVING until then"
+        ),
+        Some(NotReady::Schema(schema)) => tracing::warn!(?schema, "schema not usable; reporting NOT_SERVING"),
+        Some(NotReady::Service) => tracing::warn!("database ready, service not yet; reporting NOT_SERVING"),
     }
 }
 

@@ -217,6 +217,42 @@ pub async fn wait_until_serving(addr: SocketAddr) {
     panic!("{addr} did not become SERVING within 5 s");
 }
 
+/// A Watch of `addr`'s overall health (the empty service name, what
+/// readiness probes ask).
+pub async fn watch_health(addr: SocketAddr) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health.watch(tonic_health::pb::HealthCheckRequest::default()).await.unwrap().into_inner()
+}
+
+/// Asserts every status `watch` reports during `duration` is NOT_SERVING
+/// (`why` says what readiness must not ignore).
+pub async fn not_serving_throughout(
+    watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    duration: Duration,
+    why: &str,
+) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let until = tokio::time::Instant::now() + duration;
+    while let Ok(next) = tokio::time::timeout_at(until, watch.message()).await {
+        let status = next.unwrap().unwrap().status;
+        assert_eq!(status, ServingStatus::NotServing as i32, "ready {why}");
+    }
+}
+
+/// Waits (bounded by `within`) until `watch` reports SERVING.
+pub async fn serving_within(watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>, within: Duration) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let next = tokio::time::timeout_at(until, watch.message()).await;
+        let status = next.unwrap_or_else(|_| panic!("not SERVING within {within:?}")).unwrap().unwrap().status;
+        if status == ServingStatus::Serving as i32 {
+            return;
+        }
+    }
+}
+
 /// An address nothing listens on.
 pub fn unused_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

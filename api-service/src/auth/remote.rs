@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cudly_core::files::{read_file, read_token};
 use cudly_core::quote::{at_most, quoted};
+use cudly_core::telemetry::ErrorChain;
 use http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
@@ -198,7 +199,7 @@ impl FetchedKeys {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {}", token.expose_secret()));
         }
         let request = request.body(Empty::new()).map_err(|err| format!("{url}: {err}"))?;
-        let response = self.client.request(request).await.map_err(|err| format!("{url}: {}", causes(&err)))?;
+        let response = self.client.request(request).await.map_err(|err| format!("{url}: {}", ErrorChain(&err)))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
             .collect()
@@ -253,20 +254,6 @@ fn client(ca_file: Option<&Path>) -> anyhow::Result<Client<HttpsConnector<HttpCo
         .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
     Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https))
-}
-
-/// An error and its causes, each said once.
-fn causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -84,6 +84,31 @@ async fn accounts_are_created_listed_updated_and_deleted_with_their_recommendati
         .unwrap_err();
     assert!(!secret_echo.message().contains("BEGIN PRIVATE KEY"), "a refused secret is not echoed back");
 
+    // A file reference names one file, never a directory or the kernel's
+    // views of the collector (its environment holds its database URL).
+    for (reference, field) in [
+        ("file:/proc/self/environ", "gcp.service_account_key_ref"),
+        ("file:/sys/class/net/eth0/address", "gcp.service_account_key_ref"),
+        ("file:/dev/stdin", "gcp.service_account_key_ref"),
+        ("file:/", "gcp.service_account_key_ref"),
+        ("file:/var/run/secrets/cudly/clouds/", "gcp.service_account_key_ref"),
+        ("file:keys/gcp.json", "gcp.service_account_key_ref"),
+        ("file:/var/run/secrets/cudly/clouds/../collector/token", "gcp.service_account_key_ref"),
+    ] {
+        let account = pb::Account {
+            provider: pb::Provider::Gcp as i32,
+            external_id: "my-project-1".into(),
+            credentials: Some(pb::account::Credentials::Gcp(pb::GcpCredentials {
+                service_account_key_ref: reference.into(),
+                billing_account_id: String::new(),
+            })),
+            ..Default::default()
+        };
+        let status = accounts.create_account(pb::CreateAccountRequest { account: Some(account) }).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{reference}: {status:?}");
+        assert!(status.message().starts_with(field), "{reference}: {}", status.message());
+    }
+
     // Listed with the three seeded simulated AWS accounts, in id order, in pages.
     let first = accounts
         .list_accounts(pb::ListAccountsRequest {

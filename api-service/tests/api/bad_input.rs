@@ -242,3 +242,91 @@ async fn calls_beyond_the_concurrency_cap_are_shed_at_once_not_queued(pool: PgPo
 fn money(currency: &str, units: i64, nanos: i32) -> cudly_proto::google::r#type::Money {
     cudly_proto::google::r#type::Money { currency_code: currency.into(), units, nanos }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_huge_value_is_never_echoed_back_whatever_field_it_is_in(pool: PgPool) {
+    use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
+    use pb::account::Credentials as C;
+    let app = spawn_app(pool, Options::default()).await;
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let accounts = AccountsServiceClient::new(channel);
+    // Within the request size limit, far beyond anything a message should carry.
+    let huge = "9".repeat(60_000);
+    let (aws_id, sub, uuid) =
+        ("123456789012", "9b1f6471-1bf0-4dda-aec3-cb9272f09590", "0b1f6471-1bf0-4dda-aec3-cb9272f09590");
+    let role = "arn:aws:iam::123456789012:role/cudly";
+    let account = |provider: pb::Provider, id: &str, credentials: Option<C>| pb::Account {
+        provider: provider as i32,
+        external_id: id.into(),
+        credentials,
+        ..Default::default()
+    };
+    let aws = |role_arn: &str, external_id: &str| {
+        Some(C::Aws(pb::AwsCredentials {
+            role_arn: role_arn.into(),
+            external_id: external_id.into(),
+            organization: false,
+        }))
+    };
+    let azure = |tenant: &str, client: &str, secret: &str| {
+        Some(C::Azure(pb::AzureCredentials {
+            tenant_id: tenant.into(),
+            client_id: client.into(),
+            client_secret_ref: secret.into(),
+        }))
+    };
+    let gcp = |key: &str, billing: &str| {
+        Some(C::Gcp(pb::GcpCredentials { service_account_key_ref: key.into(), billing_account_id: billing.into() }))
+    };
+    let secret = "env:CUDLY_CLOUD_SECRET_X";
+    let creates = [
+        ("external_id", account(pb::Provider::Aws, &huge, None)),
+        ("external_id", account(pb::Provider::Azure, &huge, None)),
+        ("external_id", account(pb::Provider::Gcp, &huge, None)),
+        ("aws.role_arn", account(pb::Provider::Aws, aws_id, aws(&huge, ""))),
+        ("aws.external_id", account(pb::Provider::Aws, aws_id, aws(role, &huge))),
+        ("azure.tenant_id", account(pb::Provider::Azure, sub, azure(&huge, uuid, secret))),
+        ("azure.client_id", account(pb::Provider::Azure, sub, azure(uuid, &huge, secret))),
+        ("azure.client_secret_ref", account(pb::Provider::Azure, sub, azure(uuid, uuid, &format!("env:{huge}")))),
+        ("azure.client_secret_ref", account(pb::Provider::Azure, sub, azure(uuid, uuid, &format!("file:/{huge}")))),
+        ("azure.client_secret_ref", account(pb::Provider::Azure, sub, azure(uuid, uuid, &huge))),
+        ("gcp.service_account_key_ref", account(pb::Provider::Gcp, "my-project-1", gcp(&format!("file:/{huge}"), ""))),
+        ("gcp.billing_account_id", account(pb::Provider::Gcp, "my-project-1", gcp("", &huge))),
+    ];
+    let mut answers = Vec::new();
+    for (field, account) in creates {
+        let answer = accounts.clone().create_account(pb::CreateAccountRequest { account: Some(account) }).await;
+        answers.push((format!("CreateAccount {field}"), field, answer.map(|_| ())));
+    }
+    let key = |id: &str| (pb::Provider::Aws as i32, id.to_string());
+    let (provider, external_id) = key(&huge);
+    let get = accounts.clone().get_account(pb::GetAccountRequest { provider, external_id: external_id.clone() }).await;
+    answers.push(("GetAccount".into(), "external_id", get.map(|_| ())));
+    let delete = pb::DeleteAccountRequest { provider, external_id: external_id.clone() };
+    let delete = accounts.clone().delete_account(delete).await;
+    answers.push(("DeleteAccount".into(), "external_id", delete.map(|_| ())));
+    let update = pb::UpdateAccountRequest { provider, external_id, ..Default::default() };
+    answers.push(("UpdateAccount".into(), "external_id", accounts.clone().update_account(update).await.map(|_| ())));
+    let lists = [
+        ("account_ids", pb::ListRecommendationsRequest { account_ids: vec![huge.clone()], ..Default::default() }),
+        ("service", pb::ListRecommendationsRequest { service: huge.clone(), ..Default::default() }),
+        ("region", pb::ListRecommendationsRequest { region: huge.clone(), ..Default::default() }),
+        ("page_token", pb::ListRecommendationsRequest { page_token: huge.clone(), ..Default::default() }),
+        (
+            "min_monthly_savings",
+            pb::ListRecommendationsRequest { min_monthly_savings: Some(money(&huge, 1, 0)), ..Default::default() },
+        ),
+    ];
+    for (field, request) in lists {
+        answers.push((format!("ListRecommendations {field}"), field, app.list(request).await.map(|_| ())));
+    }
+    for (what, field, answer) in answers {
+        let status = answer.expect_err(&what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        let message = status.message();
+        assert!(message.starts_with(field), "{what}: {:?} should name {field}", &message[..message.len().min(200)]);
+        assert!(message.len() < 300, "{what}: a {}-byte message: {:?}…", message.len(), &message[..200]);
+    }
+    still_serving(&app).await;
+}

@@ -11,7 +11,7 @@ use cudly_proto::recommendations::v1 as pb;
 use sqlx::PgPool;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use cudly_testkit::spawn::{Options, spawn_api, spawn_app};
+use cudly_testkit::spawn::{Options, not_serving_throughout, serving_within, spawn_api, spawn_app, watch_health};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn every_trigger_takes_the_same_lease_competing_across_replicas_and_answers_at_once(pool: PgPool) {
@@ -200,10 +200,9 @@ async fn a_partly_collected_account_lists_which_units_failed_and_keeps_its_rows(
     assert!(rows("compute").await.iter().all(|g| *g == run.generation), "the rest was written by this run");
 }
 
-#[sqlx::test(migrations = false)]
-async fn api_service_is_ready_only_once_it_can_read_the_collection_state(pool: PgPool) {
-    // The database answers, but its schema is not there yet (migrations not
-    // applied): api-service cannot serve freshness, so it is not ready.
+/// Starts api-service on `pool` (no collector), returning its address and
+/// what stops it.
+async fn serve_api(pool: &PgPool) -> (std::net::SocketAddr, impl FnOnce() -> tokio::task::JoinHandle<()>) {
     let collector_url = format!("http://{}", cudly_testkit::spawn::unused_addr());
     let settings = cudly_api::app::Settings {
         watch_heartbeat: Duration::from_millis(200),
@@ -213,25 +212,39 @@ async fn api_service_is_ready_only_once_it_can_read_the_collection_state(pool: P
     let addr = app.local_addr();
     let stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(app.run(stop.clone().cancelled_owned()));
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let mut watch = health.watch(tonic_health::pb::HealthCheckRequest::default()).await.unwrap().into_inner();
-    // Readiness is checked every 500 ms while not ready: three checks.
-    let unready_for = tokio::time::Instant::now() + Duration::from_millis(1500);
-    while let Ok(next) = tokio::time::timeout_at(unready_for, watch.message()).await {
-        let status = next.unwrap().unwrap().status;
-        assert_eq!(status, ServingStatus::NotServing as i32, "ready before the state could be read");
-    }
+    (addr, move || {
+        stop.cancel();
+        tokio::spawn(async move { server.await.unwrap().unwrap() })
+    })
+}
 
+#[sqlx::test(migrations = "../migrations")]
+async fn api_service_is_ready_only_once_it_can_read_the_collection_state(pool: PgPool) {
+    // The schema is the one this build needs, but the state row cannot be
+    // read: api-service cannot serve freshness, so it is not ready.
+    sqlx::query("ALTER TABLE collection_state RENAME TO collection_state_away").execute(&pool).await.unwrap();
+    let (addr, stop) = serve_api(&pool).await;
+    let mut watch = watch_health(addr).await;
+    // Readiness is checked every 500 ms while not ready: three checks.
+    not_serving_throughout(&mut watch, Duration::from_millis(1500), "before the state could be read").await;
+    sqlx::query("ALTER TABLE collection_state_away RENAME TO collection_state").execute(&pool).await.unwrap();
+    serving_within(&mut watch, Duration::from_secs(10)).await;
+    drop(watch);
+    stop().await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn api_service_is_ready_only_once_the_schema_is_at_the_version_it_was_built_for(pool: PgPool) {
+    // Every migration but the latest: the state row can be read, but this
+    // build needs the latest one too.
+    let versions: Vec<i64> = cudly_core::db::MIGRATOR.iter().map(|m| m.version).collect();
+    let previous = versions.iter().copied().filter(|&v| v < cudly_core::db::expected_schema_version()).max().unwrap();
+    cudly_core::db::MIGRATOR.run_to(previous, &pool).await.unwrap();
+    let (addr, stop) = serve_api(&pool).await;
+    let mut watch = watch_health(addr).await;
+    not_serving_throughout(&mut watch, Duration::from_millis(1500), "on a schema older than this build's").await;
     cudly_core::db::MIGRATOR.run(&pool).await.unwrap();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), watch.message()).await;
-        let status = next.expect("ready within 10 s of the schema appearing").unwrap().unwrap().status;
-        if status == ServingStatus::Serving as i32 {
-            break;
-        }
-    }
-    drop((watch, health));
-    stop.cancel();
-    server.await.unwrap().unwrap();
+    serving_within(&mut watch, Duration::from_secs(10)).await;
+    drop(watch);
+    stop().await.unwrap();
 }

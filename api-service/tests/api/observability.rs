@@ -144,3 +144,77 @@ async fn both_services_serve_prometheus_metrics_of_what_happened(pool: PgPool) {
     assert!(!api.contains("made.up"), "{api}");
     assert_eq!(sample(&api, r#"cudly_rpc_duration_seconds_count{method="other",code="12"}"#), Some(3.0));
 }
+
+/// Log lines written to a buffer, as a file would get them.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_failed_dispatch_is_logged_with_the_trigger_by_name_and_each_cause_once(pool: PgPool) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // No collector listens: the delivery's connection is refused.
+    let app = spawn_app(pool, Options { with_collector: false, ..Options::default() }).await;
+    let err = app.refresh().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = logs.lines().find(|l| l.contains("dispatch failed")).unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains("refresh_recommendations{trigger=user}"), "the trigger by name: {line}");
+    assert!(line.contains("tcp connect error"), "{line}");
+    assert!(line.contains("refused"), "the cause is said: {line}");
+    assert!(!line.contains("tcp connect error: tcp connect error"), "each cause once: {line}");
+    let freshness = app.freshness().await;
+    assert!(!freshness.last_collection_error.contains("tcp connect error: tcp connect error"), "{freshness:?}");
+}
+
+#[tokio::test]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    use tokio::io::AsyncBufReadExt as _;
+    // The database is down (nothing listens on its port): the service still
+    // starts, and says so in a few lines.
+    let database_url = format!("postgres://cudly@{}/cudly", cudly_testkit::spawn::unused_addr());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api-service"))
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .env("DATABASE_URL", database_url)
+        .env("CUDLY_AUTH_DISABLED", "true")
+        .env("CUDLY_API_LISTEN", "127.0.0.1:0")
+        .env("CUDLY_METRICS_LISTEN", "off")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l: &String| l.contains("NOT_SERVING")) {
+        let line = tokio::time::timeout_at(deadline, lines.next_line()).await;
+        seen.push(line.expect("the not-ready line within 20 s").unwrap().expect("api-service exited"));
+    }
+    child.kill().await.unwrap();
+    let logs = seen.join("\n");
+    assert!(logs.contains("api-service listening"), "{logs}");
+    assert!(!logs.contains("\x1b["), "no ANSI escape codes in a pipe: {logs:?}");
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use cudly_core::credentials::SecretFileDirs;
 use cudly_core::domain::{PaymentOption, Provider};
 use cudly_core::money::Currency;
 
@@ -114,6 +115,13 @@ pub struct CloudArgs {
     /// `Retry-After` up to it).
     #[arg(long, env = "CUDLY_CLOUD_BACKOFF_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
     pub cloud_backoff_max: Duration,
+
+    /// Azure and GCP: the directories that `file:` credential references
+    /// may be read from, comma-separated (symbolic links are resolved
+    /// first: they must stay inside). Where the cloud secrets are mounted;
+    /// never the collector's own secrets, /proc, /sys or /dev.
+    #[arg(long, env = "CUDLY_SECRET_FILE_DIRS", default_value = "/var/run/secrets/cudly/clouds")]
+    pub secret_file_dirs: SecretFileDirs,
 }
 
 impl CloudArgs {
@@ -157,6 +165,7 @@ pub async fn live_backends(args: &CloudArgs, providers: &[Provider]) -> anyhow::
                     terms: args.azure_terms.clone(),
                     billing_currency: args.azure_billing_currency,
                     limits: args.limits(args.azure_rate),
+                    secret_files: args.secret_file_dirs.clone(),
                 };
                 backends.push(Arc::new(AzureBackend::new(config)?));
             }
@@ -166,6 +175,7 @@ pub async fn live_backends(args: &CloudArgs, providers: &[Provider]) -> anyhow::
                     compute_url: args.gcp_compute_url.clone(),
                     metadata_url: args.gcp_metadata_url.clone(),
                     limits: args.limits(args.gcp_rate),
+                    secret_files: args.secret_file_dirs.clone(),
                 };
                 backends.push(Arc::new(GcpBackend::new(config)?));
             }

@@ -1,13 +1,17 @@
 //! The fence inside the results transaction: a finish that passed the check
 //! before its transaction, then waited while its lease was lost, writes
-//! nothing. (The lease's own writes are proven in `cudly-core`'s tests.)
+//! nothing; and a results transaction left open by a frozen collector
+//! does not cost the run that took its lease over its results. (The
+//! lease's own writes are proven in `cudly-core`'s tests.)
 
 use std::time::Duration;
 
 use cudly_collector::engine::Collected;
 use cudly_collector::persist::{FinishError, Finished, finish_run};
 use cudly_core::domain::{Provider, ProviderStatus, Trigger};
-use cudly_core::lease::{Acquired, Collection, Lease, acquire_lease};
+use cudly_core::lease::{
+    Acquired, Collection, Lease, acquire_lease, end_zombie_results_transactions, tag_results_transaction,
+};
 use cudly_core::schema::ACCOUNTS_LOCK;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -153,4 +157,91 @@ async fn a_finish_after_its_lease_expired_writes_nothing_even_before_any_takeove
     let (outcome, finished): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
         sqlx::query_as("SELECT outcome, finished_at FROM collection_state").fetch_one(&pool).await.unwrap();
     assert_eq!((outcome, finished), (None, None), "the expired run did not record an end either");
+}
+
+/// A pool whose lock waits time out after 300 ms (the services' pools wait
+/// 5 s), so that a finish meets a held accounts lock quickly.
+async fn impatient(pool: &PgPool) -> PgPool {
+    let options = (*pool.connect_options()).clone().options([("lock_timeout", "300ms")]);
+    sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await.unwrap()
+}
+
+/// A transaction holding the accounts lock, tagged as the results
+/// transaction of `run` (`None`: untagged, as a deletion), and its backend.
+async fn holding_the_accounts_lock(
+    pool: &PgPool,
+    run: Option<&Lease>,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, i32) {
+    let mut tx = pool.begin().await.unwrap();
+    if let Some(run) = run {
+        tag_results_transaction(&mut tx, run).await.unwrap();
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut *tx).await.unwrap();
+    let pid = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *tx).await.unwrap();
+    (tx, pid)
+}
+
+async fn backend_alive(pool: &PgPool, pid: i32) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_that_took_over_ends_the_frozen_results_transaction_of_the_old_run_and_writes_its_own(pool: PgPool) {
+    register(&pool).await;
+    let (old, _) = start_run(&pool).await;
+    // The old run's collector froze inside its results transaction, holding
+    // the accounts lock.
+    let (mut zombie, zombie_pid) = holding_the_accounts_lock(&pool, Some(&old)).await;
+    // Its lease expires and a newer run takes it over and finishes.
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let (newer, run) = start_run(&pool).await;
+    assert!(run.took_over);
+    let finished = finish_run(&impatient(&pool).await, &newer, results("current", 2))
+        .await
+        .expect("the run that took over writes its results");
+
+    assert_eq!(finished.written, 2);
+    assert_eq!(rows_of_generation(&pool, newer.generation).await, 2);
+    assert!(!backend_alive(&pool, zombie_pid).await, "the zombie's transaction was ended");
+    assert!(sqlx::query("SELECT 1").execute(&mut *zombie).await.is_err(), "its connection is gone");
+    let runs: Vec<(i64, String)> =
+        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_live_runs_results_transaction_and_a_deletion_are_never_ended(pool: PgPool) {
+    register(&pool).await;
+    let (old, _) = start_run(&pool).await;
+    sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
+    let (live, _) = start_run(&pool).await;
+    let impatient = impatient(&pool).await;
+
+    // The live run is writing its results. The old run, which lost its
+    // lease, may end nothing, and writes nothing.
+    let (mut writing, writing_pid) = holding_the_accounts_lock(&pool, Some(&live)).await;
+    assert_eq!(end_zombie_results_transactions(&pool, &old).await.unwrap(), Vec::<i32>::new());
+    assert!(matches!(finish_run(&impatient, &old, results("stale", 2)).await, Err(FinishError::LeaseLost)));
+    // Nor does the live run end its own transaction (a second finish of it).
+    assert_eq!(end_zombie_results_transactions(&pool, &live).await.unwrap(), Vec::<i32>::new());
+    assert!(backend_alive(&pool, writing_pid).await);
+    sqlx::query("SELECT 1").execute(&mut *writing).await.expect("the live run's transaction goes on");
+    writing.rollback().await.unwrap();
+
+    // A deletion holding the lock (untagged) makes the live run's finish wait
+    // and time out; it is never ended.
+    let (deletion, deletion_pid) = holding_the_accounts_lock(&pool, None).await;
+    let waited = finish_run(&impatient, &live, results("live", 2)).await;
+    assert!(matches!(waited, Err(FinishError::Database(_))), "{waited:?}");
+    assert!(backend_alive(&pool, deletion_pid).await, "a deletion is not a zombie");
+    deletion.commit().await.unwrap();
+    let finished = finish_run(&impatient, &live, results("live", 2)).await.unwrap();
+    assert_eq!(finished.written, 2);
 }

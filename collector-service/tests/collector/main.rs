@@ -169,6 +169,27 @@ async fn health_serves_and_shutdown_releases_the_running_lease_with_a_reason(poo
     assert_eq!(run, "cancelled");
 }
 
+#[sqlx::test(migrations = false)]
+async fn the_collector_is_not_ready_until_the_database_has_the_schema_it_was_built_for(pool: PgPool) {
+    // The database answers, but nothing is migrated: a run delivered now
+    // could not even read its accounts.
+    let sims = Provider::ALL.iter().map(|&p| Arc::new(SimulatedBackend::new(p, cudly_testkit::settings::simulated())));
+    let backends = sims.map(|s| s as _).collect();
+    let app = build(cudly_testkit::settings::collector(), pool.clone(), backends).await.unwrap();
+    let addr = app.local_addr();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(app.run(stop.clone().cancelled_owned()));
+    let mut watch = cudly_testkit::spawn::watch_health(addr).await;
+    // Readiness is checked every 500 ms while not ready: three checks.
+    cudly_testkit::spawn::not_serving_throughout(&mut watch, Duration::from_millis(1500), "on an unmigrated database")
+        .await;
+    cudly_core::db::MIGRATOR.run(&pool).await.unwrap();
+    cudly_testkit::spawn::serving_within(&mut watch, Duration::from_secs(10)).await;
+    drop(watch);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_lease_renewal_wakes_no_watcher_but_progress_does(pool: PgPool) {
     let (id, generation) = take_lease(&pool).await;

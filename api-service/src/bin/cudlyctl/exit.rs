@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use cudly_core::quote::at_most;
+use cudly_core::telemetry::{ErrorChain, status_line};
 use tonic::Code;
 
 /// `--help`'s closing section: the exit statuses.
@@ -51,7 +52,7 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 /// exit status.
 pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     if let Some(status) = err.downcast_ref::<tonic::Status>() {
-        eprintln!("cudlyctl: {}: {}", code_name(status.code()), at_most(status.message(), MAX_MESSAGE_CHARS));
+        eprintln!("cudlyctl: {}: {}", code_name(status.code()), at_most(&status_line(status), MAX_MESSAGE_CHARS));
         return ExitCode::from(status_exit(status.code()));
     }
     if is_broken_pipe(err) {
@@ -59,7 +60,8 @@ pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
         // wanted it has.
         return ExitCode::SUCCESS;
     }
-    eprintln!("cudlyctl: {err:#}");
+    // Each cause once: transport errors repeat theirs.
+    eprintln!("cudlyctl: {}", ErrorChain(err.as_ref()));
     if err.downcast_ref::<Unreachable>().is_some() { ExitCode::from(UNREACHABLE) } else { ExitCode::from(OTHER) }
 }
 

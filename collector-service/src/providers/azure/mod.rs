@@ -23,7 +23,7 @@ mod regions;
 mod tokens;
 
 use anyhow::bail;
-use cudly_core::credentials::{AzureCredentials, Credentials};
+use cudly_core::credentials::{AzureCredentials, Credentials, SecretFileDirs};
 use cudly_core::domain::{Account, Provider, Recommendation};
 use cudly_core::money::Currency;
 use futures_util::FutureExt;
@@ -66,6 +66,8 @@ pub struct AzureConfig {
     pub billing_currency: Currency,
     /// Rate limit and retries, shared by every subscription (one ARM bucket).
     pub limits: CallLimits,
+    /// Where `file:` client-secret references may be read from.
+    pub secret_files: SecretFileDirs,
 }
 
 impl AzureConfig {
@@ -85,6 +87,7 @@ pub struct AzureBackend {
     terms: Vec<i32>,
     billing_currency: Currency,
     limits: CallLimits,
+    secret_files: SecretFileDirs,
     /// Entra ID tokens per app registration (tenant, client id).
     tokens: TokenCache,
 }
@@ -115,6 +118,7 @@ impl AzureBackend {
             terms,
             billing_currency: config.billing_currency,
             limits: config.limits,
+            secret_files: config.secret_files,
             tokens: TokenCache::default(),
         })
     }
@@ -241,6 +245,7 @@ mod tests {
             terms: vec![36, 12],
             billing_currency: Currency::USD,
             limits: crate::providers::calls::tests::limits(10.0, 1, 5),
+            secret_files: cudly_core::credentials::SecretFileDirs::new([std::env::temp_dir()]).unwrap(),
         }
     }
 

@@ -30,7 +30,7 @@ impl AzureBackend {
     ) -> Result<Bearer, BackendError> {
         let what = format!("Azure token for subscription {subscription}");
         let read = || {
-            let secret = creds.client_secret.read().map_err(|err| {
+            let secret = creds.client_secret.read(&self.secret_files).map_err(|err| {
                 BackendError::refused(format!(
                     "cannot read the client secret of client {}: {err}; fix it or set another reference with \
                      UpdateAccount",

@@ -49,6 +49,7 @@ mod regions;
 mod tokens;
 mod wire;
 
+use cudly_core::credentials::SecretFileDirs;
 use cudly_core::domain::{Account, Provider, Recommendation};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -77,6 +78,8 @@ pub struct GcpConfig {
     /// Shared by every project: keep it within the Recommender's 100 reads
     /// a minute (`--gcp-rate`, 1.5 a second by default).
     pub limits: CallLimits,
+    /// Where `file:` key references may be read from.
+    pub secret_files: SecretFileDirs,
 }
 
 impl GcpConfig {
@@ -87,13 +90,15 @@ impl GcpConfig {
     /// The metadata server as seen from a GCP workload.
     pub const DEFAULT_METADATA_URL: &'static str = "http://metadata.google.internal";
 
-    /// The production endpoints, with `limits`.
-    pub fn new(limits: CallLimits) -> Self {
+    /// The production endpoints, with `limits` and key files read from
+    /// `secret_files`.
+    pub fn new(limits: CallLimits, secret_files: SecretFileDirs) -> Self {
         GcpConfig {
             recommender_url: Self::DEFAULT_RECOMMENDER_URL.to_string(),
             compute_url: Self::DEFAULT_COMPUTE_URL.to_string(),
             metadata_url: Self::DEFAULT_METADATA_URL.to_string(),
             limits,
+            secret_files,
         }
     }
 }
@@ -104,6 +109,7 @@ pub struct GcpBackend {
     compute_url: Url,
     metadata_url: Url,
     limits: CallLimits,
+    secret_files: SecretFileDirs,
     http: reqwest::Client,
     /// Access tokens, kept across runs until shortly before they expire.
     tokens: TokenCache,
@@ -124,6 +130,7 @@ impl GcpBackend {
             compute_url: base_url("GCP", "compute_url", &config.compute_url)?,
             metadata_url: base_url("GCP", "metadata_url", &config.metadata_url)?,
             limits: config.limits,
+            secret_files: config.secret_files,
             http: http::client()?,
             tokens: TokenCache::default(),
         })
@@ -211,7 +218,10 @@ mod tests {
     fn endpoints_must_be_http_base_urls() {
         let config = |recommender_url: &str| GcpConfig {
             recommender_url: recommender_url.into(),
-            ..GcpConfig::new(crate::providers::calls::tests::limits(1000.0, 100, 1))
+            ..GcpConfig::new(
+                crate::providers::calls::tests::limits(1000.0, 100, 1),
+                cudly_core::credentials::SecretFileDirs::new([std::env::temp_dir()]).unwrap(),
+            )
         };
         assert!(GcpBackend::new(config(GcpConfig::DEFAULT_RECOMMENDER_URL)).is_ok());
         let err = GcpBackend::new(config("ftp://recommender.googleapis.com")).err().unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cudly_core::credentials::{Credentials, SecretRef};
+use cudly_core::credentials::{Credentials, SecretFileDirs, SecretRef};
 use cudly_core::domain::Account;
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -41,7 +41,7 @@ impl GcpBackend {
             }
             // A key that cannot be read refuses every call of the account.
             TokenSource::Key(secret) => {
-                let (key, text) = read_key(secret).map_err(BackendError::refused)?;
+                let (key, text) = read_key(secret, &self.secret_files).map_err(BackendError::refused)?;
                 Ok(ReadCredentials { value: Grantor::Key { key, reference: secret }, fingerprint: text })
             }
         };
@@ -152,7 +152,7 @@ impl ServiceAccountKey {
 
 /// Reads and parses a key file, with its content (which tells a changed
 /// key apart); errors never quote it.
-fn read_key(secret: &SecretRef) -> Result<(ServiceAccountKey, SecretString), String> {
+fn read_key(secret: &SecretRef, dirs: &SecretFileDirs) -> Result<(ServiceAccountKey, SecretString), String> {
     #[derive(Deserialize)]
     struct KeyFile {
         #[serde(rename = "type")]
@@ -162,7 +162,7 @@ fn read_key(secret: &SecretRef) -> Result<(ServiceAccountKey, SecretString), Str
         private_key_id: Option<String>,
         token_uri: Option<String>,
     }
-    let text = secret.read()?;
+    let text = secret.read(dirs)?;
     let file: KeyFile = serde_json::from_str(text.expose_secret()).map_err(|e| {
         format!("{secret} is not a service-account key (JSON {:?} error at line {})", e.classify(), e.line())
     })?;

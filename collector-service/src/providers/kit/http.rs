@@ -25,8 +25,9 @@ pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
 
 /// A request that did not get an answer (connect, TLS, reset): transient.
 pub(crate) fn send_error(err: reqwest::Error) -> CallError {
-    // reqwest's error text names the URL but carries no credentials.
-    CallError::Transient(format!("request failed: {err}"))
+    // reqwest's error text names the URL but carries no credentials; why
+    // the request failed (refused, reset, TLS) is in its causes.
+    CallError::Transient(format!("request failed: {}", cudly_core::telemetry::ErrorChain(&err)))
 }
 
 /// Sorts a non-success answer. `hint` is appended to authentication and

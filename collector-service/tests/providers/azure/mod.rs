@@ -25,7 +25,7 @@ use std::time::Duration;
 use cudly_collector::providers::azure::{AzureBackend, AzureConfig};
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::{CloudBackend, Query, RequestCount, RunScope, Sweep};
-use cudly_core::credentials::{AzureCredentials, Credentials, SecretRef};
+use cudly_core::credentials::{AzureCredentials, Credentials, SecretFileDirs, SecretRef};
 use cudly_core::domain::{Account, PaymentOption, Provider, Recommendation};
 use cudly_core::money::{Amount, Currency};
 
@@ -72,7 +72,13 @@ fn account(subscription: &str, name: &str, client: &str, secret: &SecretFile) ->
 }
 
 fn backend(fake: &Fake, terms: Vec<i32>) -> AzureBackend {
-    AzureBackend::new(AzureConfig {
+    AzureBackend::new(config(fake, terms)).unwrap()
+}
+
+/// The backend's configuration against `fake`: quick retries, secret files
+/// read from the temporary directory.
+fn config(fake: &Fake, terms: Vec<i32>) -> AzureConfig {
+    AzureConfig {
         management_url: fake.base.clone(),
         login_url: fake.base.clone(),
         lookback_days: 30,
@@ -87,8 +93,8 @@ fn backend(fake: &Fake, terms: Vec<i32>) -> AzureBackend {
                 attempt_timeout: Duration::from_secs(5),
             },
         },
-    })
-    .unwrap()
+        secret_files: SecretFileDirs::new([std::env::temp_dir()]).unwrap(),
+    }
 }
 
 fn monthly(term_months: i32) -> Sweep {

@@ -11,7 +11,10 @@ use cudly_core::domain::{AccountState, Provider, ProviderState};
 use futures_util::future::join_all;
 
 use super::fake::start;
-use super::{CLIENT_A, CLIENT_B, SUB_A, SUB_B, SecretFile, TENANT, account, backend, fetch, monthly};
+use cudly_collector::providers::azure::{AzureBackend, AzureConfig};
+use cudly_core::credentials::SecretFileDirs;
+
+use super::{CLIENT_A, CLIENT_B, SUB_A, SUB_B, SecretFile, TENANT, account, backend, config, fetch, monthly};
 
 #[tokio::test]
 async fn a_refused_client_secret_fails_only_its_account_and_says_which_app_without_the_secret() {
@@ -54,6 +57,44 @@ async fn a_refused_client_secret_fails_only_its_account_and_says_which_app_witho
     // Its five services and nine sweeps asked Entra ID once, not nine times.
     assert_eq!(fake.token_requests_of(CLIENT_B), 1);
     assert_eq!(fake.token_requests_of(CLIENT_A), 1);
+}
+
+#[tokio::test]
+async fn a_client_secret_outside_the_allowed_directories_fails_its_account_and_is_never_read() {
+    let allowed = std::env::temp_dir().join(format!("cudly-azure-allowed-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&allowed).unwrap();
+    let inside = SecretFile(allowed.join("client-a"));
+    std::fs::write(&inside.0, "client-secret-a\n").unwrap();
+    // A valid secret, but outside the allowed directory, reached through a
+    // link that is inside it.
+    let outside = SecretFile::new("the-current-secret-b");
+    let link = SecretFile(allowed.join("client-b"));
+    std::os::unix::fs::symlink(&outside.0, &link.0).unwrap();
+    let fake = start(|f| {
+        f.secrets.insert(CLIENT_A, "client-secret-a".into());
+        f.secrets.insert(CLIENT_B, "the-current-secret-b".into());
+    })
+    .await;
+    let config =
+        AzureConfig { secret_files: SecretFileDirs::new([allowed.clone()]).unwrap(), ..config(&fake, vec![12]) };
+    let backends: Backends = vec![Arc::new(AzureBackend::new(config).unwrap())];
+    let accounts =
+        vec![account(SUB_A, "Payments prod", CLIENT_A, &inside), account(SUB_B, "Analytics", CLIENT_B, &link)];
+    let (progress, _watch) = tokio::sync::watch::channel(Vec::new());
+    let collected = engine::collect(&backends, &accounts, &cudly_testkit::settings::engine(), &progress).await;
+
+    let status = &collected.providers[0];
+    assert_eq!((status.accounts_succeeded, status.accounts_failed), (1, 1), "{status:#?}");
+    let failed = &status.failed_accounts[0];
+    assert_eq!((failed.account_id.as_str(), failed.state), (SUB_B, Some(AccountState::Failed)));
+    assert!(failed.error.contains("is not inside a directory secret files may be read from"), "{}", failed.error);
+    assert!(failed.error.contains("CUDLY_SECRET_FILE_DIRS"), "says what to change: {}", failed.error);
+    for error in std::iter::once(&failed.error).chain(failed.failures.iter().map(|f| &f.error)) {
+        assert!(!error.contains("the-current-secret-b"), "no file content in a message: {error}");
+    }
+    assert_eq!(fake.token_requests_of(CLIENT_B), 0, "the secret was never sent");
+    drop((link, inside));
+    std::fs::remove_dir_all(&allowed).unwrap();
 }
 
 #[tokio::test]

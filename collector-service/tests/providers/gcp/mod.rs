@@ -26,7 +26,7 @@ use std::time::Duration;
 use cudly_collector::providers::calls::{CallLimits, RateLimiter, RetryPolicy};
 use cudly_collector::providers::gcp::{GcpBackend, GcpConfig};
 use cudly_collector::providers::{CloudBackend, Query, RequestCount, RunScope, Sweep};
-use cudly_core::credentials::{Credentials, GcpCredentials, SecretRef};
+use cudly_core::credentials::{Credentials, GcpCredentials, SecretFileDirs, SecretRef};
 use cudly_core::domain::{Account, PaymentOption, Provider};
 use cudly_core::money::Amount;
 use serde_json::{Value, json};
@@ -88,6 +88,7 @@ fn backend(base: &str, retry: RetryPolicy) -> GcpBackend {
         compute_url: base.into(),
         metadata_url: base.into(),
         limits: CallLimits { limiter: RateLimiter::new(1000.0, 100), retry },
+        secret_files: SecretFileDirs::new([std::env::temp_dir()]).unwrap(),
     })
     .unwrap()
 }
