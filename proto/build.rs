@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from("proto/cudly/recommendations/v1/trigger.proto"),
         PathBuf::from("proto/cudly/recommendations/v1/recommendations.proto"),
         PathBuf::from("proto/cudly/recommendations/v1/accounts.proto"),
+        PathBuf::from("proto/cudly/recommendations/v1/notifications.proto"),
         PathBuf::from("proto/cudly/collector/v1/collector.proto"),
         PathBuf::from("proto/google/type/money.proto"),
     ];

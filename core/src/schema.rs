@@ -11,3 +11,8 @@ pub const STATE_CHANNEL: &str = "collection_state";
 /// result write with account deletion, so a deleted account's rows never
 /// come back. Taken by the collector's `persist` and by the accounts store.
 pub const ACCOUNTS_LOCK: i64 = 0x6375_646c_7961;
+
+/// The channel a new notice delivery is announced on (`pg_notify` by
+/// whoever queues one: the run-end transaction, SendTestNotice), so that an
+/// idle deliverer wakes at once instead of at its next poll.
+pub const NOTICES_CHANNEL: &str = "cudly_notices";
