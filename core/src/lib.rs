@@ -12,6 +12,7 @@ pub mod files;
 pub mod lease;
 pub mod metrics;
 pub mod money;
+pub mod notice;
 pub mod quote;
 pub mod schema;
 pub mod server;
