@@ -18,5 +18,6 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod notify;
 pub mod persist;
 pub mod providers;
