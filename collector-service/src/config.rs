@@ -111,6 +111,12 @@ pub struct Config {
     #[arg(long, env = "CUDLY_COLLECTOR_INSECURE_NO_AUTH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub insecure_no_auth: bool,
 
+    /// PEM CA certificate(s) trusted for the email channel's SMTP servers
+    /// besides the public roots (a private mail relay). Unset: public roots
+    /// only.
+    #[arg(long, env = "CUDLY_NOTIFY_SMTP_CA_FILE")]
+    pub notify_smtp_ca_file: Option<PathBuf>,
+
     /// Where Prometheus scrapes metrics (`GET /metrics`); `off` serves none.
     #[arg(long, env = "CUDLY_METRICS_LISTEN", default_value = "127.0.0.1:9091", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
