@@ -12,6 +12,7 @@ use cudly_core::metrics::MetricsEndpoint;
 use cudly_core::quote::quoted;
 use cudly_core::server;
 use cudly_proto::recommendations::v1::accounts_service_server::{self, AccountsServiceServer};
+use cudly_proto::recommendations::v1::notifications_service_server::{self, NotificationsServiceServer};
 use cudly_proto::recommendations::v1::recommendations_service_server::{self, RecommendationsServiceServer};
 use http::{HeaderName, HeaderValue, Method};
 use prometheus_client::registry::Registry;
@@ -32,11 +33,16 @@ use crate::dispatch::{CollectorCredentials, Dispatcher};
 use crate::grpc::RecommendationsApi;
 use crate::hub::Hub;
 use crate::metrics::ApiMetrics;
+use crate::notifications::NotificationsApi;
 use crate::refresh::Refresher;
 use crate::state::AutoRefresh;
 
 /// The services api-service serves (besides health and reflection).
-const SERVED: &[&str] = &[recommendations_service_server::SERVICE_NAME, accounts_service_server::SERVICE_NAME];
+const SERVED: &[&str] = &[
+    recommendations_service_server::SERVICE_NAME,
+    accounts_service_server::SERVICE_NAME,
+    notifications_service_server::SERVICE_NAME,
+];
 
 /// What api-service needs besides its database.
 #[derive(Clone, Debug)]
@@ -250,11 +256,18 @@ impl App {
             .layer(auth)
             .into_inner();
         let accounts = AccountsApi::new(api.pool().clone());
+        let notifications = NotificationsApi::new(api.pool().clone());
         let recommendations =
             RecommendationsServiceServer::new(api).max_decoding_message_size(limits.max_request_bytes);
         let accounts = AccountsServiceServer::new(accounts).max_decoding_message_size(limits.max_request_bytes);
+        let notifications =
+            NotificationsServiceServer::new(notifications).max_decoding_message_size(limits.max_request_bytes);
         let mut routes = Routes::builder();
-        routes.add_service(health_service).add_service(recommendations).add_service(accounts);
+        routes
+            .add_service(health_service)
+            .add_service(recommendations)
+            .add_service(accounts)
+            .add_service(notifications);
         if settings.reflection {
             routes.add_service(reflection_v1).add_service(reflection_v1alpha);
         }

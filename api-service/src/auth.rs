@@ -36,6 +36,8 @@ pub enum Permission {
     ViewRecommendations,
     /// Manage the accounts registry.
     AdminAccounts,
+    /// Manage notification channels, send test notices, read deliveries.
+    AdminNotifications,
 }
 
 impl Permission {
@@ -44,6 +46,7 @@ impl Permission {
         match self {
             Permission::ViewRecommendations => "recommendations:view",
             Permission::AdminAccounts => "accounts:admin",
+            Permission::AdminNotifications => "notifications:admin",
         }
     }
 
@@ -51,6 +54,7 @@ impl Permission {
         match s {
             "recommendations:view" => Some(Permission::ViewRecommendations),
             "accounts:admin" => Some(Permission::AdminAccounts),
+            "notifications:admin" => Some(Permission::AdminNotifications),
             _ => None,
         }
     }
@@ -76,6 +80,7 @@ fn access(path: &str) -> Access {
         "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => Access::Open,
         "cudly.recommendations.v1.RecommendationsService" => Access::Needs(Permission::ViewRecommendations),
         "cudly.recommendations.v1.AccountsService" => Access::Needs(Permission::AdminAccounts),
+        "cudly.recommendations.v1.NotificationsService" => Access::Needs(Permission::AdminNotifications),
         _ => Access::Authenticated,
     }
 }
@@ -414,6 +419,10 @@ mod tests {
             access("/cudly.recommendations.v1.AccountsService/DeleteAccount"),
             Access::Needs(Permission::AdminAccounts)
         );
+        assert_eq!(
+            access("/cudly.recommendations.v1.NotificationsService/SendTestNotice"),
+            Access::Needs(Permission::AdminNotifications)
+        );
         assert_eq!(access("/some.Other/Thing"), Access::Authenticated);
     }
 
@@ -463,7 +472,8 @@ mod tests {
     #[test]
     fn subject_permissions_parse_and_bad_ones_are_named() {
         let parsed = parse_subject_permissions(
-            "system:serviceaccount:cudly:scheduler=recommendations:view; ops = accounts:admin recommendations:view;",
+            "system:serviceaccount:cudly:scheduler=recommendations:view; ops = accounts:admin recommendations:view; \
+             oncall=notifications:admin",
         )
         .unwrap();
         assert_eq!(
@@ -471,8 +481,12 @@ mod tests {
             [
                 ("system:serviceaccount:cudly:scheduler".to_string(), vec![Permission::ViewRecommendations]),
                 ("ops".to_string(), vec![Permission::AdminAccounts, Permission::ViewRecommendations]),
+                ("oncall".to_string(), vec![Permission::AdminNotifications]),
             ]
         );
+        for p in [Permission::ViewRecommendations, Permission::AdminAccounts, Permission::AdminNotifications] {
+            assert_eq!(Permission::parse(p.as_str()), Some(p), "{p:?} round-trips");
+        }
         assert!(parse_subject_permissions("").unwrap().0.is_empty());
         assert!(parse_subject_permissions("no-equals").unwrap_err().contains("not `subject=permission"));
         assert!(parse_subject_permissions("=recommendations:view").unwrap_err().contains("no subject"));

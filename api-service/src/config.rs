@@ -164,7 +164,8 @@ pub struct AuthArgs {
     pub jwt_leeway: Duration,
 
     /// Claim listing the caller's permissions (`recommendations:view`,
-    /// `accounts:admin`): an array of strings or a space-separated string.
+    /// `accounts:admin`, `notifications:admin`): an array of strings or a
+    /// space-separated string.
     #[arg(long, env = "CUDLY_JWT_PERMISSIONS_CLAIM", default_value = "permissions")]
     pub jwt_permissions_claim: String,
 

@@ -16,6 +16,10 @@ pub enum Error {
     /// What the request would create exists already; the message says what.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is sound but the state it meets forbids it (a cap
+    /// reached); the message says what to change first.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The collector could not take the run; the lease taken for it was
     /// released, so the next refresh can try again.
     #[error("collector unavailable: {0}")]
@@ -46,6 +50,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(msg) => Status::invalid_argument(msg),
             Error::NotFound(msg) => Status::not_found(msg),
             Error::AlreadyExists(msg) => Status::already_exists(msg),
+            Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
             Error::CollectorUnavailable(_) => {
                 Status::unavailable("the collector is unavailable; no collection was started, try again")
             }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod hub;
 pub mod metrics;
+pub mod notifications;
 pub mod page_token;
 pub mod recommendations;
 pub mod refresh;

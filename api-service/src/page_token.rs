@@ -23,6 +23,16 @@ struct Envelope<K> {
     k: K,
 }
 
+/// A request's page size: `default` when unset (0), at most `max` (a
+/// larger request gets `max`, AIP-158); negative is INVALID_ARGUMENT.
+pub fn page_size(requested: i32, default: i64, max: i64) -> Result<i64, Error> {
+    match requested {
+        0 => Ok(default),
+        n if n < 0 => Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}"))),
+        n => Ok(i64::from(n).min(max)),
+    }
+}
+
 /// Encodes `key` for the filters fingerprinted by `filters`.
 pub fn encode<K: Serialize>(filters: u64, key: &K) -> String {
     let mut bytes = serde_json::to_vec(&Envelope { f: filters, k: key }).expect("page keys serialize");

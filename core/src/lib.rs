@@ -2,7 +2,8 @@
 //! the other: the domain vocabulary and exact money, credentials
 //! references, the lease (acquire, heartbeat, fence, the run-end write),
 //! the schema's names, database setup and migrations, the gRPC serving
-//! plumbing, telemetry, metrics and the common command-line flags.
+//! plumbing, the rule for outbound URLs, telemetry, metrics and the common
+//! command-line flags.
 
 pub mod config;
 pub mod credentials;
@@ -17,3 +18,4 @@ pub mod quote;
 pub mod schema;
 pub mod server;
 pub mod telemetry;
+pub mod url;

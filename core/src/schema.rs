@@ -16,3 +16,8 @@ pub const ACCOUNTS_LOCK: i64 = 0x6375_646c_7961;
 /// whoever queues one: the run-end transaction, SendTestNotice), so that an
 /// idle deliverer wakes at once instead of at its next poll.
 pub const NOTICES_CHANNEL: &str = "cudly_notices";
+
+/// The advisory lock (`pg_advisory_xact_lock`) that serializes creating
+/// notification channels, so that concurrent creates cannot pass the cap on
+/// their number together. Taken by api-service's channel store.
+pub const CHANNELS_LOCK: i64 = 0x6375_646c_796e;

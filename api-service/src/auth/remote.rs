@@ -15,6 +15,7 @@ use bytes::Bytes;
 use cudly_core::files::{read_file, read_token};
 use cudly_core::quote::{at_most, quoted};
 use cudly_core::telemetry::ErrorChain;
+use cudly_core::url::checked_url;
 use http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
@@ -219,19 +220,6 @@ fn discovery_url(issuer: &str) -> String {
     format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
 }
 
-/// `url` if keys may be fetched from it: `https`, or `http` to this host
-/// only (a key set fetched in clear text could be swapped on the way).
-pub(super) fn checked_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|_| format!("{} is not a URL", quoted(url)))?;
-    let loopback = matches!(uri.host(), Some("localhost" | "127.0.0.1" | "[::1]" | "::1"));
-    match uri.scheme_str() {
-        Some("https") if uri.host().is_some() => Ok(uri),
-        Some("http") if loopback => Ok(uri),
-        Some("http") => Err(format!("{} must use https (plain http is allowed to this host only)", quoted(url))),
-        _ => Err(format!("{} is not an https URL", quoted(url))),
-    }
-}
-
 /// An HTTP client trusting the public web PKI (the roots of the Mozilla
 /// program, built in, as the image has no system store) plus `ca_file`, for
 /// providers behind a private CA such as a cluster's API server.
@@ -259,18 +247,6 @@ fn client(ca_file: Option<&Path>) -> anyhow::Result<Client<HttpsConnector<HttpCo
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_come_over_https_or_from_this_host() {
-        assert!(checked_url("https://login.example.com/keys").is_ok());
-        assert!(checked_url("http://127.0.0.1:8080/jwks").is_ok());
-        assert!(checked_url("http://localhost/jwks").is_ok());
-        let err = checked_url("http://idp.example.com/jwks").unwrap_err();
-        assert!(err.contains("must use https"), "{err}");
-        assert!(checked_url("ftp://idp.example.com/jwks").unwrap_err().contains("not an https URL"));
-        let long = format!("https://{}", "x".repeat(10_000));
-        assert!(checked_url(&format!("{long} y")).unwrap_err().len() < 200, "quoted, bounded");
-    }
 
     #[test]
     fn discovery_is_under_the_issuer() {

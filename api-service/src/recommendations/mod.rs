@@ -120,11 +120,7 @@ impl Filters {
 /// A request's `page_size`: unset is the default, more than the maximum is
 /// the maximum, negative is an error.
 pub fn parse_page_size(requested: i32) -> Result<i64, Error> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n if n < 0 => Err(Error::InvalidArgument(format!("page_size: must be positive, got {n}"))),
-        n => Ok(i64::from(n).min(MAX_PAGE_SIZE)),
-    }
+    crate::page_token::page_size(requested, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 }
 
 /// Validates a request into a query; every error names its field.

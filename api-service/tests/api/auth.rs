@@ -8,6 +8,7 @@ use std::time::Duration;
 use cudly_api::auth::KeySource;
 use cudly_proto::recommendations::v1 as pb;
 use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
+use cudly_proto::recommendations::v1::notifications_service_client::NotificationsServiceClient;
 use cudly_testkit::jwt::{self, KeyDir, SECRET, hs256, now, token};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use prost::Message as _;
@@ -31,6 +32,21 @@ pub(crate) enum Rpc {
     ListAccounts,
     UpdateAccount,
     DeleteAccount,
+    CreateChannel,
+    GetChannel,
+    ListChannels,
+    UpdateChannel,
+    SendTestNotice,
+    ListDeliveries,
+    DeleteChannel,
+}
+
+/// The permission an RPC needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Needs {
+    View,
+    Accounts,
+    Notifications,
 }
 
 /// What the authorization layer decided about one call. A call it let in
@@ -56,6 +72,21 @@ impl Verdict {
 /// The account the admin calls create, read, update and delete.
 const ACCOUNT_ID: &str = "210987654321";
 
+/// The channel the notifications admin calls create, read, update, test
+/// and delete.
+const CHANNEL: &str = "finops-hook";
+
+fn channel() -> pb::Channel {
+    pb::Channel {
+        name: CHANNEL.into(),
+        kind: Some(pb::channel::Kind::Webhook(pb::WebhookChannel {
+            url: "http://127.0.0.1:9/hook".into(),
+            signing_secret_ref: "env:CUDLY_CLOUD_SECRET_WEBHOOK".into(),
+        })),
+        ..Default::default()
+    }
+}
+
 fn account() -> pb::Account {
     pb::Account {
         provider: pb::Provider::Aws as i32,
@@ -67,7 +98,7 @@ fn account() -> pb::Account {
 }
 
 impl Rpc {
-    const ALL: [Rpc; 10] = [
+    const ALL: [Rpc; 17] = [
         Rpc::GetFreshness,
         Rpc::Watch,
         Rpc::List,
@@ -77,18 +108,38 @@ impl Rpc {
         Rpc::ListAccounts,
         Rpc::UpdateAccount,
         Rpc::DeleteAccount,
+        Rpc::CreateChannel,
+        Rpc::GetChannel,
+        Rpc::ListChannels,
+        Rpc::UpdateChannel,
+        Rpc::SendTestNotice,
+        Rpc::ListDeliveries,
+        Rpc::DeleteChannel,
         Rpc::Refresh,
     ];
 
     fn service(self) -> &'static str {
-        if self.is_admin() { "AccountsService" } else { "RecommendationsService" }
+        match self.needs() {
+            Needs::View => "RecommendationsService",
+            Needs::Accounts => "AccountsService",
+            Needs::Notifications => "NotificationsService",
+        }
     }
 
-    fn is_admin(self) -> bool {
-        matches!(
-            self,
-            Rpc::CreateAccount | Rpc::GetAccount | Rpc::ListAccounts | Rpc::UpdateAccount | Rpc::DeleteAccount
-        )
+    fn needs(self) -> Needs {
+        match self {
+            Rpc::CreateAccount | Rpc::GetAccount | Rpc::ListAccounts | Rpc::UpdateAccount | Rpc::DeleteAccount => {
+                Needs::Accounts
+            }
+            Rpc::CreateChannel
+            | Rpc::GetChannel
+            | Rpc::ListChannels
+            | Rpc::UpdateChannel
+            | Rpc::SendTestNotice
+            | Rpc::ListDeliveries
+            | Rpc::DeleteChannel => Needs::Notifications,
+            Rpc::Refresh | Rpc::GetFreshness | Rpc::Watch | Rpc::List | Rpc::Collections => Needs::View,
+        }
     }
 
     fn method(self) -> &'static str {
@@ -98,6 +149,13 @@ impl Rpc {
             Rpc::ListAccounts => "ListAccounts",
             Rpc::UpdateAccount => "UpdateAccount",
             Rpc::DeleteAccount => "DeleteAccount",
+            Rpc::CreateChannel => "CreateChannel",
+            Rpc::GetChannel => "GetChannel",
+            Rpc::ListChannels => "ListChannels",
+            Rpc::UpdateChannel => "UpdateChannel",
+            Rpc::SendTestNotice => "SendTestNotice",
+            Rpc::ListDeliveries => "ListDeliveries",
+            Rpc::DeleteChannel => "DeleteChannel",
             Rpc::Refresh => "RefreshRecommendations",
             Rpc::GetFreshness => "GetFreshness",
             Rpc::Watch => "WatchFreshness",
@@ -130,6 +188,15 @@ impl Rpc {
                 let (provider, external_id) = key();
                 pb::DeleteAccountRequest { provider, external_id }.encode_to_vec()
             }
+            Rpc::CreateChannel => pb::CreateChannelRequest { channel: Some(channel()) }.encode_to_vec(),
+            Rpc::GetChannel => pb::GetChannelRequest { name: CHANNEL.into() }.encode_to_vec(),
+            Rpc::ListChannels => pb::ListChannelsRequest {}.encode_to_vec(),
+            Rpc::UpdateChannel => {
+                pb::UpdateChannelRequest { name: CHANNEL.into(), enabled: Some(false), kind: None }.encode_to_vec()
+            }
+            Rpc::SendTestNotice => pb::SendTestNoticeRequest { name: CHANNEL.into() }.encode_to_vec(),
+            Rpc::ListDeliveries => pb::ListDeliveriesRequest::default().encode_to_vec(),
+            Rpc::DeleteChannel => pb::DeleteChannelRequest { name: CHANNEL.into() }.encode_to_vec(),
         }
     }
 }
@@ -147,7 +214,9 @@ pub(crate) fn with_token<T>(message: T, bearer: Option<&str>) -> tonic::Request<
 pub(crate) async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> Code {
     let mut client = app.client.clone();
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap();
-    let mut accounts = AccountsServiceClient::new(channel.connect().await.unwrap());
+    let channel = channel.connect().await.unwrap();
+    let mut accounts = AccountsServiceClient::new(channel.clone());
+    let mut notifications = NotificationsServiceClient::new(channel);
     let result = match rpc {
         Rpc::Refresh => client
             .refresh_recommendations(with_token(pb::RefreshRecommendationsRequest::default(), bearer))
@@ -182,6 +251,32 @@ pub(crate) async fn call_grpc(app: &TestApp, rpc: Rpc, bearer: Option<&str>) -> 
         Rpc::DeleteAccount => {
             let req = pb::DeleteAccountRequest::decode(rpc.body().as_slice()).unwrap();
             accounts.delete_account(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::CreateChannel => {
+            let req = pb::CreateChannelRequest::decode(rpc.body().as_slice()).unwrap();
+            notifications.create_channel(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::GetChannel => {
+            let req = pb::GetChannelRequest::decode(rpc.body().as_slice()).unwrap();
+            notifications.get_channel(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::ListChannels => {
+            notifications.list_channels(with_token(pb::ListChannelsRequest {}, bearer)).await.map(drop)
+        }
+        Rpc::UpdateChannel => {
+            let req = pb::UpdateChannelRequest::decode(rpc.body().as_slice()).unwrap();
+            notifications.update_channel(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::SendTestNotice => {
+            let req = pb::SendTestNoticeRequest::decode(rpc.body().as_slice()).unwrap();
+            notifications.send_test_notice(with_token(req, bearer)).await.map(drop)
+        }
+        Rpc::ListDeliveries => {
+            notifications.list_deliveries(with_token(pb::ListDeliveriesRequest::default(), bearer)).await.map(drop)
+        }
+        Rpc::DeleteChannel => {
+            let req = pb::DeleteChannelRequest::decode(rpc.body().as_slice()).unwrap();
+            notifications.delete_channel(with_token(req, bearer)).await.map(drop)
         }
     };
     match result {
@@ -280,10 +375,12 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         Algorithm::HS256,
         serde_json::json!({}),
     );
-    // (who, token, verdict on the recommendation RPCs, on AccountsService)
+    // (who, token, verdict on the recommendation RPCs, on AccountsService,
+    // on NotificationsService)
     use Verdict::{Allowed, PermissionDenied, Unauthenticated};
-    let unauthenticated = (Unauthenticated, Unauthenticated);
-    let callers: Vec<(&str, Option<String>, (Verdict, Verdict))> = vec![
+    let unauthenticated = (Unauthenticated, Unauthenticated, Unauthenticated);
+    type Verdicts = (Verdict, Verdict, Verdict);
+    let callers: Vec<(&str, Option<String>, Verdicts)> = vec![
         ("no token", None, unauthenticated),
         ("expired", Some(hs256(serde_json::json!({"exp": now() - 60}))), unauthenticated),
         ("wrong signature", Some(forged), unauthenticated),
@@ -291,25 +388,38 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
         ("wrong issuer", Some(hs256(serde_json::json!({"iss": "https://evil.test/"}))), unauthenticated),
         ("not yet valid", Some(hs256(serde_json::json!({"nbf": now() + 600}))), unauthenticated),
         ("garbage", Some("not.a.jwt".to_string()), unauthenticated),
-        ("admin", Some(hs256(serde_json::json!({"permissions": ["accounts:admin"]}))), (PermissionDenied, Allowed)),
-        ("viewer", Some(hs256(serde_json::json!({}))), (Allowed, PermissionDenied)),
+        (
+            "admin",
+            Some(hs256(serde_json::json!({"permissions": ["accounts:admin"]}))),
+            (PermissionDenied, Allowed, PermissionDenied),
+        ),
+        ("viewer", Some(hs256(serde_json::json!({}))), (Allowed, PermissionDenied, PermissionDenied)),
         (
             "viewer and admin, space-separated",
             Some(hs256(serde_json::json!({"permissions": "accounts:admin recommendations:view"}))),
-            (Allowed, Allowed),
+            (Allowed, Allowed, PermissionDenied),
+        ),
+        (
+            "notifications admin",
+            Some(hs256(serde_json::json!({"permissions": ["notifications:admin"]}))),
+            (PermissionDenied, PermissionDenied, Allowed),
         ),
     ];
     let mut mismatches = Vec::new();
     let mut admin_calls = Vec::new();
-    for (who, bearer, (view_expected, admin_expected)) in &callers {
+    for (who, bearer, (view_expected, accounts_expected, notifications_expected)) in &callers {
         for rpc in Rpc::ALL {
-            let expected = if rpc.is_admin() { admin_expected } else { view_expected };
+            let expected = match rpc.needs() {
+                Needs::View => view_expected,
+                Needs::Accounts => accounts_expected,
+                Needs::Notifications => notifications_expected,
+            };
             for (transport, code) in [
                 ("grpc", call_grpc(&app, rpc, bearer.as_deref()).await),
                 ("grpc-web", call_grpc_web(&app, rpc, bearer.as_deref()).await),
             ] {
                 let got = Verdict::of(code);
-                if rpc.is_admin() && got == Allowed {
+                if rpc.needs() != Needs::View && got == Allowed {
                     admin_calls.push((rpc.method(), code));
                 }
                 if got != *expected {
@@ -323,7 +433,17 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
     // The admin calls let in did their work (a repeated create finds the
     // account, a get or update after a delete does not).
     let codes: HashSet<(&str, Code)> = admin_calls.into_iter().collect();
-    for expected in [("CreateAccount", Code::Ok), ("DeleteAccount", Code::Ok), ("ListAccounts", Code::Ok)] {
+    for expected in [
+        ("CreateAccount", Code::Ok),
+        ("DeleteAccount", Code::Ok),
+        ("ListAccounts", Code::Ok),
+        ("CreateChannel", Code::Ok),
+        ("CreateChannel", Code::AlreadyExists),
+        ("SendTestNotice", Code::Ok),
+        ("ListDeliveries", Code::Ok),
+        ("DeleteChannel", Code::Ok),
+        ("DeleteChannel", Code::NotFound),
+    ] {
         assert!(codes.contains(&expected), "{expected:?} never happened: {codes:?}");
     }
 
@@ -334,6 +454,13 @@ async fn every_rpc_answers_each_kind_of_caller_as_its_permissions_say(pool: PgPo
     let status =
         app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&admin))).await.unwrap_err();
     assert_eq!(status.message(), "missing permission recommendations:view");
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let status = NotificationsServiceClient::new(channel)
+        .list_channels(with_token(pb::ListChannelsRequest {}, Some(&admin)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.message(), "missing permission notifications:admin");
     let forged = format!("{}x", hs256(serde_json::json!({})));
     let status =
         app.client.clone().get_freshness(with_token(pb::GetFreshnessRequest {}, Some(&forged))).await.unwrap_err();

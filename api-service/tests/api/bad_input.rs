@@ -308,6 +308,53 @@ async fn a_huge_value_is_never_echoed_back_whatever_field_it_is_in(pool: PgPool)
     answers.push(("DeleteAccount".into(), "external_id", delete.map(|_| ())));
     let update = pb::UpdateAccountRequest { provider, external_id, ..Default::default() };
     answers.push(("UpdateAccount".into(), "external_id", accounts.clone().update_account(update).await.map(|_| ())));
+    let notifications = pb::notifications_service_client::NotificationsServiceClient::new(
+        tonic::transport::Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap(),
+    );
+    let hook = |name: &str, url: &str, secret: &str| pb::Channel {
+        name: name.into(),
+        kind: Some(pb::channel::Kind::Webhook(pb::WebhookChannel {
+            url: url.into(),
+            signing_secret_ref: secret.into(),
+        })),
+        ..Default::default()
+    };
+    let mail = |f: &dyn Fn(&mut pb::EmailChannel)| {
+        let mut e = pb::EmailChannel {
+            smtp_host: "smtp.example.com".into(),
+            smtp_port: 0,
+            username: "cudly".into(),
+            password_ref: secret.into(),
+            from: "cudly@example.com".into(),
+            to: vec!["finops@example.com".into()],
+        };
+        f(&mut e);
+        pb::Channel { name: "mail".into(), kind: Some(pb::channel::Kind::Email(e)), ..Default::default() }
+    };
+    let https = "https://hooks.example.com";
+    let channels = [
+        ("channel.name", hook(&huge, https, secret)),
+        ("channel.webhook.url", hook("hook", &format!("https://{huge}/"), secret)),
+        ("channel.webhook.url", hook("hook", &format!("http://{}/", &huge[..1000]), secret)),
+        ("channel.webhook.signing_secret_ref", hook("hook", https, &format!("env:{huge}"))),
+        ("channel.webhook.signing_secret_ref", hook("hook", https, &huge)),
+        ("channel.email.smtp_host", mail(&|e| e.smtp_host = format!("{huge}:25"))),
+        ("channel.email.username", mail(&|e| e.username = huge.clone())),
+        ("channel.email.from", mail(&|e| e.from = format!("{huge}@example.com"))),
+        ("channel.email.to[0]", mail(&|e| e.to = vec![format!("a@{huge} ")])),
+    ];
+    for (field, channel) in channels {
+        let answer = notifications.clone().create_channel(pb::CreateChannelRequest { channel: Some(channel) }).await;
+        answers.push((format!("CreateChannel {field}"), field, answer.map(|_| ())));
+    }
+    let get = notifications.clone().get_channel(pb::GetChannelRequest { name: huge.clone() }).await;
+    answers.push(("GetChannel".into(), "name", get.map(|_| ())));
+    let deliveries = pb::ListDeliveriesRequest { channel: huge.clone(), ..Default::default() };
+    answers.push((
+        "ListDeliveries".into(),
+        "channel",
+        notifications.clone().list_deliveries(deliveries).await.map(|_| ()),
+    ));
     let lists = [
         ("account_ids", pb::ListRecommendationsRequest { account_ids: vec![huge.clone()], ..Default::default() }),
         ("service", pb::ListRecommendationsRequest { service: huge.clone(), ..Default::default() }),

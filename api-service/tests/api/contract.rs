@@ -79,6 +79,7 @@ async fn each_server_lists_and_describes_only_the_services_it_serves(pool: PgPoo
     let collector = app.collector.as_ref().unwrap().addr;
     let api_services = [
         "cudly.recommendations.v1.AccountsService",
+        "cudly.recommendations.v1.NotificationsService",
         "cudly.recommendations.v1.RecommendationsService",
         "grpc.health.v1.Health",
     ];

@@ -264,6 +264,157 @@ async fn cudlyctl_accounts_are_created_read_listed_updated_and_deleted(pool: PgP
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn cudlyctl_manages_notification_channels_and_follows_a_test_notice(pool: PgPool) {
+    let keys = KeyDir::new();
+    let secret = keys.write("secret", format!("{SECRET}\n"));
+    let opts = Options {
+        auth: jwt::settings(KeySource::Hs256SecretFile(secret.clone())),
+        with_collector: false,
+        seed: "",
+        ..Options::default()
+    };
+    let app = spawn_app(pool, opts).await;
+    let api = url(&app);
+    let mint = async |permission: &str| {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_cudlyctl"))
+            .env_clear()
+            .args(["token", "--issuer", jwt::ISSUER, "--audience", jwt::AUDIENCE, "--permission", permission])
+            .arg("--secret-file")
+            .arg(&secret)
+            .output()
+            .await
+            .unwrap();
+        assert_exit(&output, 0);
+        stdout(&output).trim().to_string()
+    };
+    let admin = mint("notifications:admin").await;
+    let accounts_admin = mint("accounts:admin").await;
+    let admin_ctl = async |args: &[&str]| ctl(&api, &[&["--token", &admin][..], args].concat()).await;
+
+    let webhook = [
+        "notifications",
+        "channels",
+        "create",
+        "finops-hook",
+        "--webhook-url",
+        "https://hooks.example.com/cudly",
+        "--signing-secret-ref",
+    ];
+    // A secret value where a reference belongs is refused before it leaves
+    // the machine, and not echoed.
+    let output = admin_ctl(&[&webhook[..], &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]].concat()).await;
+    assert_exit(&output, 2);
+    assert!(!stderr(&output).contains("whsec_"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--signing-secret-ref"), "{}", stderr(&output));
+    let output = admin_ctl(&[&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK"]].concat()).await;
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("https://hooks.example.com/cudly"), "{}", stdout(&output));
+    assert_exit(&admin_ctl(&[&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK"]].concat()).await, 7);
+    // The server names a bad field: exit status 5.
+    let output = admin_ctl(&[
+        "notifications",
+        "channels",
+        "create",
+        "mail",
+        "--smtp-host",
+        "smtp.example.com",
+        "--smtp-username",
+        "cudly",
+        "--smtp-password-ref",
+        "file:/var/run/secrets/cudly/smtp",
+        "--from",
+        "cudly@example.com",
+        "--to",
+        "finops@example.com,not an address",
+    ])
+    .await;
+    assert_exit(&output, 5);
+    assert!(stderr(&output).contains("INVALID_ARGUMENT: channel.email.to[1]"), "{}", stderr(&output));
+    // One kind at a time.
+    let both = [&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK", "--smtp-host", "smtp.example.com"]].concat();
+    assert_exit(&admin_ctl(&both).await, 2);
+    let email = json_lines(
+        &admin_ctl(&[
+            "-o",
+            "json",
+            "notifications",
+            "channels",
+            "create",
+            "mail",
+            "--enabled",
+            "false",
+            "--smtp-host",
+            "smtp.example.com",
+            "--smtp-username",
+            "cudly",
+            "--smtp-password-ref",
+            "file:/var/run/secrets/cudly/smtp",
+            "--from",
+            "cudly@example.com",
+            "--to",
+            "finops@example.com,platform@example.com",
+        ])
+        .await,
+    );
+    assert_eq!(email[0]["email"]["to"], serde_json::json!(["finops@example.com", "platform@example.com"]));
+    assert_eq!(email[0]["email"]["smtpPort"], 587);
+    assert_eq!(email[0]["enabled"], false);
+
+    let listed = json_lines(&admin_ctl(&["-o", "json", "notifications", "channels", "list"]).await);
+    let names: Vec<&str> =
+        listed[0]["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["finops-hook", "mail"]);
+    let table = stdout(&admin_ctl(&["notifications", "channels", "list"]).await);
+    assert!(table.contains("signed with env:CUDLY_CLOUD_SECRET_WEBHOOK"), "{table}");
+    let updated = json_lines(
+        &admin_ctl(&[
+            "-o",
+            "json",
+            "notifications",
+            "channels",
+            "update",
+            "mail",
+            "--slack-webhook-url-ref",
+            "file:/s/u",
+        ])
+        .await,
+    );
+    assert_eq!(updated[0]["slack"]["webhookUrlRef"], "file:/s/u");
+    assert!(updated[0].get("email").is_none(), "the kind was replaced: {}", updated[0]);
+    assert_eq!(updated[0]["enabled"], false, "what is not given stays");
+
+    // A test notice, then its delivery in the list.
+    let test = json_lines(&admin_ctl(&["-o", "json", "notifications", "test", "mail"]).await);
+    assert_eq!(test[0]["status"], "DELIVERY_STATUS_PENDING");
+    assert_eq!(test[0]["test"], true);
+    let id = test[0]["id"].as_str().unwrap();
+    admin_ctl(&["notifications", "test", "finops-hook"]).await;
+    let pages = json_lines(&admin_ctl(&["-o", "json", "notifications", "deliveries", "--channel", "mail"]).await);
+    let deliveries = pages[0]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["id"], id);
+    let output = admin_ctl(&["notifications", "deliveries", "--limit", "1"]).await;
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).lines().count(), 2, "a header and one row:\n{}", stdout(&output));
+    assert!(stdout(&output).contains("pending"), "{}", stdout(&output));
+    let note = stderr(&output);
+    let token = note.split_whitespace().skip_while(|w| *w != "--page-token").nth(1).expect("a token on stderr");
+    let output = admin_ctl(&["notifications", "deliveries", "--all", "--page-token", token]).await;
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains(id), "the older delivery:\n{}", stdout(&output));
+    assert_exit(&admin_ctl(&["notifications", "test", "nobody"]).await, 6);
+
+    let output = admin_ctl(&["notifications", "channels", "delete", "mail"]).await;
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).trim(), "deleted notification channel mail and 1 deliveries");
+
+    // Another permission does not reach them.
+    let output = ctl(&api, &["--token", &accounts_admin, "notifications", "channels", "list"]).await;
+    assert_exit(&output, 4);
+    assert!(stderr(&output).contains("missing permission notifications:admin"), "{}", stderr(&output));
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn cudlyctl_pages_through_more_rows_than_one_page(pool: PgPool) {
     let app = spawn_app(pool, Options { with_collector: false, seed: "aws=1100,azure=1", ..Options::default() }).await;
     let api = url(&app);

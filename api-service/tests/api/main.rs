@@ -13,6 +13,7 @@ mod guarantees;
 mod identity_provider;
 mod keys;
 mod listing;
+mod notifications;
 mod observability;
 mod refresh;
 mod watch;

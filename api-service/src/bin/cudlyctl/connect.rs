@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use cudly_core::quote::quoted;
 use cudly_proto::recommendations::v1::accounts_service_client::AccountsServiceClient;
+use cudly_proto::recommendations::v1::notifications_service_client::NotificationsServiceClient;
 use cudly_proto::recommendations::v1::recommendations_service_client::RecommendationsServiceClient;
 use secrecy::{ExposeSecret as _, SecretString};
 use tonic::metadata::{Ascii, MetadataValue};
@@ -58,6 +59,9 @@ pub(crate) type Recommendations = RecommendationsServiceClient<InterceptedServic
 /// An AccountsService client that sends the token.
 pub(crate) type Accounts = AccountsServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A NotificationsService client that sends the token.
+pub(crate) type Notifications = NotificationsServiceClient<InterceptedService<Channel, Bearer>>;
+
 impl Connection {
     /// A connected channel; a server that cannot be reached is
     /// [`Unreachable`].
@@ -89,6 +93,12 @@ impl Connection {
     pub(crate) async fn accounts(&self) -> anyhow::Result<Accounts> {
         let bearer = self.bearer()?;
         Ok(AccountsServiceClient::with_interceptor(self.channel().await?, bearer))
+    }
+
+    /// A NotificationsService client.
+    pub(crate) async fn notifications(&self) -> anyhow::Result<Notifications> {
+        let bearer = self.bearer()?;
+        Ok(NotificationsServiceClient::with_interceptor(self.channel().await?, bearer))
     }
 
     /// The `authorization` value, from `--token` or, read now, from

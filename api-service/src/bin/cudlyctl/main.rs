@@ -4,6 +4,7 @@
 mod accounts;
 mod connect;
 mod exit;
+mod notifications;
 mod output;
 mod paging;
 mod recommendations;
@@ -17,7 +18,7 @@ use secrecy::ExposeSecret as _;
 use crate::output::Format;
 
 /// Talks to api-service: refresh, watch freshness, list recommendations and
-/// the run history, manage the accounts registry.
+/// the run history, manage the accounts registry and notification channels.
 #[derive(Debug, Parser)]
 #[command(name = "cudlyctl", version, after_help = exit::HELP)]
 struct Cli {
@@ -61,6 +62,10 @@ enum Cmd {
     /// Manage the accounts registry (needs the `accounts:admin` permission).
     #[command(subcommand)]
     Accounts(accounts::AccountsCmd),
+    /// Manage notification channels, send test notices, list deliveries
+    /// (needs the `notifications:admin` permission).
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCmd),
     /// Print an HS256 token signed with the service's shared secret, for
     /// local runs and tests (production tokens come from your identity
     /// provider). Needs no running service.
@@ -75,7 +80,8 @@ enum Cmd {
         /// `aud` claim.
         #[arg(long, env = "CUDLY_JWT_AUDIENCE")]
         audience: String,
-        /// Permission to grant (repeatable).
+        /// Permission to grant (repeatable): recommendations:view,
+        /// accounts:admin, notifications:admin.
         #[arg(long = "permission", default_value = "recommendations:view")]
         permissions: Vec<String>,
         /// Claim the permissions go in.
@@ -160,6 +166,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cmd.check();
             let mut client = cli.connection.accounts().await?;
             accounts::run(&mut client, cmd, out).await?;
+        }
+        Cmd::Notifications(cmd) => {
+            cmd.check();
+            let mut client = cli.connection.notifications().await?;
+            notifications::run(&mut client, cmd, out).await?;
         }
     }
     Ok(())
