@@ -134,12 +134,13 @@ pub struct Config {
     #[arg(long, env = "CUDLY_NOTIFY_RETRY_BASE", default_value = "2s", value_parser = parse_positive)]
     pub notify_retry_base: Duration,
 
-    /// No retry waits longer than this (nor a receiver's `Retry-After`).
+    /// No retry waits longer than this; a receiver's `Retry-After` is
+    /// honoured up to it.
     #[arg(long, env = "CUDLY_NOTIFY_RETRY_MAX", default_value = "10m", value_parser = parse_positive)]
     pub notify_retry_max: Duration,
 
-    /// A delivery still failing this long after its notice was recorded is
-    /// marked failed.
+    /// A delivery still failing this long after its notice was recorded
+    /// gets one last attempt then, and is marked failed if that fails too.
     #[arg(long, env = "CUDLY_NOTIFY_RETRY_FOR", default_value = "24h", value_parser = parse_positive)]
     pub notify_retry_for: Duration,
 

@@ -432,3 +432,40 @@ async fn the_delivery_metrics_count_attempts_outcomes_and_the_oldest_waiting_not
     );
     deliverer.stop().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_serving_collector_delivers_what_was_queued_before_it_started_and_one_told_not_to_claims_nothing(
+    pool: PgPool,
+) {
+    use cudly_collector::app::{Settings, build};
+    let (secrets, receiver) = (Secrets::new(), Receiver::start(KEY).await);
+    let hook = webhook(&pool, &secrets, &receiver, "ops").await;
+    let serve = |deliver_notices: bool| {
+        let settings = Settings { deliver_notices, notify: settings(&secrets), ..cudly_testkit::settings::collector() };
+        let pool = pool.clone();
+        async move {
+            let app = build(settings, pool, Vec::new()).await.unwrap();
+            let stop = CancellationToken::new();
+            (stop.clone(), tokio::spawn(app.run(stop.cancelled_owned())))
+        }
+    };
+    let (stop_quiet, quiet) = serve(false).await;
+    let [first] = queue(&pool, &payload(1), &[hook]).await[..] else { unreachable!() };
+    // Nothing to wait on for something that must not happen: a deliverer
+    // would have claimed it at once, and at its polls.
+    tokio::time::sleep(settings(&secrets).poll_interval * 3).await;
+    assert_eq!(delivery(&pool, first).await, ("pending".to_string(), 0, None), "--notify-deliver=false claims nothing");
+    let (stop, serving) = serve(true).await;
+    let [second] = queue(&pool, &payload(1), &[hook]).await[..] else { unreachable!() };
+    for id in [first, second] {
+        let (_, attempts, _) = wait_for_status(&pool, id, "delivered", WITHIN).await;
+        assert_eq!(attempts, 1);
+    }
+    assert_eq!(receiver.requests().len(), 2, "each once, though two collectors served");
+    let shut_down = |stop: CancellationToken, task: JoinHandle<anyhow::Result<()>>| async move {
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    };
+    shut_down(stop, serving).await;
+    shut_down(stop_quiet, quiet).await;
+}
