@@ -26,6 +26,7 @@ use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
 use crate::grpc::{Collector, CollectorGrpc};
 use crate::metrics::CollectorMetrics;
+use crate::notify::{Deliverer, DeliverySettings};
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 
@@ -46,11 +47,21 @@ pub struct Settings {
     pub auth: InternalAuth,
     /// Where metrics are served (`None`: nowhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// Deliver queued notices from this replica.
+    pub deliver_notices: bool,
+    /// How notices are delivered.
+    pub notify: DeliverySettings,
 }
 
 impl Settings {
     /// The settings `config` asks for; fails on unusable credentials.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            config.notify_retry_base <= config.notify_retry_max,
+            "CUDLY_NOTIFY_RETRY_BASE ({}) is longer than CUDLY_NOTIFY_RETRY_MAX ({})",
+            humantime::format_duration(config.notify_retry_base),
+            humantime::format_duration(config.notify_retry_max)
+        );
         Ok(Settings {
             listen: config.listen,
             lease_ttl: config.lease_ttl,
@@ -62,6 +73,17 @@ impl Settings {
             shutdown_timeout: config.shutdown_timeout,
             auth: config.internal_auth()?,
             metrics_listen: config.metrics_listen.0,
+            deliver_notices: config.notify_deliver,
+            notify: DeliverySettings {
+                concurrency: config.notify_concurrency as usize,
+                poll_interval: config.notify_poll_interval,
+                retry_base: config.notify_retry_base,
+                retry_max: config.notify_retry_max,
+                retry_for: config.notify_retry_for,
+                timeout: config.notify_timeout,
+                secret_files: config.clouds.secret_file_dirs.clone(),
+                smtp_ca_file: config.notify_smtp_ca_file.clone(),
+            },
         })
     }
 }
@@ -83,6 +105,7 @@ pub struct App {
     addr: SocketAddr,
     metrics_endpoint: MetricsEndpoint,
     collector: Arc<Collector>,
+    deliverer: Option<Deliverer>,
     health: HealthReporter,
     settings: Settings,
 }
@@ -101,6 +124,10 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
     let mut registry = Registry::with_prefix("cudly");
     let metrics = CollectorMetrics::register(&mut registry);
     let metrics_endpoint = MetricsEndpoint::start(settings.metrics_listen, registry).await?;
+    let deliverer = match settings.deliver_notices {
+        true => Some(Deliverer::new(pool.clone(), settings.notify.clone(), metrics.clone())?),
+        false => None,
+    };
     let collector = Arc::new(Collector::new(CollectionContext {
         pool,
         backends,
@@ -110,7 +137,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
         metrics,
     }));
     let health = HealthReporter::new();
-    Ok(App { incoming, addr, metrics_endpoint, collector, health, settings })
+    Ok(App { incoming, addr, metrics_endpoint, collector, deliverer, health, settings })
 }
 
 impl App {
@@ -129,10 +156,13 @@ impl App {
         self.collector.clone()
     }
 
-    /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops the
-    /// runs (releasing their leases) and drains.
+    /// Serves (and delivers notices) until `shutdown` resolves; then reports
+    /// NOT_SERVING, stops the runs (releasing their leases) and the
+    /// deliverer, and drains.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { incoming, addr, collector, health, settings, metrics_endpoint } = self;
+        let App { incoming, addr, collector, deliverer, health, settings, metrics_endpoint } = self;
+        let stop_delivering = CancellationToken::new();
+        let delivering = deliverer.map(|d| tokio::spawn(d.run(stop_delivering.clone())));
         type Named = CollectorServiceServer<CollectorGrpc>;
         let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         server::report::<Named>(&health, ServingStatus::NotServing).await;
@@ -151,7 +181,13 @@ impl App {
             stop_tracking.cancel();
             let _ = tracker.await;
             server::report::<Named>(&health, ServingStatus::NotServing).await;
-            stopping.shutdown(settings.shutdown_timeout).await;
+            stop_delivering.cancel();
+            let delivered = async {
+                if let Some(task) = delivering {
+                    let _ = task.await;
+                }
+            };
+            tokio::join!(stopping.shutdown(settings.shutdown_timeout), delivered);
         };
         let mut server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))

@@ -120,6 +120,41 @@ pub struct Config {
     /// Where Prometheus scrapes metrics (`GET /metrics`); `off` serves none.
     #[arg(long, env = "CUDLY_METRICS_LISTEN", default_value = "127.0.0.1:9091", value_parser = parse_metrics_listen)]
     pub metrics_listen: MetricsListen,
+
+    /// Deliver notices from the outbox in this replica (every replica may;
+    /// each delivery is claimed by one at a time).
+    #[arg(long, env = "CUDLY_NOTIFY_DELIVER", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub notify_deliver: bool,
+
+    /// Notices sent at once by this replica.
+    #[arg(long, env = "CUDLY_NOTIFY_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub notify_concurrency: u32,
+
+    /// How often the outbox is read for due retries and deliveries whose
+    /// notification was missed (a new delivery wakes the deliverer at once).
+    #[arg(long, env = "CUDLY_NOTIFY_POLL_INTERVAL", default_value = "5s", value_parser = parse_positive)]
+    pub notify_poll_interval: Duration,
+
+    /// The first retry of a failed delivery waits about this long,
+    /// doubling with every attempt (with jitter).
+    #[arg(long, env = "CUDLY_NOTIFY_RETRY_BASE", default_value = "2s", value_parser = parse_positive)]
+    pub notify_retry_base: Duration,
+
+    /// No retry waits longer than this; a receiver's `Retry-After` is
+    /// honoured up to it.
+    #[arg(long, env = "CUDLY_NOTIFY_RETRY_MAX", default_value = "10m", value_parser = parse_positive)]
+    pub notify_retry_max: Duration,
+
+    /// A delivery still failing this long after its notice was recorded
+    /// gets one last attempt then, and is marked failed if that fails too.
+    #[arg(long, env = "CUDLY_NOTIFY_RETRY_FOR", default_value = "24h", value_parser = parse_positive)]
+    pub notify_retry_for: Duration,
+
+    /// Deadline of one request to a receiver (webhook, Slack, each SMTP
+    /// step). A claimed delivery whose sender died is tried again after
+    /// three times this.
+    #[arg(long, env = "CUDLY_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
+    pub notify_timeout: Duration,
 }
 
 impl Config {
@@ -156,6 +191,14 @@ fn parse_provider(s: &str) -> Result<Provider, String> {
     Provider::parse(s.trim()).ok_or_else(|| format!("{s:?} is not one of aws, azure, gcp"))
 }
 
+fn parse_positive(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than 0".to_string()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
@@ -174,6 +217,10 @@ mod tests {
         assert_eq!(config.lease_ttl, Duration::from_secs(30));
         assert_eq!(config.providers, Provider::ALL);
         assert_eq!(config.max_account_parallelism, 20);
+        assert!(config.notify_deliver);
+        assert_eq!((config.notify_concurrency, config.notify_retry_for), (8, Duration::from_secs(24 * 3600)));
+        let off = Config::try_parse_from(["collector-service", "--notify-deliver=false"]).unwrap();
+        assert!(!off.notify_deliver);
     }
 
     #[test]
@@ -184,6 +231,8 @@ mod tests {
         assert!(err.contains("probability"), "{err}");
         let err = Config::try_parse_from(["collector-service", "--providers", "aws,oracle"]).unwrap_err().to_string();
         assert!(err.contains("oracle"), "{err}");
+        let err = Config::try_parse_from(["collector-service", "--notify-retry-base", "0s"]).unwrap_err().to_string();
+        assert!(err.contains("more than 0"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! collector-service integration tests: a real server on port 0 against a
 //! real database per test, called with a real tonic client.
 
+mod deliveries;
 mod fencing;
 mod migrations;
 

@@ -15,12 +15,17 @@ use crate::providers::calls::{CallError, retry_after};
 /// The HTTP client of the REST backends: rustls, HTTP/2 when offered, and a
 /// connect timeout (each attempt also has its own deadline).
 pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(builder().build()?)
+}
+
+/// How the collector's HTTP clients start: the REST backends' client is
+/// this as is; the notice deliverers' adds what receivers need.
+pub(crate) fn builder() -> reqwest::ClientBuilder {
     cudly_core::server::install_crypto_provider();
-    Ok(reqwest::Client::builder()
+    reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("cudly-collector/", env!("CARGO_PKG_VERSION")))
-        .build()?)
 }
 
 /// A request that did not get an answer (connect, TLS, reset): transient.
