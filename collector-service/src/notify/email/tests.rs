@@ -431,3 +431,47 @@ fn what_a_server_echoes_of_the_credentials_is_cut_out() {
     let text = redaction.apply(&echoed);
     assert_eq!(text, "535 no: [redacted] [redacted] [redacted]  bye");
 }
+
+/// The deliverer, not only the mailer: an email channel's notice, queued as
+/// the run-end transaction queues it, goes out through the worker with the
+/// password read from its reference, and is recorded delivered.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_deliverer_sends_an_email_channels_notice_with_the_password_from_its_reference(pool: sqlx::PgPool) {
+    let pki = Pki::new("cudly smtp test CA");
+    let server = SmtpServer::start(Some(&pki)).await;
+    let files = std::env::temp_dir().join(format!("cudly-smtp-secrets-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("smtp-password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(files.join("ca.pem"), pki.ca.pem()).unwrap();
+    let settings = serde_json::json!({
+        "smtp_host": "127.0.0.1", "smtp_port": server.port, "username": USER,
+        "password_ref": format!("file:{}", files.join("smtp-password").display()),
+        "from": "cudly@example.com", "to": ["finops@example.com"],
+    });
+    let channel = cudly_testkit::notify::channel(&pool, "finops-mail", "email", settings).await;
+    let ids = cudly_testkit::notify::queue(&pool, &cudly_testkit::notify::payload(3), &[channel]).await;
+    let delivery_settings = crate::notify::DeliverySettings {
+        concurrency: 2,
+        poll_interval: Duration::from_millis(200),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(400),
+        retry_for: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+        secret_files: cudly_core::credentials::SecretFileDirs::new([files.clone()]).unwrap(),
+        smtp_ca_file: Some(files.join("ca.pem")),
+    };
+    let metrics = crate::metrics::CollectorMetrics::register(&mut prometheus_client::registry::Registry::default());
+    let deliverer = crate::notify::Deliverer::new(pool.clone(), delivery_settings, metrics).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(deliverer.run(stop.clone()));
+    let (status, attempts, error) =
+        cudly_testkit::notify::wait_for_status(&pool, ids[0], "delivered", Duration::from_secs(20)).await;
+    assert_eq!((status.as_str(), attempts, error), ("delivered", 1, None));
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["headers"]["x-cudly-delivery-id"], ids[0].to_string());
+    assert!(server.auth_attempts().contains(USER), "authenticated as the channel's user");
+    stop.cancel();
+    running.await.unwrap();
+    std::fs::remove_dir_all(&files).unwrap();
+}
