@@ -5,6 +5,7 @@
 //! plumbing, the rule for outbound URLs, telemetry, metrics and the common
 //! command-line flags.
 
+pub mod channels;
 pub mod config;
 pub mod credentials;
 pub mod db;

@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 
+use cudly_core::channels::{EmailSettings, SlackSettings, WebhookSettings};
 use cudly_core::credentials::SecretRef;
 use cudly_core::quote::quoted;
 use cudly_proto::recommendations::v1 as pb;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
@@ -25,35 +25,9 @@ const MAX_HOST_LEN: usize = 253;
 const MAX_USERNAME_LEN: usize = 256;
 /// Most recipients of one email channel.
 pub(super) const MAX_RECIPIENTS: usize = 50;
-/// The submission port (RFC 6409), used when none is given.
-const DEFAULT_SMTP_PORT: u16 = 587;
 
 pub(super) fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
-}
-
-/// A signed JSON webhook, as stored (`notification_channels.settings`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct WebhookSettings {
-    pub(super) url: String,
-    pub(super) signing_secret_ref: SecretRef,
-}
-
-/// A Slack-compatible incoming webhook, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct SlackSettings {
-    pub(super) webhook_url_ref: SecretRef,
-}
-
-/// An email digest, as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(super) struct EmailSettings {
-    pub(super) smtp_host: String,
-    pub(super) smtp_port: u16,
-    pub(super) username: String,
-    pub(super) password_ref: SecretRef,
-    pub(super) from: String,
-    pub(super) to: Vec<String>,
 }
 
 /// A channel's kind and its settings, validated.
@@ -184,9 +158,13 @@ fn parse_kind(prefix: &str, kind: pb::channel::Kind) -> Result<Settings, Error> 
 fn parse_email(field: &str, e: pb::EmailChannel) -> Result<EmailSettings, Error> {
     smtp_host(&format!("{field}.smtp_host"), &e.smtp_host)?;
     let smtp_port = match e.smtp_port {
-        0 => DEFAULT_SMTP_PORT,
-        port => u16::try_from(port)
-            .map_err(|_| invalid(format!("{field}.smtp_port: 1 to 65535 (0 means {DEFAULT_SMTP_PORT}), got {port}")))?,
+        0 => cudly_core::channels::SUBMISSION_PORT,
+        port => u16::try_from(port).map_err(|_| {
+            invalid(format!(
+                "{field}.smtp_port: 1 to 65535 (0 means {}), got {port}",
+                cudly_core::channels::SUBMISSION_PORT
+            ))
+        })?,
     };
     if e.username.is_empty() {
         return Err(invalid(format!("{field}.username: required (the server must authenticate us)")));

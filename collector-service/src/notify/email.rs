@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
+pub(crate) use cudly_core::channels::EmailSettings;
 use cudly_core::notice::NoticePayload;
 use cudly_core::quote::{at_most, quoted};
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -28,41 +29,15 @@ use uuid::Uuid;
 
 use super::SendError;
 
-/// The submission port (RFC 6409), used when the settings say 0.
-const SUBMISSION_PORT: u16 = 587;
-
 /// The header that carries the delivery id, for receivers that deduplicate.
 const DELIVERY_ID_HEADER: HeaderName = HeaderName::new_from_ascii_str("X-Cudly-Delivery-Id");
 
 /// An error's text is cut to this many characters.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// The email channel's settings, as `notification_channels.settings` holds them.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub(crate) struct EmailSettings {
-    /// The SMTP server (a name or an IP address; its certificate must match).
-    pub(crate) smtp_host: String,
-    /// Its port; 0 means 587 (submission, STARTTLS).
-    pub(crate) smtp_port: u16,
-    /// The account to authenticate as.
-    pub(crate) username: String,
-    /// Where the password is (`env:…` or `file:/…`); resolved by the caller.
-    pub(crate) password_ref: String,
-    /// The sender, `cudly@example.com` or `Cudly <cudly@example.com>`.
-    pub(crate) from: String,
-    /// The recipients.
-    pub(crate) to: Vec<String>,
-}
-
-impl EmailSettings {
-    fn port(&self) -> u16 {
-        if self.smtp_port == 0 { SUBMISSION_PORT } else { self.smtp_port }
-    }
-
-    /// `host:port`, bounded, for error messages.
-    fn server(&self) -> String {
-        format!("{}:{}", at_most(&self.smtp_host, 80), self.port())
-    }
+/// `host:port` of the channel's server, bounded, for error messages.
+fn server(settings: &EmailSettings) -> String {
+    format!("{}:{}", at_most(&settings.smtp_host, 80), settings.port())
 }
 
 /// Sends notices by email. One per process: it holds the trust roots and
@@ -106,7 +81,7 @@ impl Mailer {
         let message = compose(settings, delivery_id, payload)?;
         let transport = self.transport(settings, password)?;
         let redaction = Redaction::new(&settings.username, password);
-        let server = settings.server();
+        let server = server(settings);
         match tokio::time::timeout(self.timeout, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(classify(&err, &server, &redaction)),

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use cudly_core::credentials::{SecretFileDirs, SecretRef};
+use cudly_core::channels::SlackSettings;
+use cudly_core::credentials::SecretFileDirs;
 use cudly_core::notice::{NoticeItem, NoticePayload};
 use cudly_core::quote::at_most;
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Failure, SendError};
@@ -20,13 +20,6 @@ use super::{Failure, SendError};
 const MAX_LISTED: usize = 10;
 /// Each listed line is cut to this many characters.
 const MAX_LINE_CHARS: usize = 250;
-
-/// `notification_channels.settings` of a Slack channel.
-#[derive(Debug, Deserialize)]
-pub(crate) struct SlackSettings {
-    /// Where the incoming webhook's URL is.
-    pub(crate) webhook_url_ref: SecretRef,
-}
 
 /// Sends `payload` to the webhook behind `settings`.
 pub(crate) async fn send(

@@ -10,25 +10,17 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use cudly_core::channels::WebhookSettings;
 use cudly_core::credentials::{SecretFileDirs, SecretRef};
 use cudly_core::notice::NoticePayload;
 use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretSlice};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
 use super::{Failure, SendError};
-
-/// `notification_channels.settings` of a webhook channel.
-#[derive(Debug, Deserialize)]
-pub(crate) struct WebhookSettings {
-    /// Where notices are POSTed.
-    pub(crate) url: String,
-    /// Where the signing secret (`whsec_…`) is.
-    pub(crate) signing_secret_ref: SecretRef,
-}
 
 /// The body receivers get.
 #[derive(Serialize)]

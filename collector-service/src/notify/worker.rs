@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cudly_core::credentials::{SecretFileDirs, SecretRef};
+use cudly_core::credentials::SecretFileDirs;
 use cudly_core::notice::NoticePayload;
 use cudly_core::quote::at_most;
 use cudly_core::schema::NOTICES_CHANNEL;
@@ -25,11 +25,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::email::{EmailSettings, Mailer};
-use super::slack::{self, SlackSettings};
-use super::webhook::{self, WebhookSettings};
+use super::email::Mailer;
+use super::slack;
+use super::webhook;
 use super::{Failure, SendError};
 use crate::metrics::CollectorMetrics;
+use cudly_core::channels::{EmailSettings, SlackSettings, WebhookSettings};
 
 /// The longest `last_error` stored.
 const MAX_LAST_ERROR_CHARS: usize = 500;
@@ -318,11 +319,7 @@ impl Inner {
             }
             "email" => {
                 let settings: EmailSettings = channel_settings(&d.settings, "email")?;
-                let password = settings
-                    .password_ref
-                    .parse::<SecretRef>()
-                    .and_then(|reference| reference.read(files))
-                    .map_err(SendError::Permanent)?;
+                let password = settings.password_ref.read(files).map_err(SendError::Permanent)?;
                 self.mailer.send(&settings, &password, d.id, &payload).await.map_err(Failure::from)
             }
             other => {

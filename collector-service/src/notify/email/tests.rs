@@ -93,7 +93,7 @@ impl SmtpServer {
             smtp_host: "127.0.0.1".into(),
             smtp_port: self.port,
             username: USER.into(),
-            password_ref: "env:CUDLY_CLOUD_SECRET_SMTP".into(),
+            password_ref: "env:CUDLY_CLOUD_SECRET_SMTP".parse().unwrap(),
             from: "Cudly <cudly@example.com>".into(),
             to: to.iter().map(|s| s.to_string()).collect(),
         }
@@ -290,7 +290,7 @@ async fn a_server_that_is_down_is_retryable() {
         smtp_host: "127.0.0.1".into(),
         smtp_port: port,
         username: USER.into(),
-        password_ref: "env:X".into(),
+        password_ref: "env:CUDLY_CLOUD_SECRET_X".parse().unwrap(),
         from: "cudly@example.com".into(),
         to: vec!["ops@example.com".into()],
     };
@@ -318,7 +318,7 @@ async fn a_server_that_never_answers_is_retryable_within_the_timeout() {
         smtp_host: "127.0.0.1".into(),
         smtp_port: port,
         username: USER.into(),
-        password_ref: "env:X".into(),
+        password_ref: "env:CUDLY_CLOUD_SECRET_X".parse().unwrap(),
         from: "cudly@example.com".into(),
         to: vec!["ops@example.com".into()],
     };
@@ -385,7 +385,7 @@ async fn a_bad_address_is_permanent_and_named() {
         smtp_host: "127.0.0.1".into(),
         smtp_port: 1,
         username: USER.into(),
-        password_ref: "env:X".into(),
+        password_ref: "env:CUDLY_CLOUD_SECRET_X".parse().unwrap(),
         from: from.into(),
         to: to.iter().map(|s| s.to_string()).collect(),
     };
@@ -407,8 +407,8 @@ fn the_settings_read_the_json_api_service_writes() {
         "to": ["a@example.com", "b@example.com"]
     }))
     .unwrap();
-    assert_eq!(settings.password_ref, "env:CUDLY_CLOUD_SECRET_SMTP");
-    assert_eq!(settings.server(), "smtp.example.com:587", "port 0 is submission");
+    assert_eq!(settings.password_ref.to_string(), "env:CUDLY_CLOUD_SECRET_SMTP");
+    assert_eq!(super::server(&settings), "smtp.example.com:587", "port 0 is submission");
     assert_eq!(settings.to.len(), 2);
 }
 
