@@ -26,6 +26,7 @@ use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
 use crate::grpc::{Collector, CollectorGrpc};
 use crate::metrics::CollectorMetrics;
+use crate::notices::NoticeRules;
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
 
@@ -46,6 +47,8 @@ pub struct Settings {
     pub auth: InternalAuth,
     /// Where metrics are served (`None`: nowhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// What a run announces.
+    pub notices: NoticeRules,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
             shutdown_timeout: config.shutdown_timeout,
             auth: config.internal_auth()?,
             metrics_listen: config.metrics_listen.0,
+            notices: config.notice_rules(),
         })
     }
 }
@@ -108,6 +112,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
         lease_ttl: settings.lease_ttl,
         progress_interval: settings.progress_interval,
         metrics,
+        notices: settings.notices.clone(),
     }));
     let health = HealthReporter::new();
     Ok(App { incoming, addr, metrics_endpoint, collector, health, settings })
