@@ -129,7 +129,9 @@ pub struct Config {
     #[arg(long, env = "CUDLY_NOTIFY_GROWTH_SHARE", default_value = "20", value_name = "PERCENT", allow_negative_numbers = true, value_parser = Percent::parse)]
     pub notify_growth_share: Percent,
 
-    /// Notices: … and by at least this decimal amount, in its own currency.
+    /// Notices: the growth an announced recommendation also needs, at least,
+    /// to be announced again: a decimal amount in its own currency (see
+    /// --notify-growth-share).
     #[arg(long, env = "CUDLY_NOTIFY_GROWTH_AMOUNT", default_value = "10", value_name = "AMOUNT", allow_negative_numbers = true, value_parser = notices::non_negative)]
     pub notify_growth_amount: Amount,
 

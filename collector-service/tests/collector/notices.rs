@@ -187,16 +187,16 @@ async fn a_recommendation_that_grew_by_a_quarter_is_announced_alone_with_its_pre
 async fn growth_below_the_share_is_not_announced_and_does_not_move_the_level(pool: PgPool) {
     register(&pool).await;
     add_channel(&pool, "hook", true).await;
-    run(&pool, &[("m5.large", "100")], &defaults()).await;
+    run(&pool, &[("m5.large", "1000")], &defaults()).await;
 
-    let (_, finished) = run(&pool, &[("m5.large", "105")], &defaults()).await;
-    assert_eq!(finished.notice, None, "5 % is below the 20 % share");
-    assert_eq!(level(&pool, "m5.large").await, Some(("USD".into(), usd("100"))));
-    // 121 is 21 % above the announced 100 (only 15 % above the 105 seen
+    let (_, finished) = run(&pool, &[("m5.large", "1050")], &defaults()).await;
+    assert_eq!(finished.notice, None, "5 % is below the 20 % share (though 50 is above the amount of 10)");
+    assert_eq!(level(&pool, "m5.large").await, Some(("USD".into(), usd("1000"))));
+    // 1210 is 21 % above the announced 1000 (only 15 % above the 1050 seen
     // since): growth counts from the announced level.
-    let (_, finished) = run(&pool, &[("m5.large", "121")], &defaults()).await;
+    let (_, finished) = run(&pool, &[("m5.large", "1210")], &defaults()).await;
     assert_eq!(finished.notice.as_ref().map(|n| n.item_count), Some(1));
-    assert_eq!(named(&notices(&pool).await[1].2), [("m5.large".into(), "121".into(), Some("100".into()))]);
+    assert_eq!(named(&notices(&pool).await[1].2), [("m5.large".into(), "1210".into(), Some("1000".into()))]);
     assert_eq!(count(&pool, "notices").await, 2);
 }
 
