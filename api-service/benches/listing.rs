@@ -21,7 +21,14 @@ const PAGES: usize = 200;
 async fn main() {
     let pool = support::fresh_database().await;
     let lease = support::take_lease(&pool).await;
-    cudly_collector::persist::finish_run(&pool, &lease, support::synthetic(ROWS)).await.unwrap();
+    cudly_collector::persist::finish_run(
+        &pool,
+        &lease,
+        support::synthetic(ROWS),
+        &cudly_testkit::settings::notice_rules(),
+    )
+    .await
+    .unwrap();
     sqlx::query("ANALYZE recommendations").execute(&pool).await.unwrap();
 
     let settings = cudly_testkit::settings::api("http://127.0.0.1:9");

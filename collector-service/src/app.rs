@@ -26,6 +26,7 @@ use crate::config::{Backend, Config};
 use crate::engine::EngineConfig;
 use crate::grpc::{Collector, CollectorGrpc};
 use crate::metrics::CollectorMetrics;
+use crate::notices::NoticeRules;
 use crate::notify::{Deliverer, DeliverySettings};
 use crate::providers::Backends;
 use crate::providers::simulated::{SimulatedBackend, SimulatedConfig};
@@ -51,6 +52,8 @@ pub struct Settings {
     pub deliver_notices: bool,
     /// How notices are delivered.
     pub notify: DeliverySettings,
+    /// What a run announces.
+    pub notices: NoticeRules,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
                 secret_files: config.clouds.secret_file_dirs.clone(),
                 smtp_ca_file: config.notify_smtp_ca_file.clone(),
             },
+            notices: config.notice_rules(),
         })
     }
 }
@@ -135,6 +139,7 @@ pub async fn build(settings: Settings, pool: PgPool, backends: Backends) -> anyh
         lease_ttl: settings.lease_ttl,
         progress_interval: settings.progress_interval,
         metrics,
+        notices: settings.notices.clone(),
     }));
     let health = HealthReporter::new();
     Ok(App { incoming, addr, metrics_endpoint, collector, deliverer, health, settings })

@@ -18,6 +18,7 @@ use cudly_core::lease::{self, Ending, Lease};
 use crate::accounts::enabled_accounts;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::CollectorMetrics;
+use crate::notices::NoticeRules;
 use crate::persist::{self, FinishError};
 use crate::providers::Backends;
 
@@ -35,6 +36,8 @@ pub struct CollectionContext {
     pub progress_interval: Duration,
     /// Run and provider-call counters.
     pub metrics: CollectorMetrics,
+    /// What a run announces.
+    pub notices: NoticeRules,
 }
 
 /// How a run ended, as seen by its collector.
@@ -87,7 +90,7 @@ pub async fn run_collection(
         let end = run(&ctx, lease, &cancel).await;
         ctx.metrics.collection_ended(lease.trigger.as_str(), end.outcome_label(), started.elapsed());
         match &end {
-            CollectionEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
+            CollectionEnd::Finished(f) => tracing::info!(outcome = %f.outcome, written = f.written, evicted = f.evicted, notice_id = ?f.notice.as_ref().map(|n| n.notice_id), announced = f.notice.as_ref().map_or(0, |n| n.item_count), elapsed_ms = started.elapsed().as_millis() as u64, "run finished"),
             CollectionEnd::Released => tracing::info!("run cancelled, lease released"),
             CollectionEnd::LeaseLost => tracing::warn!("lease lost, run stopped without writing"),
             CollectionEnd::Failed(e) => tracing::error!(error = %e, "run failed"),
@@ -128,7 +131,7 @@ async fn run(ctx: &CollectionContext, lease: Lease, cancel: &CancellationToken) 
     ctx.metrics.provider_calls(&providers);
     // A shutdown lets the write finish; a lost lease abandons it (its fence
     // would refuse the commit anyway).
-    match lost.run_until_cancelled(persist::finish_run(&ctx.pool, &lease, collected)).await {
+    match lost.run_until_cancelled(persist::finish_run(&ctx.pool, &lease, collected, &ctx.notices)).await {
         None | Some(Err(FinishError::LeaseLost)) => CollectionEnd::LeaseLost,
         Some(Ok(finished)) => CollectionEnd::Finished(finished),
         Some(Err(FinishError::Database(err))) => {

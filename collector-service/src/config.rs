@@ -10,9 +10,12 @@ use cudly_core::config::{Command, CommonArgs, parse_ttl};
 use cudly_core::domain::Provider;
 use cudly_core::files::read_token;
 use cudly_core::metrics::{MetricsListen, parse_metrics_listen};
+use cudly_core::money::Amount;
+use cudly_core::quote::quoted;
 
 use crate::accounts::SeedSpec;
 use crate::auth::{InternalAuth, ServerTls};
+use crate::notices::{self, NoticeRules, Percent};
 use crate::providers::live::CloudArgs;
 
 /// Runs cloud-commitment recommendation collections in the background for
@@ -155,6 +158,26 @@ pub struct Config {
     /// three times this.
     #[arg(long, env = "CUDLY_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_positive)]
     pub notify_timeout: Duration,
+    /// Notices: a recommendation is announced only when its estimated
+    /// monthly savings are at least this decimal amount, in its own currency.
+    #[arg(long, env = "CUDLY_NOTIFY_MIN_SAVINGS", default_value = "0", value_name = "AMOUNT", allow_negative_numbers = true, value_parser = notices::non_negative)]
+    pub notify_min_savings: Amount,
+
+    /// Notices: an announced recommendation is announced again when its
+    /// savings grew by at least this percentage of the level it was last
+    /// announced at, and by --notify-growth-amount.
+    #[arg(long, env = "CUDLY_NOTIFY_GROWTH_SHARE", default_value = "20", value_name = "PERCENT", allow_negative_numbers = true, value_parser = Percent::parse)]
+    pub notify_growth_share: Percent,
+
+    /// Notices: the growth an announced recommendation also needs, at least,
+    /// to be announced again: a decimal amount in its own currency (see
+    /// --notify-growth-share).
+    #[arg(long, env = "CUDLY_NOTIFY_GROWTH_AMOUNT", default_value = "10", value_name = "AMOUNT", allow_negative_numbers = true, value_parser = notices::non_negative)]
+    pub notify_growth_amount: Amount,
+
+    /// The console's address (http or https), linked from every notice.
+    #[arg(long, env = "CUDLY_CONSOLE_URL", value_name = "URL", value_parser = parse_console_url)]
+    pub console_url: Option<String>,
 }
 
 impl Config {
@@ -175,6 +198,16 @@ impl Config {
              for a local run)"
         );
         Ok(auth)
+    }
+
+    /// What a run announces, as these flags say.
+    pub fn notice_rules(&self) -> NoticeRules {
+        NoticeRules {
+            min_savings: self.notify_min_savings,
+            growth_share: self.notify_growth_share,
+            growth_amount: self.notify_growth_amount,
+            console_url: self.console_url.clone(),
+        }
     }
 }
 
@@ -199,6 +232,19 @@ fn parse_positive(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// An absolute http(s) URL with a host and no credentials: it is sent to
+/// every channel.
+fn parse_console_url(s: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(s.trim()).map_err(|err| format!("{} is not a URL: {err}", quoted(s)))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{} is not an http or https URL", quoted(s)));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a URL with credentials would be sent to every channel; give one without".into());
+    }
+    Ok(url.to_string())
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
@@ -221,6 +267,40 @@ mod tests {
         assert_eq!((config.notify_concurrency, config.notify_retry_for), (8, Duration::from_secs(24 * 3600)));
         let off = Config::try_parse_from(["collector-service", "--notify-deliver=false"]).unwrap();
         assert!(!off.notify_deliver);
+        let rules = config.notice_rules();
+        assert_eq!(rules.min_savings, Amount::ZERO);
+        assert_eq!(rules.growth_share, Percent::parse("20").unwrap());
+        assert_eq!(rules.growth_amount, Amount::from_units(10).unwrap());
+        assert_eq!(rules.console_url, None);
+    }
+
+    #[test]
+    fn notice_thresholds_are_exact_and_never_negative() {
+        let config = Config::try_parse_from([
+            "collector-service",
+            "--notify-min-savings",
+            "12.345",
+            "--notify-growth-share",
+            "12.5",
+            "--console-url",
+            "https://cudly.example.com/console",
+        ])
+        .unwrap();
+        let rules = config.notice_rules();
+        assert_eq!(rules.min_savings, Amount::parse("12.345").unwrap());
+        assert_eq!(rules.growth_share, Percent::parse("12.5").unwrap());
+        assert_eq!(rules.console_url.as_deref(), Some("https://cudly.example.com/console"));
+        for flag in ["--notify-min-savings", "--notify-growth-share", "--notify-growth-amount"] {
+            let err = Config::try_parse_from(["collector-service", flag, "-5"]).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains("negative"), "{err}");
+        }
+        let err =
+            Config::try_parse_from(["collector-service", "--notify-growth-amount", "ten"]).unwrap_err().to_string();
+        assert!(err.contains("--notify-growth-amount") && err.contains("not a decimal number"), "{err}");
+        for bad in ["ftp://cudly.example.com", "cudly.example.com", "https://user:pw@cudly.example.com"] {
+            let err = Config::try_parse_from(["collector-service", "--console-url", bad]).unwrap_err().to_string();
+            assert!(err.contains("--console-url"), "{err}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod notices;
 pub mod notify;
 pub mod persist;
 pub mod providers;

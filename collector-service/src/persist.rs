@@ -1,6 +1,6 @@
 //! Finishing a run: one fenced transaction that upserts the results, evicts
-//! what completed sweeps no longer return, records the run in the history
-//! and clears the lease.
+//! what completed sweeps no longer return, records what the run announces
+//! (`crate::notices`), records the run in the history and clears the lease.
 
 use cudly_core::domain::{Outcome, Provider, Recommendation};
 use cudly_core::lease::{self, Ending, Lease};
@@ -8,6 +8,7 @@ use cudly_core::schema::ACCOUNTS_LOCK;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::engine::Collected;
+use crate::notices::{self, NoticeRules};
 
 /// Rows per upsert statement: bounds the size of one message to Postgres.
 const UPSERT_CHUNK: usize = 5_000;
@@ -32,17 +33,26 @@ pub struct Finished {
     pub written: u64,
     /// Rows evicted from completed sweeps.
     pub evicted: u64,
+    /// The notice it recorded, if it had anything to announce and a channel
+    /// to announce it on.
+    pub notice: Option<notices::Recorded>,
 }
 
-/// Writes a run's results and ends it, all or nothing. The fence is checked
-/// last, under the state row's lock, so a run that lost its lease at any
-/// point before the commit writes nothing.
+/// Writes a run's results and what it announces under `rules`, and ends it,
+/// all or nothing. The fence is checked last, under the state row's lock, so
+/// a run that lost its lease at any point before the commit writes nothing:
+/// no row, no notice, no level.
 ///
 /// A results transaction of an earlier run whose collector froze inside it
 /// keeps the accounts lock: this one's wait for it times out. Then, while
 /// this run holds the lease, that transaction is ended (it could never
 /// commit: its run lost the lease) and the results are written again.
-pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> Result<Finished, FinishError> {
+pub async fn finish_run(
+    pool: &PgPool,
+    lease: &Lease,
+    collected: Collected,
+    rules: &NoticeRules,
+) -> Result<Finished, FinishError> {
     if !lease::holds_lease(pool, lease).await? {
         return Err(FinishError::LeaseLost);
     }
@@ -66,7 +76,7 @@ pub async fn finish_run(pool: &PgPool, lease: &Lease, collected: Collected) -> R
     };
     let mut attempts = 1;
     loop {
-        match write_results(pool, lease, &results).await {
+        match write_results(pool, lease, &results, rules).await {
             Err(FinishError::Database(err)) if is_lock_timeout(&err) && attempts < MAX_ATTEMPTS => {
                 let ended = lease::end_zombie_results_transactions(pool, lease).await?;
                 if ended.is_empty() {
@@ -104,8 +114,13 @@ struct Results<'a> {
 }
 
 /// One results transaction: tagged with the run, the accounts lock, upsert,
-/// evict, and the fenced run-end write last.
-async fn write_results(pool: &PgPool, lease: &Lease, results: &Results<'_>) -> Result<Finished, FinishError> {
+/// evict, the notice, and the fenced run-end write last.
+async fn write_results(
+    pool: &PgPool,
+    lease: &Lease,
+    results: &Results<'_>,
+    rules: &NoticeRules,
+) -> Result<Finished, FinishError> {
     let mut tx = pool.begin().await?;
     lease::tag_results_transaction(&mut tx, lease).await?;
     // Serialized with DeleteAccount: an account deleted while the run
@@ -128,6 +143,9 @@ async fn write_results(pool: &PgPool, lease: &Lease, results: &Results<'_>) -> R
         written += upsert_recommendations(&mut tx, lease.generation, chunk).await?;
     }
     let evicted = evict_unreturned(&mut tx, lease.generation, results.complete_accounts).await?;
+    // Decided on what this transaction wrote; rolled back with it below
+    // when the fence refuses the end.
+    let notice = notices::record_notice(&mut tx, lease, results.outcome, rules).await?;
     let ending = Ending {
         outcome: results.outcome,
         error: results.error,
@@ -136,11 +154,13 @@ async fn write_results(pool: &PgPool, lease: &Lease, results: &Results<'_>) -> R
     };
     let ended = lease::end_run(&mut *tx, lease, &ending).await?;
     if !ended {
+        // Everything above goes: rows, evictions, the notice, its
+        // deliveries and wake-ups, and the levels it moved.
         tx.rollback().await?;
         return Err(FinishError::LeaseLost);
     }
     tx.commit().await?;
-    Ok(Finished { outcome: results.outcome, written, evicted })
+    Ok(Finished { outcome: results.outcome, written, evicted, notice })
 }
 
 /// Bulk upsert of `(id, recommendation)` pairs with distinct ids: one

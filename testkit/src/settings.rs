@@ -58,6 +58,12 @@ fn collector_config() -> cudly_collector::config::Config {
     .expect("the test flags parse")
 }
 
+/// What a run announces, as collector-service's `--notify-*` flags default
+/// it.
+pub fn notice_rules() -> cudly_collector::notices::NoticeRules {
+    collector_config().notice_rules()
+}
+
 /// The collector's fan-out caps at their defaults.
 pub fn engine() -> cudly_collector::engine::EngineConfig {
     collector().engine

@@ -219,7 +219,13 @@ async fn an_account_deleted_while_a_run_writes_its_results_is_never_written_back
     let writer = {
         let pool = pool.clone();
         tokio::spawn(async move {
-            cudly_collector::persist::finish_run(&pool, &lease, results_for(&[doomed, staying])).await
+            cudly_collector::persist::finish_run(
+                &pool,
+                &lease,
+                results_for(&[doomed, staying]),
+                &cudly_testkit::settings::notice_rules(),
+            )
+            .await
         })
     };
     // The run's write waits for the deletion.

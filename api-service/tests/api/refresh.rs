@@ -132,7 +132,10 @@ async fn a_run_that_stops_heartbeating_is_taken_over_and_its_late_writes_are_rej
         providers: vec![cudly_core::domain::ProviderStatus::pending(Provider::Aws, 1)],
         complete_accounts: vec![(Provider::Aws, "100000000001".into())],
     };
-    assert!(matches!(finish_run(&pool, &old, late).await, Err(FinishError::LeaseLost)));
+    assert!(matches!(
+        finish_run(&pool, &old, late, &cudly_testkit::settings::notice_rules()).await,
+        Err(FinishError::LeaseLost)
+    ));
 
     let end = app.wait_for_end(&new_run.id).await;
     assert_eq!(end.collection.unwrap().outcome, pb::Outcome::Succeeded as i32);

@@ -139,6 +139,9 @@ async fn measure_full_run(args: &Args, sim: &SimulatedConfig, caps: &EngineConfi
         lease_ttl: Duration::from_secs(30),
         progress_interval: Duration::from_millis(500),
         metrics: CollectorMetrics::register(&mut Registry::default()),
+        // The collector's own defaults (and CUDLY_NOTIFY_* / CUDLY_CONSOLE_URL).
+        notices: <cudly_collector::config::Config as clap::Parser>::try_parse_from(["collector-service"])?
+            .notice_rules(),
     });
     let Acquired::Started(run) = acquire_lease(&pool, Trigger::User, Duration::from_secs(30)).await? else {
         anyhow::bail!("a run already holds the lease");

@@ -17,10 +17,11 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use cudly_testkit::fixtures::recommendation;
+use cudly_testkit::settings::notice_rules;
 
-const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
-async fn start_run(pool: &PgPool) -> (Lease, Collection) {
+pub(crate) async fn start_run(pool: &PgPool) -> (Lease, Collection) {
     match acquire_lease(pool, Trigger::User, Duration::from_secs(30)).await.unwrap() {
         Acquired::Started(run) => (run.lease(), run),
         Acquired::Joined(run) => panic!("run {} already holds the lease", run.collection_id),
@@ -39,14 +40,14 @@ fn results(prefix: &str, n: usize) -> Collected {
 }
 
 /// Holds the accounts lock (as a deletion would) until dropped or committed.
-async fn hold_accounts_lock(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+pub(crate) async fn hold_accounts_lock(pool: &PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ACCOUNTS_LOCK).execute(&mut *tx).await.unwrap();
     tx
 }
 
 /// Waits (bounded) until `n` transactions wait for the accounts lock.
-async fn waiting_for_the_lock(pool: &PgPool, n: i64) {
+pub(crate) async fn waiting_for_the_lock(pool: &PgPool, n: i64) {
     for _ in 0..500 {
         let waiting: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
@@ -69,7 +70,7 @@ fn finish_in_background(
     collected: Collected,
 ) -> JoinHandle<Result<Finished, FinishError>> {
     let pool = pool.clone();
-    tokio::spawn(async move { finish_run(&pool, &lease, collected).await })
+    tokio::spawn(async move { finish_run(&pool, &lease, collected, &notice_rules()).await })
 }
 
 async fn rows_of_generation(pool: &PgPool, generation: i64) -> i64 {
@@ -80,7 +81,7 @@ async fn rows_of_generation(pool: &PgPool, generation: i64) -> i64 {
         .unwrap()
 }
 
-async fn register(pool: &PgPool) {
+pub(crate) async fn register(pool: &PgPool) {
     sqlx::query("INSERT INTO accounts (provider, external_id, display_name) VALUES ('aws', $1, 'Payments')")
         .bind(ACCOUNT)
         .execute(pool)
@@ -200,7 +201,7 @@ async fn a_run_that_took_over_ends_the_frozen_results_transaction_of_the_old_run
     sqlx::query("UPDATE collection_state SET lease_expires_at = now() - interval '1 ms'").execute(&pool).await.unwrap();
     let (newer, run) = start_run(&pool).await;
     assert!(run.took_over);
-    let finished = finish_run(&impatient(&pool).await, &newer, results("current", 2))
+    let finished = finish_run(&impatient(&pool).await, &newer, results("current", 2), &notice_rules())
         .await
         .expect("the run that took over writes its results");
 
@@ -228,7 +229,10 @@ async fn the_live_runs_results_transaction_and_a_deletion_are_never_ended(pool: 
     // lease, may end nothing, and writes nothing.
     let (mut writing, writing_pid) = holding_the_accounts_lock(&pool, Some(&live)).await;
     assert_eq!(end_zombie_results_transactions(&pool, &old).await.unwrap(), Vec::<i32>::new());
-    assert!(matches!(finish_run(&impatient, &old, results("stale", 2)).await, Err(FinishError::LeaseLost)));
+    assert!(matches!(
+        finish_run(&impatient, &old, results("stale", 2), &notice_rules()).await,
+        Err(FinishError::LeaseLost)
+    ));
     // Nor does the live run end its own transaction (a second finish of it).
     assert_eq!(end_zombie_results_transactions(&pool, &live).await.unwrap(), Vec::<i32>::new());
     assert!(backend_alive(&pool, writing_pid).await);
@@ -238,10 +242,10 @@ async fn the_live_runs_results_transaction_and_a_deletion_are_never_ended(pool: 
     // A deletion holding the lock (untagged) makes the live run's finish wait
     // and time out; it is never ended.
     let (deletion, deletion_pid) = holding_the_accounts_lock(&pool, None).await;
-    let waited = finish_run(&impatient, &live, results("live", 2)).await;
+    let waited = finish_run(&impatient, &live, results("live", 2), &notice_rules()).await;
     assert!(matches!(waited, Err(FinishError::Database(_))), "{waited:?}");
     assert!(backend_alive(&pool, deletion_pid).await, "a deletion is not a zombie");
     deletion.commit().await.unwrap();
-    let finished = finish_run(&impatient, &live, results("live", 2)).await.unwrap();
+    let finished = finish_run(&impatient, &live, results("live", 2), &notice_rules()).await.unwrap();
     assert_eq!(finished.written, 2);
 }

@@ -4,6 +4,7 @@
 mod deliveries;
 mod fencing;
 mod migrations;
+mod notices;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,7 +213,9 @@ async fn finish(pool: &PgPool, rows: &[(&str, &str, &str)], complete: &[&str]) {
     let (collection_id, generation) = take_lease(pool).await;
     let lease = cudly_core::lease::Lease { collection_id, generation, trigger: cudly_core::domain::Trigger::User };
     let collected = cudly_testkit::fixtures::collected(rows, complete);
-    cudly_collector::persist::finish_run(pool, &lease, collected).await.unwrap();
+    cudly_collector::persist::finish_run(pool, &lease, collected, &cudly_testkit::settings::notice_rules())
+        .await
+        .unwrap();
 }
 
 async fn rows_of(pool: &PgPool, account: &str) -> Vec<String> {
