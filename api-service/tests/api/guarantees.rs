@@ -85,8 +85,10 @@ async fn watchers_share_one_listen_connection_and_one_state_read_per_change(pool
         streams.push(stream);
     }
     let listens: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' || $1 || '%'",
     )
+    .bind(cudly_core::schema::STATE_CHANNEL)
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -127,8 +129,10 @@ async fn watchers_share_one_listen_connection_and_one_state_read_per_change(pool
     .unwrap();
     assert!((5..=6).contains(&reads), "{reads} reads of the state for 5 changes and {WATCHERS} watchers");
     let listens: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' || $1 || '%'",
     )
+    .bind(cudly_core::schema::STATE_CHANNEL)
     .fetch_one(&pool)
     .await
     .unwrap();

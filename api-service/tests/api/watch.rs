@@ -92,9 +92,12 @@ async fn a_watcher_sees_the_final_state_after_the_listener_connection_is_killed(
     next(&mut stream).await.unwrap().unwrap();
 
     let killed: i64 = sqlx::query_scalar(
+        // The hub's LISTEN (the collector's deliverers listen on another
+        // channel).
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' || $1 || '%'",
     )
+    .bind(cudly_core::schema::STATE_CHANNEL)
     .fetch_one(&pool)
     .await
     .unwrap();

@@ -236,9 +236,12 @@ async fn watchers_see_the_next_change_after_the_listen_connection_is_killed(pool
     watchers::wait_all(&watchers, Duration::from_secs(10), |_| true).await;
 
     let killed: i64 = sqlx::query_scalar(
+        // The hub's LISTEN (the collector's deliverers listen on another
+        // channel).
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' || $1 || '%'",
     )
+    .bind(cudly_core::schema::STATE_CHANNEL)
     .fetch_one(&pool)
     .await
     .unwrap();
