@@ -63,6 +63,9 @@ pub struct Options {
     pub reflection: bool,
     /// Request headers the API's CORS preflight allows.
     pub cors_allowed_headers: Vec<String>,
+    /// Where the collector's deliverers read `file:` secret references;
+    /// the flag's default directory otherwise.
+    pub secret_files: Option<cudly_core::credentials::SecretFileDirs>,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             metrics: false,
             reflection: true,
             cors_allowed_headers: settings::api("http://127.0.0.1:1").cors_allowed_headers,
+            secret_files: None,
         }
     }
 }
@@ -127,6 +131,13 @@ pub async fn spawn_collector(pool: &PgPool, opts: &Options, addr: SocketAddr) ->
         auth: opts.collector_auth.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
         ..settings::collector()
+    };
+    let settings = match &opts.secret_files {
+        Some(dirs) => cudly_collector::app::Settings {
+            notify: cudly_collector::notify::DeliverySettings { secret_files: dirs.clone(), ..settings.notify },
+            ..settings
+        },
+        None => settings,
     };
     let app = cudly_collector::app::build(settings, pool.clone(), backends).await.unwrap();
     let (addr, collector, metrics_addr) = (app.local_addr(), app.collector(), app.metrics_addr());

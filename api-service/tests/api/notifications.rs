@@ -393,3 +393,50 @@ async fn deliveries_are_paged_most_recent_first_with_tokens_bound_to_the_filter(
     let last = client.list_deliveries(page("", 500, capped.next_page_token)).await.unwrap().into_inner();
     assert_eq!((last.deliveries.len(), last.next_page_token.as_str()), (7, ""));
 }
+
+/// The whole path, as people meet it: a webhook channel created over the
+/// API, a run of the real pair, and the notice at the receiver, signed; a
+/// second run with the same data announces nothing.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_announces_its_savings_once_at_the_webhook_and_the_same_data_again_announces_nothing(pool: PgPool) {
+    use cudly_testkit::notify::{Receiver, signing_secret};
+    let key = b"an end-to-end webhook signing key";
+    let receiver = Receiver::start(key).await;
+    let secrets = cudly_testkit::jwt::KeyDir::new();
+    let secret_file = secrets.write("hook-secret", signing_secret(key));
+    let dirs = cudly_core::credentials::SecretFileDirs::new([secrets.0.clone()]).unwrap();
+    let app = spawn_app(pool.clone(), Options { secret_files: Some(dirs), ..Options::default() }).await;
+    let channel = Channel::from_shared(format!("http://{}", app.addr)).unwrap().connect().await.unwrap();
+    let mut notifications = NotificationsServiceClient::new(channel);
+    let webhook = pb::WebhookChannel {
+        url: receiver.url("/cudly"),
+        signing_secret_ref: format!("file:{}", secret_file.display()),
+    };
+    let hook = pb::Channel {
+        name: "finops-hook".into(),
+        kind: Some(pb::channel::Kind::Webhook(webhook)),
+        ..Default::default()
+    };
+    notifications.create_channel(pb::CreateChannelRequest { channel: Some(hook) }).await.unwrap();
+
+    let first = app.collect().await;
+    receiver.wait_for("the run's notice", Duration::from_secs(20), |r| !r.is_empty()).await;
+    let second = app.collect().await;
+    assert_ne!(first.version, second.version, "two runs ended");
+    // The second run's decision was committed with its end: no notice.
+    let notices: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notices WHERE NOT test").fetch_one(&pool).await.unwrap();
+    assert_eq!(notices, 1, "the same data announces nothing the second time");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let notice = &requests[0];
+    assert!(notice.signed, "signed as Standard Webhooks says");
+    assert_eq!(notice.body["type"], "recommendations.new_savings");
+    let data = &notice.body["data"];
+    let listed = app.list(pb::ListRecommendationsRequest::default()).await.unwrap();
+    assert_eq!(data["collection_id"], first.collection.as_ref().unwrap().id.as_str());
+    let announced: u64 = data["totals"].as_array().unwrap().iter().map(|t| t["count"].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(announced, listed.summary.unwrap().count as u64, "every recommendation of the first run is new");
+    let largest = &listed.recommendations[0];
+    assert_eq!(data["items"][0]["id"], largest.id.as_str(), "items are the largest first");
+}
