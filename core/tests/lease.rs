@@ -219,3 +219,48 @@ async fn renewals_and_progress_are_fenced_by_id_generation_and_expiry(pool: PgPo
     assert!(!renew_lease(&pool, &lease, ttl).await.unwrap(), "an expired lease is not renewed");
     assert!(!write_progress(&pool, &lease, &[]).await.unwrap(), "nor written through");
 }
+
+/// Every trigger, and none more than a user's, joins a lease taken while
+/// it waited: the first read saw no lease, but another replica's acquire
+/// held the row; once that commits, the conditional UPDATE finds the lease
+/// held and takes nothing (the race the read-first path leaves open).
+#[sqlx::test(migrations = "../migrations")]
+async fn a_lease_taken_while_a_trigger_waited_for_the_row_is_joined_by_every_trigger(pool: PgPool) {
+    for trigger in Trigger::ALL.iter().copied() {
+        let mut other = pool.begin().await.unwrap();
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE collection_state
+             SET generation = generation + 1, collection_id = gen_random_uuid(), trigger = 'user',
+                 started_at = now(), finished_at = NULL, lease_expires_at = now() + interval '30 s'
+             WHERE id = 1 RETURNING generation",
+        )
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { acquire_lease(&pool, trigger, Duration::from_secs(30)).await.unwrap() }
+        });
+        // Until the acquire waits for the row the other replica holds.
+        for attempt in 0.. {
+            let blocked: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE collection_state%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            if blocked > 0 {
+                break;
+            }
+            assert!(attempt < 500, "the acquire never waited for the row");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        other.commit().await.unwrap();
+        match waiting.await.unwrap() {
+            Acquired::Joined(run) => assert_eq!(run.generation, generation, "{trigger:?} joined the run that took it"),
+            Acquired::Started(run) => panic!("{trigger:?} took a held lease over (generation {})", run.generation),
+        }
+        expire_lease(&pool).await;
+    }
+}
