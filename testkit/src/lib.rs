@@ -6,6 +6,7 @@
 
 pub mod fixtures;
 pub mod jwt;
+pub mod logs;
 pub mod notify;
 pub mod pki;
 pub mod settings;

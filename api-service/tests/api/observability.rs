@@ -145,32 +145,9 @@ async fn both_services_serve_prometheus_metrics_of_what_happened(pool: PgPool) {
     assert_eq!(sample(&api, r#"cudly_rpc_duration_seconds_count{method="other",code="12"}"#), Some(3.0));
 }
 
-/// Log lines written to a buffer, as a file would get them.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn a_failed_dispatch_is_logged_with_the_trigger_by_name_and_each_cause_once(pool: PgPool) {
-    let captured = Captured::default();
+    let captured = cudly_testkit::logs::Captured::default();
     let subscriber = tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     // No collector listens: the delivery's connection is refused.
@@ -178,7 +155,7 @@ async fn a_failed_dispatch_is_logged_with_the_trigger_by_name_and_each_cause_onc
     let err = app.refresh().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let line = logs.lines().find(|l| l.contains("dispatch failed")).unwrap_or_else(|| panic!("{logs}"));
     assert!(line.contains("refresh_recommendations{trigger=user}"), "the trigger by name: {line}");
     assert!(line.contains("tcp connect error"), "{line}");

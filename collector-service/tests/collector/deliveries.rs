@@ -3,7 +3,6 @@
 //! checks every signature itself and counts deliveries by `webhook-id`.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cudly_collector::metrics::CollectorMetrics;
@@ -265,33 +264,10 @@ async fn attempts_of(pool: &PgPool, id: uuid::Uuid) -> usize {
     delivery(pool, id).await.1 as usize
 }
 
-/// Log lines written while a test runs (the test's runtime has one
-/// thread: every task it spawns logs here).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn no_secret_reaches_a_log_line_or_a_delivery_record(pool: PgPool) {
-    let captured = Captured::default();
+    // The test's runtime has one thread: every task it spawns logs here.
+    let captured = cudly_testkit::logs::Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
         .with_ansi(false)
@@ -341,7 +317,7 @@ async fn no_secret_reaches_a_log_line_or_a_delivery_record(pool: PgPool) {
     }
     deliverer.stop().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("notice delivery failed"), "attempts are logged: {logs}");
     assert!(errors[0].starts_with("HTTP 404"), "{}", errors[0]);
     assert!(errors[2].contains("whsec_"), "{}", errors[2]);
