@@ -124,16 +124,7 @@ async fn cudlyctl_exit_statuses_tell_failures_apart(pool: PgPool) {
     let app = spawn_app(pool, opts).await;
     let api = url(&app);
     let mint = async |permission: &str| {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_cudlyctl"))
-            .env_clear()
-            .args(["token", "--issuer", jwt::ISSUER, "--audience", jwt::AUDIENCE, "--permission", permission])
-            .arg("--secret-file")
-            .arg(&secret)
-            .output()
-            .await
-            .unwrap();
-        assert_exit(&output, 0);
-        keys.write(permission.replace(':', "-").as_str(), stdout(&output))
+        keys.write(permission.replace(':', "-").as_str(), minted(&secret, permission).await + "\n")
     };
     let viewer = mint("recommendations:view").await;
     let admin = mint("accounts:admin").await;
@@ -275,18 +266,7 @@ async fn cudlyctl_manages_notification_channels_and_follows_a_test_notice(pool: 
     };
     let app = spawn_app(pool, opts).await;
     let api = url(&app);
-    let mint = async |permission: &str| {
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_cudlyctl"))
-            .env_clear()
-            .args(["token", "--issuer", jwt::ISSUER, "--audience", jwt::AUDIENCE, "--permission", permission])
-            .arg("--secret-file")
-            .arg(&secret)
-            .output()
-            .await
-            .unwrap();
-        assert_exit(&output, 0);
-        stdout(&output).trim().to_string()
-    };
+    let mint = async |permission: &str| minted(&secret, permission).await;
     let admin = mint("notifications:admin").await;
     let accounts_admin = mint("accounts:admin").await;
     let admin_ctl = async |args: &[&str]| ctl(&api, &[&["--token", &admin][..], args].concat()).await;
@@ -475,4 +455,18 @@ async fn cudlyctl_completions_print_a_shell_script() {
         assert!(stdout(&output).contains(marker), "{shell}:\n{}", stdout(&output));
         assert!(stdout(&output).contains("accounts"), "{shell} completes the subcommands");
     }
+}
+
+/// A token `cudlyctl token` signs with `secret` for `permission`.
+async fn minted(secret: &Path, permission: &str) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_cudlyctl"))
+        .env_clear()
+        .args(["token", "--issuer", jwt::ISSUER, "--audience", jwt::AUDIENCE, "--permission", permission])
+        .arg("--secret-file")
+        .arg(secret)
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&output, 0);
+    stdout(&output).trim().to_string()
 }
