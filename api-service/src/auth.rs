@@ -8,14 +8,13 @@
 //! through an OpenID provider, workloads through their cluster's issuer).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use cudly_core::quote::quoted;
-use jsonwebtoken::Validation;
-use secrecy::SecretString;
+use jsonwebtoken::{Algorithm, Validation};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -25,7 +24,8 @@ mod keys;
 mod layer;
 mod remote;
 
-use keys::KeySet;
+use keys::{KeySet, SIGNATURE_ALGORITHMS};
+pub use keys::{MIN_HS256_SECRET_BYTES, read_hs256_secret};
 pub use layer::{AuthLayer, AuthService};
 use remote::FetchedKeys;
 
@@ -176,27 +176,6 @@ pub enum AuthSettings {
     Jwt(JwtSettings),
 }
 
-/// The shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key at
-/// least as long as the hash, 256 bits.
-pub const MIN_HS256_SECRET_BYTES: usize = 32;
-
-/// Reads an HS256 shared secret: the file's content without its trailing
-/// newline, refused when shorter than [`MIN_HS256_SECRET_BYTES`]. The
-/// service verifies with it and `cudlyctl token` signs with it, so both
-/// accept the same secrets.
-pub fn read_hs256_secret(path: &Path) -> anyhow::Result<SecretString> {
-    let secret = String::from_utf8(cudly_core::files::read_file(path)?)
-        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
-    let secret = secret.trim_end_matches(['\n', '\r']);
-    anyhow::ensure!(
-        secret.len() >= MIN_HS256_SECRET_BYTES,
-        "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, it has {}",
-        path.display(),
-        secret.len()
-    );
-    Ok(SecretString::from(secret.to_string()))
-}
-
 /// The permissions in a `subject=permission permission;subject=…` list.
 pub fn parse_subject_permissions(text: &str) -> Result<SubjectPermissions, String> {
     let mut mapping = Vec::new();
@@ -226,9 +205,12 @@ enum Keys {
 
 struct Issuer {
     issuer: String,
-    audience: String,
     keys: Keys,
     subject_permissions: HashMap<String, Vec<Permission>>,
+    /// Its claims' checks, built once per algorithm (the library wants the
+    /// one algorithm of the key a token is checked with, never the token's
+    /// choice alone).
+    validations: Vec<(Algorithm, Validation)>,
 }
 
 /// Checks bearer tokens against the configured issuers, keys and claims.
@@ -289,11 +271,23 @@ impl Authenticator {
                 ),
                 file => Keys::Fixed(Arc::new(KeySet::from_file(file)?)),
             };
+            let validations = SIGNATURE_ALGORITHMS
+                .iter()
+                .map(|&algorithm| {
+                    let mut validation = Validation::new(algorithm);
+                    validation.set_issuer(&[&issuer.issuer]);
+                    validation.set_audience(&[&issuer.audience]);
+                    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+                    validation.validate_nbf = true;
+                    validation.leeway = settings.leeway.as_secs();
+                    (algorithm, validation)
+                })
+                .collect();
             issuers.push(Issuer {
                 issuer: issuer.issuer.clone(),
-                audience: issuer.audience.clone(),
                 keys,
                 subject_permissions: issuer.subject_permissions.0.iter().cloned().collect(),
+                validations,
             });
         }
         Ok(Authenticator { issuers, permissions_claim: settings.permissions_claim.clone(), leeway: settings.leeway })
@@ -320,13 +314,10 @@ impl Authenticator {
         let keys = issuer.keys_for(header.kid.as_deref()).await?;
         let mut refusal = Refusal::Invalid;
         for key in keys.candidates(header.alg, header.kid.as_deref()) {
-            let mut validation = Validation::new(key.algorithm);
-            validation.set_issuer(&[&issuer.issuer]);
-            validation.set_audience(&[&issuer.audience]);
-            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-            validation.validate_nbf = true;
-            validation.leeway = self.leeway.as_secs();
-            match jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, &key.key, &validation) {
+            let Some((_, validation)) = issuer.validations.iter().find(|(a, _)| *a == key.algorithm) else {
+                continue;
+            };
+            match jsonwebtoken::decode::<HashMap<String, serde_json::Value>>(token, &key.key, validation) {
                 Ok(data) => return Ok(self.principal(issuer, &data.claims)),
                 Err(err) if matches!(err.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                     refusal = Refusal::Expired;

@@ -6,9 +6,43 @@ use std::path::Path;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 
-use super::{KeySource, read_hs256_secret};
+use super::KeySource;
+
+/// Every algorithm a key may verify (see `signing_algorithm`).
+pub(super) const SIGNATURE_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
+/// The shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key at
+/// least as long as the hash, 256 bits.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// Reads an HS256 shared secret: the file's content without its trailing
+/// newline, refused when shorter than [`MIN_HS256_SECRET_BYTES`]. The
+/// service verifies with it and `cudlyctl token` signs with it, so both
+/// accept the same secrets.
+pub fn read_hs256_secret(path: &Path) -> anyhow::Result<SecretString> {
+    let secret = String::from_utf8(cudly_core::files::read_file(path)?)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let secret = secret.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        secret.len() >= MIN_HS256_SECRET_BYTES,
+        "{}: an HS256 secret needs at least {MIN_HS256_SECRET_BYTES} bytes, it has {}",
+        path.display(),
+        secret.len()
+    );
+    Ok(SecretString::from(secret.to_string()))
+}
 
 /// One verification key.
 pub(super) struct Key {
