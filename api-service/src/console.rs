@@ -28,7 +28,8 @@ use tower_http::services::{ServeDir, ServeFile};
 pub struct ConsoleArgs {
     /// Serve the web console from this directory (the output of
     /// `npm run build` in web/: index.html and assets/) on the API's own
-    /// port. Unset: no console, the port serves gRPC and gRPC-web only.
+    /// port. Unset or `off`: no console, the port serves gRPC and gRPC-web
+    /// only.
     #[arg(long, env = "CUDLY_CONSOLE_DIR")]
     pub console_dir: Option<PathBuf>,
 
@@ -99,7 +100,7 @@ impl ConsoleArgs {
     /// callers authenticate and the people's issuer. An OIDC client without
     /// an issuer, or with one that is not https, is an error naming its flag.
     pub fn settings(&self, auth_disabled: bool, jwt_issuer: Option<&str>) -> anyhow::Result<Option<ConsoleSettings>> {
-        let Some(dir) = self.console_dir.clone() else { return Ok(None) };
+        let Some(dir) = self.console_dir.clone().filter(|dir| dir.as_os_str() != "off") else { return Ok(None) };
         let auth = match (&self.console_oidc_client_id, auth_disabled) {
             (_, true) => PageAuth::None,
             (None, false) => PageAuth::Proxy,
@@ -292,6 +293,7 @@ mod tests {
     #[test]
     fn the_page_is_told_how_to_sign_in() {
         assert!(settings(&[], false, None).unwrap().is_none());
+        assert!(settings(&["--console-dir", "off"], false, None).unwrap().is_none(), "no console");
         let off = settings(&["--console-dir", "d", "--console-oidc-client-id", "c"], true, None).unwrap().unwrap();
         assert_eq!(serde_json::to_string(&off.auth).unwrap(), r#"{"auth":"none"}"#);
         let proxy = settings(&["--console-dir", "d"], false, Some("https://idp.example")).unwrap().unwrap();
