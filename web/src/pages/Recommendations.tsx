@@ -27,9 +27,11 @@ function stackOf(state: unknown): string[] {
   return Array.isArray(previous) ? previous.filter((t): t is string => typeof t === "string") : [];
 }
 
-function Chart({ view, services }: { view: ViewState; services: string[] }) {
+function Chart({ view, services, epoch }: { view: ViewState; services: string[]; epoch: number }) {
   const filters = withoutPage(view);
-  const key = `${viewToSearch(filters)}|${services.join(",")}`;
+  // Reloaded with the page's data (its epoch), not on its own: the services
+  // charted come from the page, so loading both at once would load twice.
+  const key = `${viewToSearch(filters)}|${services.join(",")}|${epoch}`;
   // One summary call per provider and per service (page size 1: only the
   // summary is read), so each bar covers every matching row, not one page.
   const charted = useLoad(key, async (signal) => {
@@ -43,7 +45,7 @@ function Chart({ view, services }: { view: ViewState; services: string[] }) {
       Promise.all(services.map((s) => total({ service: s }, s))),
     ]);
     return { byProvider, byService };
-  });
+  }, { followEpoch: false });
   const note = view.service ? undefined : `The services of the page shown, at most ${MAX_CHART_SERVICES}; each bar totals every matching row.`;
   return (
     <div class="charts">
@@ -112,7 +114,7 @@ export function RecommendationsPage() {
       ) : (
         <>
           <Summary summary={page.data?.summary} />
-          {page.data && <Chart view={view} services={services} />}
+          {page.data && <Chart view={view} services={services} epoch={page.epoch ?? 0} />}
         </>
       )}
       <RecTable rows={rows} busy={page.loading || collected === "unknown"} />
