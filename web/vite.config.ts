@@ -25,5 +25,6 @@ export default defineConfig({
   },
   test: {
     include: ["src/**/*.test.ts"],
+    environment: "node",
   },
 });
