@@ -4,14 +4,16 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountsService } from "./gen/cudly/recommendations/v1/accounts_pb";
 import { RecommendationsService } from "./gen/cudly/recommendations/v1/recommendations_pb";
-import { accessToken, onUnauthenticated } from "./auth";
+import { accessToken, noteTokenAccepted, onUnauthenticated } from "./auth";
 
 /** Adds the bearer token when signed in, and starts a new sign-in when a call is refused. */
 const authorize: Interceptor = (next) => async (request) => {
   const token = accessToken();
   if (token) request.header.set("authorization", `Bearer ${token}`);
   try {
-    return await next(request);
+    const response = await next(request);
+    if (token) noteTokenAccepted();
+    return response;
   } catch (error) {
     reportIfUnauthenticated(error);
     throw error;

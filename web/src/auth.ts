@@ -8,7 +8,7 @@ import { session } from "./session";
 
 const CALLBACK_PATH = "/auth/callback";
 const REDIRECTS_KEY = "cudly.signin.redirects";
-/** More sign-in redirects than this within the window means a loop. */
+/** More sign-in redirects than this within the window, with no call accepted in between, means a loop. */
 const MAX_REDIRECTS = 3;
 const REDIRECT_WINDOW_MS = 2 * 60_000;
 
@@ -91,6 +91,14 @@ export async function signIn(reason?: string): Promise<void> {
   } catch (error) {
     session.update((s) => ({ ...s, signingIn: false, problem: `Could not reach the sign-in provider: ${String(error)}` }));
   }
+}
+
+/**
+ * A call succeeded with the signed-in token: the redirects so far were not
+ * a loop (an expiring token legitimately signs in again and again).
+ */
+export function noteTokenAccepted(): void {
+  if (user && sessionStorage.getItem(REDIRECTS_KEY) !== null) sessionStorage.removeItem(REDIRECTS_KEY);
 }
 
 /** A button's way to try again after a refused loop. */

@@ -6,6 +6,7 @@ import { App } from "./App";
 import { startAuth } from "./auth";
 import { loadConfig } from "./config";
 import { startWatchingFreshness } from "./freshness";
+import { syncLocation } from "./router";
 import "./styles.css";
 
 const root = document.getElementById("app")!;
@@ -44,6 +45,7 @@ async function start(): Promise<void> {
     );
     return;
   }
+  syncLocation();
   render(<App />, root);
   startWatchingFreshness();
 }

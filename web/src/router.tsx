@@ -17,7 +17,12 @@ function current(): Location {
 
 export const currentLocation = new Store<Location>(current());
 
-addEventListener("popstate", () => currentLocation.set(current()));
+/** Takes in a URL changed without navigate() (e.g. the sign-in callback's replaceState). */
+export function syncLocation(): void {
+  currentLocation.set(current());
+}
+
+addEventListener("popstate", syncLocation);
 
 /** Goes to a URL of the app, adding a history entry (or replacing the current one). */
 export function navigate(url: string, options: { state?: unknown; replace?: boolean } = {}): void {
