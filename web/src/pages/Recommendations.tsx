@@ -109,7 +109,7 @@ export function RecommendationsPage() {
       )}
       {collected === "never" ? (
         <p class="notice" data-testid="nothing-collected">
-          Nothing collected yet — Refresh collects the recommendations of every enabled account.
+          No recommendations yet: Refresh collects them from every enabled account.
         </p>
       ) : (
         <>
