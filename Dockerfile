@@ -1,11 +1,22 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the three binaries (api-service, collector-service, cudlyctl);
-# the Kubernetes manifests pick one with `command`. Needs BuildKit (the
+# One image for the three binaries (api-service, collector-service, cudlyctl)
+# and the web console api-service serves (/usr/share/cudly/console); the
+# Kubernetes manifests pick a binary with `command`. Needs BuildKit (the
 # default builder of Docker 23 and newer):
 #
 #   docker build -t ghcr.io/cudly/cudly:0.1.0 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
+
+# The web console: TypeScript generated from proto/, bundled by `npm run
+# build` (the same commands scripts/test-console runs) into web/dist.
+FROM node:20-bookworm-slim AS console
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN --mount=type=cache,id=cudly-npm,target=/root/.npm,sharing=locked npm ci --no-audit --no-fund
+COPY proto /src/proto
+COPY web ./
+RUN npm run build
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
@@ -48,6 +59,9 @@ LABEL org.opencontainers.image.title="cudly" \
       org.opencontainers.image.revision="${REVISION}"
 
 COPY --from=builder /out/ /usr/local/bin/
+COPY --from=console /src/web/dist/ /usr/share/cudly/console/
+# api-service serves the console on its own port; `off` serves none.
+ENV CUDLY_CONSOLE_DIR=/usr/share/cudly/console
 
 # The nonroot user of distroless (65532); the manifests also require it.
 USER 65532:65532

@@ -29,6 +29,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::accounts::AccountsApi;
 use crate::auth::{AuthLayer, AuthSettings, Authenticator};
 use crate::config::Config;
+use crate::console::{Console, ConsoleLayer, ConsoleSettings};
 use crate::dispatch::{CollectorCredentials, Dispatcher};
 use crate::grpc::RecommendationsApi;
 use crate::hub::Hub;
@@ -77,6 +78,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Where metrics are served (`None`: nowhere).
     pub metrics_listen: Option<SocketAddr>,
+    /// The web console, if served.
+    pub console: Option<ConsoleSettings>,
 }
 
 /// Request limits.
@@ -128,6 +131,7 @@ impl Settings {
                 http2_keepalive: config.limits.http2_keepalive,
             },
             metrics_listen: config.metrics_listen.0,
+            console: config.console.settings(config.auth.auth_disabled, config.auth.jwt_issuer.as_deref())?,
         })
     }
 }
@@ -139,6 +143,7 @@ pub struct App {
     metrics_endpoint: MetricsEndpoint,
     api: RecommendationsApi,
     cors: CorsLayer,
+    console: ConsoleLayer,
     auth: AuthLayer,
     tls: Option<ServerTlsConfig>,
     shutdown: CancellationToken,
@@ -151,6 +156,7 @@ pub struct App {
 pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
     server::install_crypto_provider();
     let cors = cors_layer(&settings.cors_allowed_origins, &settings.cors_allowed_headers)?;
+    let console = ConsoleLayer::new(settings.console.as_ref().map(Console::load).transpose()?);
     let tls = match &settings.tls {
         Some((cert, key)) => {
             Some(ServerTlsConfig::new().identity(Identity::from_pem(read_file(cert)?, read_file(key)?)))
@@ -188,7 +194,7 @@ pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<App> {
         authenticator.keep_keys_fresh(&shutdown);
     }
     let auth = AuthLayer::new(authenticator);
-    Ok(App { incoming, addr, metrics_endpoint, api, cors, auth, tls, shutdown, settings })
+    Ok(App { incoming, addr, metrics_endpoint, api, cors, console, auth, tls, shutdown, settings })
 }
 
 impl App {
@@ -206,7 +212,8 @@ impl App {
     /// every WatchFreshness stream with UNAVAILABLE and drains in-flight
     /// calls for at most the shutdown timeout.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let App { incoming, addr, api, cors, auth, tls, shutdown: stop_streams, settings, metrics_endpoint } = self;
+        let App { incoming, addr, api, cors, console, auth, tls, shutdown: stop_streams, settings, metrics_endpoint } =
+            self;
         let (shutdown_timeout, limits) = (settings.shutdown_timeout, settings.limits);
         type Named = RecommendationsServiceServer<RecommendationsApi>;
         let health = HealthReporter::new();
@@ -234,7 +241,8 @@ impl App {
                 draining.cancel();
             }
         };
-        tracing::info!(%addr, tls = tls.is_some(), reflection = settings.reflection, "api-service listening (gRPC and gRPC-web)");
+        let console_dir = settings.console.as_ref().map(|c| c.dir.display().to_string());
+        tracing::info!(%addr, tls = tls.is_some(), reflection = settings.reflection, console_dir, "api-service listening (gRPC and gRPC-web)");
         let mut server = Server::builder()
             .accept_http1(true)
             .timeout(limits.request_timeout)
@@ -243,10 +251,12 @@ impl App {
         if let Some(tls) = tls {
             server = server.tls_config(tls)?;
         }
-        // Outside in: CORS and gRPC-web first (browsers then meet the same
+        // Outside in: the console's public files (GET and HEAD only; every
+        // call is a POST), CORS and gRPC-web (browsers then meet the same
         // checks as native callers), latency recorded for every call,
         // shedding instead of queueing past the concurrency cap, then auth.
         let layers = tower::ServiceBuilder::new()
+            .layer(console)
             .layer(cors)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(metrics_endpoint.rpc_layer())

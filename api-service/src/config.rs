@@ -13,6 +13,7 @@ use crate::auth::{
     AuthSettings, FetchSettings, IssuerSettings, JwtSettings, KeyRefresh, KeySource, SubjectPermissions,
     parse_subject_permissions,
 };
+use crate::console::ConsoleArgs;
 
 /// Answers RefreshRecommendations at once (the collection runs in
 /// collector-service), streams freshness with WatchFreshness, and serves
@@ -108,6 +109,10 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// The web console.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
 
     /// Where Prometheus scrapes metrics (`GET /metrics`); `off` serves none.
     #[arg(long, env = "CUDLY_METRICS_LISTEN", default_value = "127.0.0.1:9090", value_parser = parse_metrics_listen)]

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod error;
 pub mod grpc;

@@ -66,6 +66,8 @@ pub struct Options {
     /// Where the collector's deliverers read `file:` secret references;
     /// the flag's default directory otherwise.
     pub secret_files: Option<cudly_core::credentials::SecretFileDirs>,
+    /// The web console the API serves, if any.
+    pub console: Option<cudly_api::console::ConsoleSettings>,
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             reflection: true,
             cors_allowed_headers: settings::api("http://127.0.0.1:1").cors_allowed_headers,
             secret_files: None,
+            console: None,
         }
     }
 }
@@ -196,6 +199,7 @@ pub async fn spawn_api(
         collector_credentials: opts.collector_credentials.clone(),
         limits: opts.limits.clone(),
         metrics_listen: opts.metrics.then(|| "127.0.0.1:0".parse().unwrap()),
+        console: opts.console.clone(),
         ..settings::api(&collector_url)
     };
     let app = cudly_api::app::build(settings, pool.clone()).await.unwrap();

@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod bad_input;
 mod collector_auth;
+mod console;
 mod contract;
 mod cudlyctl;
 mod figures;
