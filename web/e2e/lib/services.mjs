@@ -18,6 +18,13 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
+// api-services this process started and has not stopped: killed when it
+// exits however it exits, so none outlives the test file.
+const running = new Set();
+process.on('exit', () => { for (const c of running) c.kill('SIGKILL'); });
+process.once('SIGINT', () => process.exit(130));
+process.once('SIGTERM', () => process.exit(143));
+
 export function need(name) {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: run the browser tests through scripts/test-console`);
@@ -89,8 +96,9 @@ export async function apiService({ name, env = {}, port } = {}) {
       child = spawn(bin('api-service'), [], { env: settings(), stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.pipe(log, { end: false });
       child.stderr.pipe(log, { end: false });
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.exited = exited;
+      const c = child;
+      running.add(c);
+      c.exited = new Promise((resolve) => c.once('exit', () => { running.delete(c); resolve(); }));
       if (!(await healthy(url, 15_000))) {
         await api.stop();
         throw new Error(`${name} did not come up on ${url}; see ${join(logsDir(), `${name}.log`)}`);
