@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { afterEach } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const require = createRequire(import.meta.url);
@@ -37,10 +38,24 @@ const artifactsDir = () => {
   return dir;
 };
 
-export async function screenshot(page, name) {
+export async function screenshot(page, name, { fullPage = true } = {}) {
   const path = join(artifactsDir(), `${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  await page.screenshot({ path, fullPage });
   return path;
+}
+
+/**
+ * After each test of the calling file, a screenshot of the page it ended on
+ * (`end-<file>-<test>.png`): on a failure, what the browser showed.
+ */
+export function screenshotAfterEach(file, currentPage) {
+  const stem = basename(file).replace(/\.test\.mjs$/, '');
+  afterEach(async (t) => {
+    const page = currentPage();
+    if (!page || page.isClosed()) return;
+    const slug = t.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60);
+    await screenshot(page, `end-${stem}-${slug}`, { fullPage: false }).catch(() => {});
+  });
 }
 
 /**
@@ -103,7 +118,14 @@ export async function waitForBanner(page, states, timeout = 30_000) {
   );
 }
 
-/** The texts of the body rows of the table captioned `caption`. */
+// Body rows with data: at least two cells (a "Loading…" or "nothing here"
+// placeholder row spans the table in one cell).
+const DATA_ROW = 'tbody tr:has(> :nth-child(2))';
+
+/** The data rows of the table captioned `caption`. */
+export const dataRows = (page, caption) => page.getByRole('table', { name: caption }).locator(DATA_ROW);
+
+/** The texts of the data rows of the table captioned `caption`. */
 export async function tableRows(page, caption) {
-  return page.getByRole('table', { name: caption }).locator('tbody tr').allInnerTexts();
+  return dataRows(page, caption).allInnerTexts();
 }

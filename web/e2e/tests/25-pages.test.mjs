@@ -3,13 +3,15 @@
 // caller may do everything), and each passes axe.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { checkAccessibility, launch, newPage, tableRows } from '../lib/browser.mjs';
+import { checkAccessibility, dataRows, launch, newPage, screenshotAfterEach, tableRows } from '../lib/browser.mjs';
 import { collected } from '../lib/data.mjs';
 import { cudlyctl, need } from '../lib/services.mjs';
 
 const API = need('CUDLY_API_URL');
 let browser;
 let page;
+
+screenshotAfterEach(import.meta.url, () => page);
 
 before(async () => {
   await collected();
@@ -31,8 +33,7 @@ test('the Runs page lists the run history with outcomes and counts', async () =>
   const nav = page.getByRole('navigation', { name: 'Main' });
   await nav.getByRole('link', { name: 'Runs' }).click();
   await page.waitForURL((url) => url.pathname === '/runs');
-  const table = page.getByRole('table', { name: 'Runs' });
-  await table.locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Runs').first().waitFor();
   const [{ collections }] = await cudlyctl(['collections']);
   const rows = await tableRows(page, 'Runs');
   assert.equal(rows.length, collections.length, `rows ${JSON.stringify(rows)}`);
@@ -48,7 +49,7 @@ test('with authentication off the Accounts page is in the navigation and lists t
   const nav = page.getByRole('navigation', { name: 'Main' });
   await nav.getByRole('link', { name: 'Accounts' }).click();
   await page.waitForURL((url) => url.pathname === '/accounts');
-  await page.getByRole('table', { name: 'Accounts' }).locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Accounts').first().waitFor();
   const [{ accounts }] = await cudlyctl(['accounts', 'list']);
   const rows = await tableRows(page, 'Accounts');
   assert.equal(rows.length, accounts.length);

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  banner, bannerStates, checkAccessibility, launch, newPage, recordBanner, waitForBanner,
+  banner, bannerStates, checkAccessibility, launch, newPage, screenshotAfterEach, recordBanner, waitForBanner,
 } from '../lib/browser.mjs';
 import { collected } from '../lib/data.mjs';
 import { apiService, cudlyctl } from '../lib/services.mjs';
@@ -13,6 +13,8 @@ import { apiService, cudlyctl } from '../lib/services.mjs';
 let browser;
 let page;
 let api;
+
+screenshotAfterEach(import.meta.url, () => page);
 
 before(async () => {
   await collected();
@@ -56,9 +58,9 @@ test('the banner reconnects after api-service restarts mid-run and reaches the f
   const [freshness] = await cudlyctl(['freshness']);
   assert.equal(freshness.collecting, false);
   assert.equal(freshness.collection.outcome, 'OUTCOME_SUCCEEDED');
-  const states = (await bannerStates(page)).filter((s) => s.at >= stoppedAt - 2000);
+  const states = (await bannerStates(page)).filter((s) => s.version && s.at >= stoppedAt - 2000);
   const describe = JSON.stringify(states.map((s) => [Math.round(s.at - stoppedAt), s.state, s.version]));
-  const reconnecting = states.findIndex((s) => s.state === 'reconnecting');
+  const reconnecting = states.findIndex((s) => s.state === 'reconnecting' && s.at >= stoppedAt);
   assert.ok(reconnecting > 0 && states[reconnecting - 1].state === 'collecting', `collecting, then reconnecting: ${describe}`);
   assert.ok(states[reconnecting].at < restartedAt, `reconnecting shown while api-service was down: ${describe}`);
   const final = states.at(-1);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { banner, checkAccessibility, launch, newPage, tableRows, waitForBanner } from '../lib/browser.mjs';
+import { banner, checkAccessibility, dataRows, launch, newPage, screenshotAfterEach, tableRows, waitForBanner } from '../lib/browser.mjs';
 import { collected } from '../lib/data.mjs';
 import { CLIENT_ID, startProvider } from '../lib/oidc.mjs';
 import { signIn } from '../lib/oidc-flow.mjs';
@@ -15,6 +15,9 @@ import { apiService, cudlyctl, freePort } from '../lib/services.mjs';
 let provider;
 let api;
 let browser;
+let current;
+
+screenshotAfterEach(import.meta.url, () => current);
 
 before(async () => {
   await collected();
@@ -50,12 +53,13 @@ const tokenFor = async (user) => (await signIn({
 /** Opens `path` in a fresh browser context and signs in as `user` on the provider's form. */
 async function signedIn(user, path = '/') {
   const page = await newPage(browser);
+  current = page;
   page.tokenRequests = 0;
   page.on('request', (req) => { if (req.url().startsWith(`${provider.issuer}/token`)) page.tokenRequests += 1; });
   await page.goto(`${api.url}${path}`);
   await page.waitForURL((url) => url.origin === provider.issuer);
   await loginForm(page, user);
-  await page.waitForURL((url) => url.origin === api.url && url.pathname === path);
+  await page.waitForURL((url) => url.origin === api.url && `${url.pathname}${url.search}` === path);
   await page.getByText(`Signed in as ${user}`).waitFor();
   return page;
 }
@@ -80,7 +84,7 @@ test('/config.json tells the console to sign in with the provider', async () => 
 
 test('a viewer signs in, sees recommendations but no Accounts link, and /accounts says why', async () => {
   const page = await signedIn('viewer');
-  await page.getByRole('table', { name: 'Recommendations' }).locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Recommendations').first().waitFor();
   await waitForBanner(page, 'idle');
   await nav(page).getByRole('link', { name: 'Runs' }).waitFor();
   // The Accounts link depends on ListAccounts, answered by now for the
@@ -95,14 +99,13 @@ test('a viewer signs in, sees recommendations but no Accounts link, and /account
   assert.equal(await page.getByRole('table', { name: 'Accounts' }).count(), 0);
   await checkAccessibility(page, 'accounts-viewer-denied');
   assert.deepEqual(page.pageErrors, []);
-  await page.context().close();
 });
 
 test('an admin creates an AWS account and deletes it through the confirmation dialog', async () => {
   const page = await signedIn('admin');
   await nav(page).getByRole('link', { name: 'Accounts' }).click();
   await page.waitForURL((url) => url.pathname === '/accounts');
-  await page.getByRole('table', { name: 'Accounts' }).locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Accounts').first().waitFor();
   const adminToken = await tokenFor('admin');
 
   // Cancel on a seeded account: the dialog counts its recommendations, and
@@ -138,7 +141,6 @@ test('an admin creates an AWS account and deletes it through the confirmation di
     /NOT_FOUND/,
   );
   assert.deepEqual(page.pageErrors, []);
-  await page.context().close();
 });
 
 test('an expired access token leads to a new sign-in and the page works again', async () => {
@@ -148,7 +150,7 @@ test('an expired access token leads to a new sign-in and the page works again', 
   const page = await signedIn('viewer', path);
   // Tokens issued from now on live long again: one expiry is what is tested.
   provider.setAccessTokenTTL(300);
-  await page.getByRole('table', { name: 'Recommendations' }).locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Recommendations').first().waitFor();
   const signedInAt = Date.now();
   const tokensBefore = page.tokenRequests;
   await sleep(ttl * 1000 + 1500);
@@ -167,7 +169,7 @@ test('an expired access token leads to a new sign-in and the page works again', 
   assert.ok(page.tokenRequests > tokensBefore, 'a new token was fetched after the old one expired');
   await page.waitForURL((url) => url.origin === api.url && `${url.pathname}${url.search}` === path, { timeout: 20_000 });
   await page.getByText('Signed in as viewer').waitFor();
-  await page.getByRole('table', { name: 'Recommendations' }).locator('tbody tr').first().waitFor();
+  await dataRows(page, 'Recommendations').first().waitFor();
   await waitForBanner(page, ['idle', 'collecting']);
   // Working again: Refresh answers instead of failing.
   await page.getByRole('button', { name: 'Refresh' }).click();
@@ -175,5 +177,4 @@ test('an expired access token leads to a new sign-in and the page works again', 
   assert.ok(Date.now() - signedInAt > ttl * 1000);
   assert.notEqual(await banner(page).getAttribute('data-state'), 'signing-in');
   assert.deepEqual(page.pageErrors, []);
-  await page.context().close();
 });
