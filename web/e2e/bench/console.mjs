@@ -155,7 +155,9 @@ try {
     say(`idle ${idleMinutes} min: ${total} request(s): ${r.streamOpen ? 'the WatchFreshness stream opened at load, still open' : 'the stream did not stay open'}, `
       + `${r.heartbeats} chunks (heartbeats) received inside it; ${r.during.length} other request(s)${r.during.length ? `: ${[...new Set(r.during)].join(', ')}` : ''}`
       + ` — CUDly's frontend polled ${Math.round(idleMinutes * 12)} times in that time (every 5 s)`);
-    say(`  (at load: ${r.atLoad.length} requests: ${[...new Set(r.atLoad)].join(', ')})`);
+    const counts = new Map();
+    for (const req of r.atLoad) counts.set(req, (counts.get(req) ?? 0) + 1);
+    say(`  (at load: ${r.atLoad.length} requests: ${[...counts].map(([req, n]) => (n > 1 ? `${req} ×${n}` : req)).join(', ')})`);
   }
 } finally {
   await browser.close();
