@@ -89,14 +89,17 @@ async function pageRender(browser) {
     const clickedAt = await page.evaluate(() => performance.now());
     await button.click();
     await page.waitForFunction((n) => window.__rows.changes.length > n, before, { timeout: 15_000 });
-    // Rows replaced, and one frame later painted.
-    const done = await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => resolve({
-      replaced: window.__rows.changes.at(-1).at,
-      rows: window.__rows.changes.at(-1).rows,
-      response: performance.getEntriesByType('resource').filter((e) => e.name.includes('ListRecommendations')).at(-1)?.responseEnd,
-    }))));
+    // Rows replaced; the response they came from is the last
+    // ListRecommendations answer that ended after the click and before them.
+    const done = await page.evaluate((since) => {
+      const { at: replaced, rows: count } = window.__rows.changes.at(-1);
+      const ends = performance.getEntriesByType('resource')
+        .filter((e) => e.name.includes('ListRecommendations') && e.startTime >= since && e.responseEnd <= replaced)
+        .map((e) => e.responseEnd);
+      return { replaced, rows: count, response: ends.length ? Math.max(...ends) : undefined };
+    }, clickedAt);
     clickToRows.push(done.replaced - clickedAt);
-    if (done.response && done.response >= clickedAt) responseToRows.push(done.replaced - done.response);
+    if (done.response !== undefined) responseToRows.push(done.replaced - done.response);
     rows = Math.max(rows, done.rows);
   }
   await page.context().close();
