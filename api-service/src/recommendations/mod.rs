@@ -338,12 +338,13 @@ pub async fn list(
     Ok(Page { recommendations: rows.into_iter().map(Row::into_proto).collect(), next_page_token, summary })
 }
 
-/// Exact totals per currency over every row matching `filters`. Postgres
+/// Exact totals per currency over every row matching `filters`, and the
+/// same per provider and per service, in one scan (grouping sets). Postgres
 /// sums the integer nano-units into `numeric` (no overflow, no rounding)
 /// and splits each total into `google.type.Money`'s units and nanos.
 async fn summarize(pool: &PgPool, filters: &Filters) -> Result<pb::Summary, sqlx::Error> {
     let mut s = QueryBuilder::new(
-        "SELECT currency, count(*),
+        "SELECT provider, service, currency, count(*),
                 div(sum(estimated_monthly_savings_nanos), 1000000000)::int8,
                 mod(sum(estimated_monthly_savings_nanos), 1000000000)::int4,
                 div(sum(upfront_cost_nanos), 1000000000)::int8,
@@ -351,21 +352,38 @@ async fn summarize(pool: &PgPool, filters: &Filters) -> Result<pb::Summary, sqlx
          FROM recommendations",
     );
     filters.push_where(&mut s);
-    s.push(" GROUP BY currency ORDER BY currency");
-    let rows: Vec<(String, i64, i64, i32, i64, i32)> = s.build_query_as().fetch_all(pool).await?;
-    let totals: Vec<pb::CurrencyTotal> = rows
-        .into_iter()
-        .map(|(currency, count, savings_units, savings_nanos, upfront_units, upfront_nanos)| {
-            let money = |units, nanos| Money { currency_code: currency.clone(), units, nanos };
-            pb::CurrencyTotal {
-                currency_code: currency.clone(),
-                count,
-                monthly_savings: Some(money(savings_units, savings_nanos)),
-                upfront_cost: Some(money(upfront_units, upfront_nanos)),
-            }
-        })
-        .collect();
-    Ok(pb::Summary { count: totals.iter().map(|t| t.count).sum(), totals })
+    s.push(
+        " GROUP BY GROUPING SETS ((currency), (provider, currency), (provider, service, currency))
+          ORDER BY currency",
+    );
+    // Provider and service are NULL where a set does not group by them.
+    type GroupRow = (Option<String>, Option<String>, String, i64, i64, i32, i64, i32);
+    let rows: Vec<GroupRow> = s.build_query_as().fetch_all(pool).await?;
+    let mut summary = pb::Summary::default();
+    for (provider, service, currency, count, savings_units, savings_nanos, upfront_units, upfront_nanos) in rows {
+        let money = |units, nanos| Money { currency_code: currency.clone(), units, nanos };
+        let total = pb::CurrencyTotal {
+            monthly_savings: Some(money(savings_units, savings_nanos)),
+            upfront_cost: Some(money(upfront_units, upfront_nanos)),
+            currency_code: currency.clone(),
+            count,
+        };
+        match (provider.as_deref().and_then(Provider::parse), service) {
+            (None, _) => summary.totals.push(total),
+            (Some(provider), None) => summary.by_provider.push(group(provider, String::new(), total)),
+            (Some(provider), Some(service)) => summary.by_service.push(group(provider, service, total)),
+        }
+    }
+    summary.count = summary.totals.iter().map(|t| t.count).sum();
+    // Provider order is the enum's (AWS, Azure, GCP), not the names'.
+    let key = |g: &pb::GroupTotal| (g.provider, g.service.clone(), g.total.as_ref().map(|t| t.currency_code.clone()));
+    summary.by_provider.sort_by_key(key);
+    summary.by_service.sort_by_key(key);
+    Ok(summary)
+}
+
+fn group(provider: Provider, service: String, total: pb::CurrencyTotal) -> pb::GroupTotal {
+    pb::GroupTotal { provider: provider.to_proto(), service, total: Some(total) }
 }
 
 #[cfg(test)]

@@ -100,6 +100,38 @@ async fn totals_are_exact_per_currency_and_the_minimum_compares_in_its_own(pool:
         .collect();
     assert_eq!(totals, expected, "each currency totalled exactly, never added to another");
 
+    // The same, per provider and per service of a provider, in the order
+    // a chart shows them: provider order (the enum's), service, currency.
+    type Key = (i32, String, String);
+    let mut by_provider: BTreeMap<Key, (i64, i128, i128)> = BTreeMap::new();
+    let mut by_service: BTreeMap<Key, (i64, i128, i128)> = BTreeMap::new();
+    for r in &rows {
+        let savings = r.estimated_monthly_savings.as_ref().unwrap();
+        let currency = savings.currency_code.clone();
+        for (map, key) in [
+            (&mut by_provider, (r.provider, String::new(), currency.clone())),
+            (&mut by_service, (r.provider, r.service.clone(), currency)),
+        ] {
+            let e = map.entry(key).or_default();
+            e.0 += 1;
+            e.1 += nanos(Some(savings));
+            e.2 += nanos(r.upfront_cost.as_ref());
+        }
+    }
+    let grouped = |groups: &[pb::GroupTotal]| -> Vec<(Key, (i64, i128, i128))> {
+        groups
+            .iter()
+            .map(|g| {
+                let t = g.total.as_ref().unwrap();
+                let key = (g.provider, g.service.clone(), t.currency_code.clone());
+                (key, (t.count, nanos(t.monthly_savings.as_ref()), nanos(t.upfront_cost.as_ref())))
+            })
+            .collect()
+    };
+    assert!(by_provider.len() >= 4 && by_service.len() > by_provider.len(), "{by_provider:?}");
+    assert_eq!(grouped(&summary.by_provider), by_provider.into_iter().collect::<Vec<_>>());
+    assert_eq!(grouped(&summary.by_service), by_service.into_iter().collect::<Vec<_>>());
+
     let tenths = pb::ListRecommendationsRequest {
         account_ids: vec!["100000000001".into()],
         min_monthly_savings: Some(money("USD", 0, 0)),
