@@ -109,3 +109,31 @@ test('the table fills and the summary matches ListRecommendations', async () => 
   await checkAccessibility(page, 'recommendations');
   assert.deepEqual(page.pageErrors, []);
 });
+
+test('the charts total every matching row by provider and by service, as the server sums them', async () => {
+  const [listed] = await cudlyctl(['list', '--limit', '1']);
+  const names = { PROVIDER_AWS: 'AWS', PROVIDER_AZURE: 'Azure', PROVIDER_GCP: 'GCP' };
+  const bars = (caption) => page.getByRole('figure', { name: caption }).locator('li').evaluateAll((items) => items.map((li) => ({
+    label: li.querySelector('.bar-label')?.textContent,
+    amount: li.querySelector('.bar-value')?.getAttribute('data-amount'),
+    currency: li.querySelector('.bar-value')?.getAttribute('data-currency'),
+  })));
+  const usd = (groups) => groups.filter((g) => g.total.currencyCode === 'USD')
+    .sort((a, b) => (moneyNanos(b.total.monthlySavings) > moneyNanos(a.total.monthlySavings) ? 1 : -1));
+
+  const byProvider = await bars('Savings by provider');
+  const expected = usd(listed.summary.byProvider);
+  assert.equal(expected.length, 3, 'the fleet has three providers');
+  assert.deepEqual(byProvider.map((b) => [b.label, decimalNanos(b.amount)]),
+    expected.map((g) => [names[g.provider], moneyNanos(g.total.monthlySavings)]));
+  const usdTotal = listed.summary.totals.find((t) => t.currencyCode === 'USD');
+  assert.equal(byProvider.reduce((sum, b) => sum + decimalNanos(b.amount), 0n), moneyNanos(usdTotal.monthlySavings),
+    'the provider bars add up to every matching row, not one page');
+
+  const byService = await bars('Savings by service');
+  const services = usd(listed.summary.byService);
+  assert.ok(services.length > byService.length, `more services (${services.length}) than bars: the rest is counted`);
+  assert.deepEqual(byService.map((b) => [b.label, decimalNanos(b.amount)]),
+    services.slice(0, byService.length).map((g) => [g.service, moneyNanos(g.total.monthlySavings)]));
+  await page.getByText(`${services.length - byService.length} more with less savings not shown.`).waitFor();
+});

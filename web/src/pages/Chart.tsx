@@ -30,14 +30,23 @@ function barsByCurrency(series: Series[]): Map<string, Bar[]> {
   return groups;
 }
 
-export function BarChart(props: { caption: string; series: Series[] | undefined; note?: string; loading: boolean }) {
+export function BarChart(props: {
+  caption: string;
+  series: Series[] | undefined;
+  note?: string;
+  loading: boolean;
+  /** Bars shown at most per currency (the largest); a note counts the rest. */
+  limit?: number;
+}) {
   const groups = barsByCurrency(props.series ?? []);
   const many = groups.size > 1;
+  const limit = props.limit ?? Number.POSITIVE_INFINITY;
   return (
     <figure class="chart" aria-busy={props.loading}>
       <figcaption>{props.caption}</figcaption>
       {groups.size === 0 && <p class="muted">{props.loading ? "Loading…" : "No savings to show."}</p>}
-      {[...groups].map(([currency, bars]) => {
+      {[...groups].map(([currency, all]) => {
+        const bars = all.slice(0, limit);
         const largest = bars.reduce((max, b) => (b.nanos > max ? b.nanos : max), 0n);
         return (
           <div key={currency}>
@@ -58,6 +67,11 @@ export function BarChart(props: { caption: string; series: Series[] | undefined;
                 );
               })}
             </ul>
+            {all.length > bars.length && (
+              <p class="chart-note">
+                {all.length - bars.length} more with less savings{many ? ` in ${currency}` : ""} not shown.
+              </p>
+            )}
           </div>
         );
       })}

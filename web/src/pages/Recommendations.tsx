@@ -2,8 +2,9 @@
 
 import { useEffect } from "preact/hooks";
 import { recommendations, describeError } from "../api";
-import { PROVIDER_NAMES, PROVIDER_NUMBERS } from "../lib/labels";
-import { PROVIDERS, parseView, viewToSearch, withoutPage, type ViewState } from "../lib/urlState";
+import type { GroupTotal, Summary as SummaryMessage } from "../gen/cudly/recommendations/v1/recommendations_pb";
+import { PROVIDER_NAMES } from "../lib/labels";
+import { parseView, viewToSearch, withoutPage, type ViewState } from "../lib/urlState";
 import { collectedOnce } from "../freshness";
 import { useLoad } from "../hooks";
 import { useStore } from "../store";
@@ -14,8 +15,8 @@ import { Filters } from "./Filters";
 import { RecTable } from "./RecTable";
 import { Summary } from "./Summary";
 
-/** Services charted at most: the first ones of the page shown (largest savings first). */
-const MAX_CHART_SERVICES = 8;
+/** Services charted at most (those saving most); the note counts the rest. */
+const MAX_CHART_SERVICES = 12;
 
 /** history.state of a recommendations entry: the tokens of the pages before it. */
 interface PageStack {
@@ -27,31 +28,35 @@ function stackOf(state: unknown): string[] {
   return Array.isArray(previous) ? previous.filter((t): t is string => typeof t === "string") : [];
 }
 
-function Chart({ view, services, epoch }: { view: ViewState; services: string[]; epoch: number }) {
-  const filters = withoutPage(view);
-  // Reloaded with the page's data (its epoch), not on its own: the services
-  // charted come from the page, so loading both at once would load twice.
-  const key = `${viewToSearch(filters)}|${services.join(",")}|${epoch}`;
-  // One summary call per provider and per service (page size 1: only the
-  // summary is read), so each bar covers every matching row, not one page.
-  const charted = useLoad(key, async (signal) => {
-    const total = async (change: Partial<ViewState>, label: string): Promise<Series> => {
-      const response = await recommendations.listRecommendations(listRequest({ ...filters, ...change }, 1), { signal });
-      return { label, totals: response.summary?.totals ?? [] };
-    };
-    const providers = view.provider ? [view.provider] : PROVIDERS;
-    const [byProvider, byService] = await Promise.all([
-      Promise.all(providers.map((p) => total({ provider: p }, PROVIDER_NAMES[PROVIDER_NUMBERS[p]]))),
-      Promise.all(services.map((s) => total({ service: s }, s))),
-    ]);
-    return { byProvider, byService };
-  }, { followEpoch: false });
-  const note = view.service ? undefined : `The services of the page shown, at most ${MAX_CHART_SERVICES}; each bar totals every matching row.`;
+/**
+ * Bars from the summary's groups: one series per provider, or per service
+ * (named with its provider where two providers share a service name). The
+ * server totals every matching row, in the same call as the table's page.
+ */
+function seriesOf(groups: GroupTotal[], label: (g: GroupTotal) => string): Series[] {
+  const series = new Map<string, Series>();
+  for (const g of groups) {
+    if (!g.total) continue;
+    const name = label(g);
+    const entry = series.get(name) ?? { label: name, totals: [] };
+    entry.totals.push(g.total);
+    series.set(name, entry);
+  }
+  return [...series.values()];
+}
+
+function Chart({ summary }: { summary: SummaryMessage }) {
+  const providerName = (g: GroupTotal) => PROVIDER_NAMES[g.provider] ?? "Unknown";
+  const providersOf = new Map<string, Set<number>>();
+  for (const g of summary.byService) providersOf.set(g.service, (providersOf.get(g.service) ?? new Set()).add(g.provider));
+  const serviceName = (g: GroupTotal) =>
+    (providersOf.get(g.service)?.size ?? 0) > 1 ? `${g.service} (${providerName(g)})` : g.service;
+  const byProvider = seriesOf(summary.byProvider, providerName);
+  const byService = seriesOf(summary.byService, serviceName);
   return (
     <div class="charts">
-      <BarChart caption="Savings by provider" series={charted.data?.byProvider} loading={charted.loading} />
-      <BarChart caption="Savings by service" series={charted.data?.byService} loading={charted.loading} note={note} />
-      {charted.error !== undefined && <p class="error-text">The chart could not be loaded: {describeError(charted.error)}</p>}
+      <BarChart caption="Savings by provider" series={byProvider} loading={false} />
+      <BarChart caption="Savings by service" series={byService} loading={false} limit={MAX_CHART_SERVICES} />
     </div>
   );
 }
@@ -71,7 +76,6 @@ export function RecommendationsPage() {
     collected === "yes" ? recommendations.listRecommendations(listRequest(view), { signal }) : undefined,
   );
   const rows = page.data?.recommendations ?? [];
-  const services = view.service ? [view.service] : [...new Set(rows.map((r) => r.service))].slice(0, MAX_CHART_SERVICES);
 
   const apply = (next: ViewState) => navigate(`/${viewToSearch(withoutPage(next))}`);
   const nextPage = () => {
@@ -114,7 +118,7 @@ export function RecommendationsPage() {
       ) : (
         <>
           <Summary summary={page.data?.summary} />
-          {page.data && <Chart view={view} services={services} epoch={page.epoch ?? 0} />}
+          {page.data?.summary && <Chart summary={page.data.summary} />}
         </>
       )}
       <RecTable rows={rows} busy={page.loading || collected === "unknown"} />
