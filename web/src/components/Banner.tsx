@@ -20,12 +20,14 @@ function useNow(sinceMs: number | undefined): number {
   return now;
 }
 
-function headline(view: BannerView, now: number, connecting: boolean): string {
+function headline(view: BannerView, now: number): string {
   switch (view.state) {
     case "signing-in":
       return "Signing in…";
+    case "connecting":
+      return "Connecting…";
     case "reconnecting":
-      return connecting ? "Connecting…" : "Reconnecting…";
+      return "Reconnecting…";
     case "collecting":
       return "Collecting…";
     case "never":
@@ -96,7 +98,7 @@ export function Banner() {
   return (
     <section class="banner" aria-label="Freshness">
       <div role="status" data-testid="freshness" data-state={view.state} data-version={freshness?.version.toString()}>
-        <p class="banner-headline">{headline(view, now, connection === "connecting")}</p>
+        <p class="banner-headline">{headline(view, now)}</p>
         {view.progress.length > 0 && (
           <div class="progress">
             {view.progress.map((row) => (

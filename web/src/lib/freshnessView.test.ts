@@ -73,7 +73,7 @@ describe("bannerView", () => {
   it("says reconnecting while the stream is down, and signing in above all", () => {
     const live = freshness({ collecting: true });
     expect(bannerView(live, "reconnecting", false).state).toBe("reconnecting");
-    expect(bannerView(undefined, "connecting", false).state).toBe("reconnecting");
+    expect(bannerView(undefined, "connecting", false).state).toBe("connecting");
     expect(bannerView(live, "reconnecting", true).state).toBe("signing-in");
   });
 });

@@ -35,7 +35,7 @@ export interface ProviderLike {
   }[];
 }
 
-export type BannerState = "never" | "idle" | "collecting" | "reconnecting" | "signing-in";
+export type BannerState = "never" | "idle" | "collecting" | "connecting" | "reconnecting" | "signing-in";
 
 /** The stream: never connected yet, receiving, or retrying after a failure. */
 export type Connection = "connecting" | "live" | "reconnecting";
@@ -97,6 +97,7 @@ export function bannerView(freshness: FreshnessLike | undefined, connection: Con
   const collecting = freshness?.collecting ?? false;
   let state: BannerState;
   if (signingIn) state = "signing-in";
+  else if (connection === "connecting") state = "connecting";
   else if (connection !== "live" || !freshness) state = "reconnecting";
   else if (collecting) state = "collecting";
   else state = lastCollectedMs === undefined ? "never" : "idle";
