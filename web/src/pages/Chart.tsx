@@ -56,7 +56,7 @@ export function BarChart(props: {
                 const decimal = nanosToDecimal(bar.nanos);
                 return (
                   <li key={bar.label} class="bar-row">
-                    <span class="bar-label">{bar.label}</span>
+                    <span class="bar-label" title={bar.label}>{bar.label}</span>
                     <span class="bar-track" aria-hidden="true">
                       <span class="bar-fill" style={{ width: `${(shareOf(bar.nanos, largest) * 100).toFixed(2)}%` }} />
                     </span>
