@@ -69,7 +69,20 @@ async function healthy(url, deadlineMs) {
  * serving the console, with `env` on top of the inherited settings. It can be
  * stopped and started again on the same port.
  */
-export async function apiService({ name, env = {}, port } = {}) {
+export function apiService({ name, env = {}, port } = {}) {
+  return service('api-service', 'CUDLY_API_LISTEN', { name, env, port });
+}
+
+/**
+ * A collector-service of the test's own (same database, token and simulated
+ * fleet unless `env` says otherwise), for an api-service of the test's own
+ * to deliver to (CUDLY_COLLECTOR_URL = its `url`).
+ */
+export function collectorService({ name, env = {}, port } = {}) {
+  return service('collector-service', 'CUDLY_COLLECTOR_LISTEN', { name, env, port });
+}
+
+async function service(binary, listenVariable, { name, env, port }) {
   port ??= await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = createWriteStream(join(logsDir(), `${name}.log`), { flags: 'a' });
@@ -79,7 +92,7 @@ export async function apiService({ name, env = {}, port } = {}) {
     const merged = {
       ...process.env,
       RUST_LOG: process.env.RUST_LOG || 'warn',
-      CUDLY_API_LISTEN: `127.0.0.1:${port}`,
+      [listenVariable]: `127.0.0.1:${port}`,
       CUDLY_METRICS_LISTEN: 'off',
       ...env,
     };
@@ -93,7 +106,7 @@ export async function apiService({ name, env = {}, port } = {}) {
     get pid() { return child?.pid; },
     async start() {
       if (child) throw new Error(`${name} is already running`);
-      child = spawn(bin('api-service'), [], { env: settings(), stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(bin(binary), [], { env: settings(), stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.pipe(log, { end: false });
       child.stderr.pipe(log, { end: false });
       const c = child;

@@ -56,3 +56,18 @@ test('with authentication off the Accounts page is in the navigation and lists t
   await checkAccessibility(page, 'accounts');
   assert.deepEqual(page.pageErrors, []);
 });
+
+test('an account is disabled and enabled again from its row', async () => {
+  const [{ accounts }] = await cudlyctl(['accounts', 'list']);
+  const id = accounts.at(-1).externalId;
+  const provider = accounts.at(-1).provider.replace('PROVIDER_', '').toLowerCase();
+  const enabled = async () => (await cudlyctl(['accounts', 'get', '--provider', provider, '--external-id', id]))[0].enabled;
+  assert.equal(await enabled(), true);
+  await page.getByRole('button', { name: `Disable ${id}` }).click();
+  await page.getByRole('button', { name: `Enable ${id}` }).waitFor();
+  assert.equal(await enabled(), false, 'the registry says disabled');
+  await page.getByRole('button', { name: `Enable ${id}` }).click();
+  await page.getByRole('button', { name: `Disable ${id}` }).waitFor();
+  assert.equal(await enabled(), true, 'and enabled again');
+  assert.deepEqual(page.pageErrors, []);
+});
