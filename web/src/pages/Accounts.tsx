@@ -9,6 +9,7 @@ import { timestampMs } from "../lib/freshnessView";
 import { plural, providerName } from "../lib/labels";
 import { AddAccount } from "./AddAccount";
 import { DeleteDialog } from "./DeleteAccount";
+import { Pager, usePageTokens } from "../components/Pager";
 
 const ACCOUNTS_PER_PAGE = 50;
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -27,11 +28,11 @@ function credentialsWord(account: Account): string {
 }
 
 export function AccountsPage({ access }: { access: AccountsAccess }) {
-  const [tokens, setTokens] = useState<string[]>([""]);
+  const pages = usePageTokens();
   const [status, setStatus] = useState("");
   const [deleting, setDeleting] = useState<Account | undefined>();
   const [pending, setPending] = useState<string | undefined>();
-  const token = tokens[tokens.length - 1];
+  const token = pages.token;
   const list = useLoad(token, (signal) =>
     access === "no" ? Promise.resolve(undefined) : accounts.listAccounts({ pageSize: ACCOUNTS_PER_PAGE, pageToken: token }, { signal }),
   );
@@ -133,21 +134,14 @@ export function AccountsPage({ access }: { access: AccountsAccess }) {
           </tbody>
         </table>
       </div>
-      <div class="pager" role="group" aria-label="Pages">
-        <button type="button" disabled={tokens.length <= 1} onClick={() => setTokens((t) => t.slice(0, -1))}>
-          Previous page
-        </button>
-        <button
-          type="button"
-          disabled={!list.data?.nextPageToken}
-          onClick={() => {
-            const next = list.data?.nextPageToken;
-            if (next && !list.loading) setTokens((t) => [...t, next]);
-          }}
-        >
-          Next page
-        </button>
-      </div>
+      <Pager
+        hasPrevious={pages.hasPrevious}
+        hasNext={!!list.data?.nextPageToken}
+        onPrevious={pages.previous}
+        onNext={() => {
+          if (!list.loading) pages.next(list.data?.nextPageToken);
+        }}
+      />
       {deleting && (
         <DeleteDialog
           account={deleting}

@@ -14,6 +14,7 @@ import { BarChart, type Series } from "./Chart";
 import { Filters } from "./Filters";
 import { RecTable } from "./RecTable";
 import { Summary } from "./Summary";
+import { Pager } from "../components/Pager";
 
 /** Services charted at most (those saving most); the note counts the rest. */
 const MAX_CHART_SERVICES = 12;
@@ -122,14 +123,7 @@ export function RecommendationsPage() {
         </>
       )}
       <RecTable rows={rows} busy={page.loading || collected === "unknown"} />
-      <div class="pager" role="group" aria-label="Pages">
-        <button type="button" onClick={previousPage} disabled={!view.page}>
-          Previous page
-        </button>
-        <button type="button" onClick={nextPage} disabled={!page.data?.nextPageToken}>
-          Next page
-        </button>
-      </div>
+      <Pager hasPrevious={!!view.page} hasNext={!!page.data?.nextPageToken} onPrevious={previousPage} onNext={nextPage} />
     </>
   );
 }

@@ -1,12 +1,13 @@
 // `/runs`: the collection history, newest first, a page at a time.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect } from "preact/hooks";
 import { describeError, recommendations } from "../api";
 import type { Collection } from "../gen/cudly/recommendations/v1/recommendations_pb";
 import { useLoad } from "../hooks";
 import { formatDuration } from "../lib/ago";
 import { failureRows, timestampMs } from "../lib/freshnessView";
 import { outcomeWord, plural, triggerWord } from "../lib/labels";
+import { Pager, usePageTokens } from "../components/Pager";
 
 const RUNS_PER_PAGE = 25;
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
@@ -53,8 +54,8 @@ function RunRow({ run }: { run: Collection }) {
 
 export function RunsPage() {
   // Tokens of the pages before the one shown; "" is the first page.
-  const [tokens, setTokens] = useState<string[]>([""]);
-  const token = tokens[tokens.length - 1];
+  const pages = usePageTokens();
+  const token = pages.token;
   const runs = useLoad(token, (signal) =>
     recommendations.listCollections({ pageSize: RUNS_PER_PAGE, pageToken: token }, { signal }),
   );
@@ -97,21 +98,14 @@ export function RunsPage() {
           </tbody>
         </table>
       </div>
-      <div class="pager" role="group" aria-label="Pages">
-        <button type="button" disabled={tokens.length <= 1} onClick={() => setTokens((t) => t.slice(0, -1))}>
-          Previous page
-        </button>
-        <button
-          type="button"
-          disabled={!runs.data?.nextPageToken}
-          onClick={() => {
-            const next = runs.data?.nextPageToken;
-            if (next && !runs.loading) setTokens((t) => [...t, next]);
-          }}
-        >
-          Next page
-        </button>
-      </div>
+      <Pager
+        hasPrevious={pages.hasPrevious}
+        hasNext={!!runs.data?.nextPageToken}
+        onPrevious={pages.previous}
+        onNext={() => {
+          if (!runs.loading) pages.next(runs.data?.nextPageToken);
+        }}
+      />
     </>
   );
 }
