@@ -290,39 +290,9 @@ async fn cudlyctl_manages_notification_channels_and_follows_a_test_notice(pool: 
     assert_exit(&output, 0);
     assert!(stdout(&output).contains("https://hooks.example.com/cudly"), "{}", stdout(&output));
     assert_exit(&admin_ctl(&[&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK"]].concat()).await, 7);
-    // The server names a bad field: exit status 5.
-    let output = admin_ctl(&[
-        "notifications",
-        "channels",
-        "create",
-        "mail",
-        "--smtp-host",
-        "smtp.example.com",
-        "--smtp-username",
-        "cudly",
-        "--smtp-password-ref",
-        "file:/var/run/secrets/cudly/smtp",
-        "--from",
-        "cudly@example.com",
-        "--to",
-        "finops@example.com,not an address",
-    ])
-    .await;
-    assert_exit(&output, 5);
-    assert!(stderr(&output).contains("INVALID_ARGUMENT: channel.email.to[1]"), "{}", stderr(&output));
-    // One kind at a time.
-    let both = [&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK", "--smtp-host", "smtp.example.com"]].concat();
-    assert_exit(&admin_ctl(&both).await, 2);
-    let email = json_lines(
-        &admin_ctl(&[
-            "-o",
-            "json",
-            "notifications",
-            "channels",
-            "create",
-            "mail",
-            "--enabled",
-            "false",
+    // An email channel "mail" sending to `to`, with `options` first.
+    let mail = |options: &[&'static str], to: &'static str| {
+        let fixed = [
             "--smtp-host",
             "smtp.example.com",
             "--smtp-username",
@@ -332,8 +302,21 @@ async fn cudlyctl_manages_notification_channels_and_follows_a_test_notice(pool: 
             "--from",
             "cudly@example.com",
             "--to",
-            "finops@example.com,platform@example.com",
-        ])
+            to,
+        ];
+        [options, &["notifications", "channels", "create", "mail"][..], &fixed[..]].concat()
+    };
+    // The server names a bad field: exit status 5.
+    let output = admin_ctl(&mail(&[], "finops@example.com,not an address")).await;
+    assert_exit(&output, 5);
+    assert!(stderr(&output).contains("INVALID_ARGUMENT: channel.email.to[1]"), "{}", stderr(&output));
+    // One kind at a time.
+    let both = [&webhook[..], &["env:CUDLY_CLOUD_SECRET_WEBHOOK", "--smtp-host", "smtp.example.com"]].concat();
+    assert_exit(&admin_ctl(&both).await, 2);
+    let email = json_lines(
+        &admin_ctl(
+            &[mail(&["-o", "json"], "finops@example.com,platform@example.com"), vec!["--enabled", "false"]].concat(),
+        )
         .await,
     );
     assert_eq!(email[0]["email"]["to"], serde_json::json!(["finops@example.com", "platform@example.com"]));

@@ -115,12 +115,7 @@ async fn a_finish_that_waited_while_its_lease_was_taken_over_writes_nothing(pool
         .await
         .unwrap();
     assert_eq!(types, ["current.0", "current.1"], "nothing of the stale run, not even evicted rows of the newer");
-    let runs: Vec<(i64, String)> =
-        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(runs, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
+    assert_eq!(outcomes(&pool).await, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -209,12 +204,7 @@ async fn a_run_that_took_over_ends_the_frozen_results_transaction_of_the_old_run
     assert_eq!(rows_of_generation(&pool, newer.generation).await, 2);
     assert!(!backend_alive(&pool, zombie_pid).await, "the zombie's transaction was ended");
     assert!(sqlx::query("SELECT 1").execute(&mut *zombie).await.is_err(), "its connection is gone");
-    let runs: Vec<(i64, String)> =
-        sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(runs, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
+    assert_eq!(outcomes(&pool).await, [(old.generation, "abandoned".into()), (newer.generation, "succeeded".into())]);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -248,4 +238,9 @@ async fn the_live_runs_results_transaction_and_a_deletion_are_never_ended(pool: 
     deletion.commit().await.unwrap();
     let finished = finish_run(&impatient, &live, results("live", 2), &notice_rules()).await.unwrap();
     assert_eq!(finished.written, 2);
+}
+
+/// Every run's generation and outcome, oldest first.
+async fn outcomes(pool: &PgPool) -> Vec<(i64, String)> {
+    sqlx::query_as("SELECT generation, outcome FROM collection_runs ORDER BY generation").fetch_all(pool).await.unwrap()
 }
