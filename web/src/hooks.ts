@@ -10,32 +10,24 @@ import { useStore } from "./store";
 export interface Loaded<T> {
   /** The last data loaded (kept while a reload is under way). */
   data?: T;
-  /** The data epoch `data` was loaded in. */
-  epoch?: number;
   error?: unknown;
   loading: boolean;
 }
 
 /**
- * Runs `load` whenever `key` changes and, unless `followEpoch` is false,
- * when a run finishes; `reload()` runs it again.
+ * Runs `load` whenever `key` changes and when a run finishes; `reload()`
+ * runs it again.
  */
-export function useLoad<T>(
-  key: string,
-  load: (signal: AbortSignal) => Promise<T>,
-  options: { followEpoch?: boolean } = {},
-): Loaded<T> & { reload: () => void } {
-  const current = useStore(dataEpoch);
-  const epoch = options.followEpoch === false ? -1 : current;
+export function useLoad<T>(key: string, load: (signal: AbortSignal) => Promise<T>): Loaded<T> & { reload: () => void } {
+  const epoch = useStore(dataEpoch);
   const [nonce, setNonce] = useState(0);
   const [state, setState] = useState<Loaded<T>>({ loading: true });
   useEffect(() => {
     const controller = new AbortController();
-    const startedIn = dataEpoch.get();
     setState((s) => ({ ...s, loading: true }));
     load(controller.signal).then(
       (data) => {
-        if (!controller.signal.aborted) setState({ data, epoch: startedIn, loading: false });
+        if (!controller.signal.aborted) setState({ data, loading: false });
       },
       (error: unknown) => {
         if (!controller.signal.aborted && !isAbort(error)) setState({ error, loading: false });

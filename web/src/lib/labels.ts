@@ -2,7 +2,7 @@
 // numbers (kept here so this module needs no generated code and stays pure).
 
 /** Provider enum number → display name; also used in aria-labels ("AWS accounts"). */
-export const PROVIDER_NAMES: Record<number, string> = { 1: "AWS", 2: "Azure", 3: "GCP" };
+const PROVIDER_NAMES: Record<number, string> = { 1: "AWS", 2: "Azure", 3: "GCP" };
 
 /** URL key (aws|azure|gcp) ↔ Provider enum number. */
 export const PROVIDER_NUMBERS = { aws: 1, azure: 2, gcp: 3 } as const;

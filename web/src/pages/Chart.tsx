@@ -32,19 +32,17 @@ function barsByCurrency(series: Series[]): Map<string, Bar[]> {
 
 export function BarChart(props: {
   caption: string;
-  series: Series[] | undefined;
-  note?: string;
-  loading: boolean;
+  series: Series[];
   /** Bars shown at most per currency (the largest); a note counts the rest. */
   limit?: number;
 }) {
-  const groups = barsByCurrency(props.series ?? []);
+  const groups = barsByCurrency(props.series);
   const many = groups.size > 1;
   const limit = props.limit ?? Number.POSITIVE_INFINITY;
   return (
-    <figure class="chart" aria-busy={props.loading}>
+    <figure class="chart">
       <figcaption>{props.caption}</figcaption>
-      {groups.size === 0 && <p class="muted">{props.loading ? "Loading…" : "No savings to show."}</p>}
+      {groups.size === 0 && <p class="muted">No savings to show.</p>}
       {[...groups].map(([currency, all]) => {
         const bars = all.slice(0, limit);
         const largest = bars.reduce((max, b) => (b.nanos > max ? b.nanos : max), 0n);
@@ -75,7 +73,6 @@ export function BarChart(props: {
           </div>
         );
       })}
-      {props.note && <p class="chart-note">{props.note}</p>}
     </figure>
   );
 }

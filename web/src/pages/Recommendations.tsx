@@ -3,7 +3,7 @@
 import { useEffect } from "preact/hooks";
 import { recommendations, describeError } from "../api";
 import type { GroupTotal, Summary as SummaryMessage } from "../gen/cudly/recommendations/v1/recommendations_pb";
-import { PROVIDER_NAMES } from "../lib/labels";
+import { providerName } from "../lib/labels";
 import { parseView, viewToSearch, withoutPage, type ViewState } from "../lib/urlState";
 import { collectedOnce } from "../freshness";
 import { useLoad } from "../hooks";
@@ -47,17 +47,16 @@ function seriesOf(groups: GroupTotal[], label: (g: GroupTotal) => string): Serie
 }
 
 function Chart({ summary }: { summary: SummaryMessage }) {
-  const providerName = (g: GroupTotal) => PROVIDER_NAMES[g.provider] ?? "Unknown";
   const providersOf = new Map<string, Set<number>>();
   for (const g of summary.byService) providersOf.set(g.service, (providersOf.get(g.service) ?? new Set()).add(g.provider));
   const serviceName = (g: GroupTotal) =>
-    (providersOf.get(g.service)?.size ?? 0) > 1 ? `${g.service} (${providerName(g)})` : g.service;
-  const byProvider = seriesOf(summary.byProvider, providerName);
+    (providersOf.get(g.service)?.size ?? 0) > 1 ? `${g.service} (${providerName(g.provider)})` : g.service;
+  const byProvider = seriesOf(summary.byProvider, (g) => providerName(g.provider));
   const byService = seriesOf(summary.byService, serviceName);
   return (
     <div class="charts">
-      <BarChart caption="Savings by provider" series={byProvider} loading={false} />
-      <BarChart caption="Savings by service" series={byService} loading={false} limit={MAX_CHART_SERVICES} />
+      <BarChart caption="Savings by provider" series={byProvider} />
+      <BarChart caption="Savings by service" series={byService} limit={MAX_CHART_SERVICES} />
     </div>
   );
 }
