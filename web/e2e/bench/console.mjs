@@ -48,13 +48,14 @@ const TABLE_WATCH = () => {
   let lastFirst = null;
   const check = () => {
     const table = [...document.querySelectorAll('table')].find((t) => t.caption?.textContent.trim() === 'Recommendations');
-    const row = table?.querySelector('tbody tr');
+    // A data row has a cell per column; the "Loading…" placeholder has one.
+    const row = table?.querySelector('tbody tr:has(> :nth-child(2))');
     if (!row) return;
     const text = row.textContent;
     if (window.__rows.first === null) window.__rows.first = performance.now();
     if (text !== lastFirst) {
       lastFirst = text;
-      window.__rows.changes.push({ at: performance.now(), rows: table.querySelectorAll('tbody tr').length });
+      window.__rows.changes.push({ at: performance.now(), rows: table.querySelectorAll('tbody tr:has(> :nth-child(2))').length });
     }
   };
   new MutationObserver(check).observe(document, { subtree: true, childList: true, characterData: true });
